@@ -171,10 +171,11 @@ class DocLinks:
         return re.sub(r'(\]\()([^)\s]+)\)', sub, md)
 
 def _anchor_headings(md:str)->str:
-    "Give `show_doc` headings (`### atomic_write_text`) the id nbdev's symbol index links to (`#atomic_write_text`)"
+    "Give the heading of a `show_doc` entry (`### atomic_write_text`) the id nbdev's symbol index links to"
+    if not md.lstrip().startswith('---'): return md  # not a show_doc entry
     def sub(m):
         nm = m.group(2).replace('\\', '').strip('`')
-        return f'{m.group(1)} {m.group(2)} {{ #{nm.lower()} }}'
+        return f'{m.group(1)} {m.group(2)} {{ #{nm.lower()} .nb-api }}'
     return re.sub(r'^(#{2,6}) ([\w.\\]+)\s*$', sub, md, flags=re.M)
 
 def _callouts2admonitions(md:str)->str:
