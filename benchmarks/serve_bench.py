@@ -1,0 +1,165 @@
+"""`convchat serve` on loopback: requests per second, latency (p50/p95) and time to first token under a fixed number of concurrent clients, talking to the server with the official `openai` client.
+
+    python benchmarks/serve_bench.py [--quick] [--clients 1 4] [--requests 24] [--max-seconds 60] [--max-tokens 32]
+
+The server runs in its own process (`convchat.serve.run_server`, 2 running generations, ONNX Runtime on 2 threads) and the
+clients in this one, each a thread that sends greedy requests back to back until the request count or the time bound is
+reached. The same prompts are answered first by `ChatModel.generate` in this process, so the HTTP overhead can be read off
+the one-client latency. Models: a tiny random Llama-style model (measures the server itself) and, unless `--quick`, the
+embedded default model SmolLM2-135M-Instruct exported to ONNX (cached under the convchat cache folder). Results go to
+`benchmarks/results/serve.md` and `serve.json`.
+"""
+import argparse, json, os, platform, statistics, subprocess, sys, tempfile, threading, time, warnings
+from pathlib import Path
+
+RESULTS = Path(__file__).parent/'results'
+QUESTIONS = ["What time does the bakery open on Saturdays?", "Can I order a birthday cake for Friday?",
+             "Do you have gluten-free bread?", "How long does sourdough keep?", "Is there parking nearby?",
+             "What is in the seeded loaf?", "Do you deliver?", "Can I pay by card?"]
+
+def export_model(which:str, work:Path)->Path:
+    "An exported ONNX folder for `which` ('tiny' or 'default'), made with `convchat.convert` when it exists."
+    from convchat.core import cache_dir
+    from convchat.models import save_tiny_model
+    if which == 'default':
+        dest = cache_dir()/'bench'/'default-onnx'
+        if (dest/'model.onnx').exists() or (dest/'convchat-onnx.json').exists(): return dest
+        src = 'default'
+    else: dest, src = work/'tiny-onnx', None
+    try: from convchat.convert import export_onnx
+    except ImportError: export_onnx = None
+    if src is None: src = save_tiny_model(work/'tiny-hf', 'llama')
+    if export_onnx: return Path(export_onnx(src, dest, verify=False, overwrite=True))
+    import shutil
+    from optimum.exporters.onnx import main_export
+    from convchat.models import resolve_model
+    hf = Path(resolve_model(src))
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore'); main_export(str(hf), output=str(dest), task='text-generation-with-past')
+    for f in hf.iterdir():
+        if f.suffix in ('.json', '.jinja') and not (dest/f.name).exists(): shutil.copy(f, dest/f.name)
+    return dest
+
+def free_port()->int:
+    from convchat.serve import listen_socket
+    s = listen_socket('127.0.0.1', 0); p = s.getsockname()[1]; s.close()
+    return p
+
+def start_server(model_dir:Path, port:int, threads:int, concurrency:int):
+    code = (f"from convchat.serve import run_server; run_server({str(model_dir)!r}, port={port}, threads={threads}, "
+            f"max_concurrency={concurrency}, max_queue=64, log_level='warning')")
+    proc = subprocess.Popen([sys.executable, '-c', code], stderr=subprocess.PIPE, text=True)
+    line = proc.stderr.readline()
+    if 'convchat serve:' not in line: raise RuntimeError(f"server did not start: {line}{proc.stderr.read()}")
+    threading.Thread(target=proc.stderr.read, daemon=True).start()   # keep draining its log
+    return proc
+
+def pct(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs)-1, max(0, round(q/100*(len(xs)-1))))] if xs else float('nan')
+
+def load(client, model_id:str, clients:int, n_requests:int, max_seconds:float, max_tokens:int, stream:bool)->dict:
+    "`clients` threads send requests back to back; returns throughput and latency figures."
+    lat, ttft, toks, errors, lock = [], [], [], [], threading.Lock()
+    counter = iter(range(n_requests))
+    t_end = time.perf_counter() + max_seconds
+    def worker():
+        while time.perf_counter() < t_end:
+            with lock: i = next(counter, None)
+            if i is None: return
+            msgs = [{'role': 'user', 'content': QUESTIONS[i % len(QUESTIONS)]}]
+            t0 = time.perf_counter()
+            try:
+                if stream:
+                    first, n = None, 0
+                    for c in client.chat.completions.create(model=model_id, messages=msgs, max_tokens=max_tokens, temperature=0,
+                                                            stream=True, stream_options={'include_usage': True}):
+                        if first is None and c.choices and c.choices[0].delta.content: first = time.perf_counter()-t0
+                        if c.usage: n = c.usage.completion_tokens
+                else:
+                    r = client.chat.completions.create(model=model_id, messages=msgs, max_tokens=max_tokens, temperature=0)
+                    first, n = None, r.usage.completion_tokens
+            except Exception as e:
+                with lock: errors.append(repr(e)); continue
+            dt = time.perf_counter()-t0
+            with lock:
+                lat.append(dt); toks.append(n)
+                if first is not None: ttft.append(first)
+    t0 = time.perf_counter()
+    ths = [threading.Thread(target=worker) for _ in range(clients)]
+    for t in ths: t.start()
+    for t in ths: t.join()
+    wall = time.perf_counter()-t0
+    return dict(clients=clients, stream=stream, requests=len(lat), errors=len(errors), error_samples=errors[:3], seconds=round(wall, 2),
+                req_per_s=round(len(lat)/wall, 2), completion_tokens_per_s=round(sum(toks)/wall, 1),
+                latency_p50_s=round(pct(lat, 50), 3), latency_p95_s=round(pct(lat, 95), 3),
+                ttft_p50_s=round(pct(ttft, 50), 3) if ttft else None)
+
+def bench_model(which:str, work:Path, a)->dict:
+    from openai import OpenAI
+    from convchat.chat import ChatModel
+    t0 = time.perf_counter()
+    d = export_model(which, work)
+    print(f"[{which}] model at {d} ({time.perf_counter()-t0:.0f} s)", file=sys.stderr)
+    m = ChatModel(d, threads=a.threads)
+    direct = []
+    for q in QUESTIONS[:4]:
+        t0 = time.perf_counter(); m.generate([{'role': 'user', 'content': q}], max_new_tokens=a.max_tokens); direct.append(time.perf_counter()-t0)
+    model_id = m.model_id; del m
+    port = free_port()
+    proc = start_server(d, port, a.threads, a.concurrency)
+    try:
+        client = OpenAI(base_url=f'http://127.0.0.1:{port}/v1', api_key='none', max_retries=0, timeout=120)
+        client.chat.completions.create(model=model_id, messages=[{'role': 'user', 'content': 'hi'}], max_tokens=4)  # warm up
+        runs = []
+        for c in a.clients:
+            for stream in (False, True):
+                r = load(client, model_id, c, a.requests, a.max_seconds, a.max_tokens, stream)
+                print(f"[{which}] clients={c} stream={stream}: {r['req_per_s']} req/s, p50 {r['latency_p50_s']} s, p95 {r['latency_p95_s']} s, errors {r['errors']}", file=sys.stderr)
+                runs.append(r)
+    finally:
+        proc.send_signal(2); proc.wait(30)
+    return dict(model=which, model_id=model_id, direct_generate_s=round(statistics.median(direct), 3), runs=runs)
+
+def write(results:dict):
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS/'serve.json').write_text(json.dumps(results, indent=2)+'\n')
+    a = results['settings']
+    lines = [f"`convchat serve` on loopback, {a['max_tokens']} greedy tokens per request, server with {a['concurrency']} running generations "
+             f"and ONNX Runtime on {a['threads']} threads, clients using the `openai` client; up to {a['requests']} requests or {a['max_seconds']} s per row. "
+             f"Machine: {results['machine']['cpu']} ({results['machine']['cores']} cores), shared with other work, so compare rows within one run.", '',
+             '| model | clients | streamed | requests | req/s | tokens/s | p50 latency (s) | p95 latency (s) | p50 TTFT (s) | errors |',
+             '|:--|--:|:--|--:|--:|--:|--:|--:|--:|--:|']
+    for m in results['models']:
+        for r in m['runs']:
+            lines.append(f"| {m['model']} | {r['clients']} | {'yes' if r['stream'] else 'no'} | {r['requests']} | {r['req_per_s']} | {r['completion_tokens_per_s']} | "
+                         f"{r['latency_p50_s']} | {r['latency_p95_s']} | {r['ttft_p50_s'] if r['ttft_p50_s'] is not None else '-'} | {r['errors']} |")
+    lines += ['', 'The same request answered by `ChatModel.generate` in-process, without HTTP (median of 4): ' +
+              ', '.join(f"{m['model']} {m['direct_generate_s']} s" for m in results['models']) + '.', '']
+    (RESULTS/'serve.md').write_text('\n'.join(lines))
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--quick', action='store_true', help='tiny model only')
+    ap.add_argument('--clients', type=int, nargs='+', default=[1, 4])
+    ap.add_argument('--requests', type=int, default=24, help='requests per row (at most)')
+    ap.add_argument('--max-seconds', type=float, default=60, help='time bound per row')
+    ap.add_argument('--max-tokens', type=int, default=32)
+    ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--concurrency', type=int, default=2)
+    a = ap.parse_args()
+    import onnxruntime, fastapi, uvicorn, openai
+    results = dict(settings=dict(clients=a.clients, requests=a.requests, max_seconds=a.max_seconds, max_tokens=a.max_tokens,
+                                 threads=a.threads, concurrency=a.concurrency),
+                   machine=dict(cpu=platform.processor() or platform.machine(), cores=os.cpu_count(), python=platform.python_version(),
+                                onnxruntime=onnxruntime.__version__, fastapi=fastapi.__version__, uvicorn=uvicorn.__version__, openai=openai.__version__),
+                   models=[])
+    try: results['machine']['cpu'] = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
+    except (OSError, StopIteration): pass
+    with tempfile.TemporaryDirectory() as tmp:
+        for which in ['tiny'] + ([] if a.quick else ['default']):
+            results['models'].append(bench_model(which, Path(tmp), a))
+    write(results)
+    print((RESULTS/'serve.md').read_text())
+
+if __name__ == '__main__': main()
