@@ -68,6 +68,7 @@ def test_readme_in_sync_with_index():
     "README.md is what `python tools/build_readme.py` makes from nbs/index.ipynb"
     if not (ROOT/'nbs'/'index.ipynb').exists(): pytest.skip('nbs/index.ipynb does not exist yet')
     md, _ = br.readme(ROOT)
+    assert (ROOT/'README.md').exists(), 'no README.md: run `.venv/bin/python tools/build_readme.py`'
     assert (ROOT/'README.md').read_text() == md, 'README.md is stale: run `.venv/bin/python tools/build_readme.py`'
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -79,14 +79,18 @@ def execute_nb(nb_path:Path, skip_flags=('slow',)):
     from fastcore.xtras import working_directory
     nb_path = Path(nb_path).absolute()
     nb = NBProcessor(nb_path, rm_directives=False, process=True).nb
-    k = CaptureShell(nb_path)
+    k, skip, cur = CaptureShell(nb_path), _skip_cell(nb, list(skip_flags), None), [None]
+    def pre(cell):
+        cur[0] = cell
+        return skip(cell)
     os.environ['IN_TEST'] = '1'
-    with working_directory(nb_path.parent):
-        k.run_all(nb, exc_stop=True, preproc=_skip_cell(nb, list(skip_flags), None))
-    if k.exc:
-        failed = next((c for c in nb.cells if any(o.get('output_type') == 'error' for o in c.get('outputs', []))), None)
-        src = failed.source if failed is not None else '?'
-        raise RuntimeError(f'{nb_path.name}: cell failed while building the docs:\n{src}\n{type(k.exc).__name__}: {k.exc}')
+    try:
+        with working_directory(nb_path.parent): k.run_all(nb, exc_stop=True, preproc=pre)
+    except BaseException as e: exc = e
+    else: exc = k.exc
+    if exc is not None:
+        src = cur[0].source if cur[0] is not None else '?'
+        raise RuntimeError(f'{nb_path.name}: a cell failed while the docs were built:\n{src}\n{type(exc).__name__}: {exc}')
     return nb
 
 def process_nb(nb, nb_path:Path, skip:tuple=()):
@@ -158,17 +162,20 @@ class DocLinks:
         path, _, frag = url.partition('#')
         if path.endswith('.ipynb'): path = self.page_of.get(path.split('/')[-1], path)
         elif path.endswith('.html'): path = path[:-5] + '.md'
+        if path.startswith('./'): path = path[2:]
         if path not in self.page_of.values(): return None
         return path + (f'#{frag}' if frag else '')
-    def __call__(self, md:str)->str:
+    def __call__(self, md:str, unlink_unknown:bool=False)->str:
+        "`md` with doc links made relative; with `unlink_unknown`, links to pages that are not ours become plain text"
         def sub(m):
-            url = m.group(2)
+            bang, text, url = m.groups()
             if url.startswith(self.doc_url): rel = self.html2page(url[len(self.doc_url):])
-            elif '://' not in url and (url.split('#')[0].endswith(('.html', '.ipynb'))): rel = self.html2page(url)
-            else: rel = None
-            if rel is None: return m.group(0)
-            return m.group(1) + (rel if self.relative else self.doc_url + rel.replace('.md', '.html', 1)) + ')'
-        return re.sub(r'(\]\()([^)\s]+)\)', sub, md)
+            elif '://' not in url and url.split('#')[0].endswith(('.html', '.ipynb', '.md')): rel = self.html2page(url)
+            else: return m.group(0)
+            if rel is None:  # a page we don't have: docstrings of other libraries link into their own docs
+                return text if unlink_unknown and not bang and '://' not in url else m.group(0)
+            return f'{bang}[{text}](' + (rel if self.relative else self.doc_url + rel.replace('.md', '.html', 1)) + ')'
+        return re.sub(r'(!?)\[([^\]]*)\]\(([^)\s]+)\)', sub, md)
 
 def _anchor_headings(md:str)->str:
     "Give the heading of a `show_doc` entry (`### atomic_write_text`) the id nbdev's symbol index links to"
@@ -195,7 +202,7 @@ def _callouts2admonitions(md:str)->str:
 class Page:
     "A notebook as a markdown page; images go to `files` (a folder name next to the page)"
     def __init__(self, files:str, flavor:str='mkdocs', links:DocLinks|None=None):
-        self.files, self.flavor, self.links, self.images = files, flavor, links or (lambda s: s), {}
+        self.files, self.flavor, self.links, self.images = files, flavor, links or (lambda s, **kw: s), {}
     def image(self, data:str, ext:str, binary=True)->str:
         name = f'{self.files}/figure-{len(self.images)+1}.{ext}'
         self.images[name] = base64.b64decode(data) if binary else data.encode()
@@ -213,7 +220,7 @@ class Page:
         if 'image/jpeg' in data: return self.image(_src(data['image/jpeg']), 'jpg')
         if 'image/svg+xml' in data: return self.image(_src(data['image/svg+xml']), 'svg', binary=False)
         if 'text/markdown' in data:
-            md = self.links(_src(data['text/markdown']))
+            md = self.links(_src(data['text/markdown']), unlink_unknown=True)
             return _anchor_headings(md) if self.flavor == 'mkdocs' else md
         if 'text/html' in data:
             html = _src(data['text/html']).strip()
@@ -304,10 +311,13 @@ def build_docs(dest:str|Path='_site',      # Folder the site is written to (repl
     try:
         # a fresh process per notebook, as `nbdev_test` isolates them (IPython also replaces `__main__` in a worker)
         with cf.ProcessPoolExecutor(max(1, workers), mp_context=mp.get_context('spawn'), max_tasks_per_child=1) as ex:
-            futs = {ex.submit(_work, j): j for j in jobs}
+            futs, errors = {ex.submit(_work, j): j for j in jobs}, []
             for fut in cf.as_completed(futs):
-                nb, status, secs, note = fut.result()
+                try: nb, status, secs, note = fut.result()
+                except Exception as e:  # report every failing notebook, not just the first
+                    errors.append(str(e)); say(f'  {Path(futs[fut][0]).name:<28} FAILED'); continue
                 say(f'  {Path(nb).name:<28} {status:<9} {secs:6.1f}s' + (f'  ({note.splitlines()[0][:120]})' if note else ''))
+        if errors: raise RuntimeError(f'{len(errors)} notebook(s) failed (--keep-going renders them anyway):\n\n' + '\n\n'.join(errors))
     finally:
         if env_pp is None: os.environ.pop('PYTHONPATH', None)
         else: os.environ['PYTHONPATH'] = env_pp
