@@ -9,7 +9,7 @@ the one-client latency. Models: a tiny random Llama-style model (measures the se
 embedded default model SmolLM2-135M-Instruct exported to ONNX (cached under the convchat cache folder). Results go to
 `benchmarks/results/serve.md` and `serve.json`.
 """
-import argparse, json, os, platform, statistics, subprocess, sys, tempfile, threading, time, warnings
+import argparse, json, os, platform, statistics, subprocess, sys, tempfile, threading, time
 from pathlib import Path
 
 RESULTS = Path(__file__).parent/'results'
@@ -17,28 +17,15 @@ QUESTIONS = ["What time does the bakery open on Saturdays?", "Can I order a birt
              "Do you have gluten-free bread?", "How long does sourdough keep?", "Is there parking nearby?",
              "What is in the seeded loaf?", "Do you deliver?", "Can I pay by card?"]
 
-def export_model(which:str, work:Path)->Path:
-    "An exported ONNX folder for `which` ('tiny' or 'default'), made with `convchat.convert` when it exists."
+def export_model(which:str, work:Path, quantize:str=None)->Path:
+    "An exported ONNX folder for `which` ('tiny' or 'default'); the default model's export is cached in the convchat cache folder."
     from convchat.core import cache_dir
     from convchat.models import save_tiny_model
-    if which == 'default':
-        dest = cache_dir()/'bench'/'default-onnx'
-        if (dest/'model.onnx').exists() or (dest/'convchat-onnx.json').exists(): return dest
-        src = 'default'
-    else: dest, src = work/'tiny-onnx', None
-    try: from convchat.convert import export_onnx
-    except ImportError: export_onnx = None
-    if src is None: src = save_tiny_model(work/'tiny-hf', 'llama')
-    if export_onnx: return Path(export_onnx(src, dest, verify=False, overwrite=True))
-    import shutil
-    from optimum.exporters.onnx import main_export
-    from convchat.models import resolve_model
-    hf = Path(resolve_model(src))
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore'); main_export(str(hf), output=str(dest), task='text-generation-with-past')
-    for f in hf.iterdir():
-        if f.suffix in ('.json', '.jinja') and not (dest/f.name).exists(): shutil.copy(f, dest/f.name)
-    return dest
+    from convchat.convert import export_onnx
+    if which == 'tiny': return Path(export_onnx(save_tiny_model(work/'tiny-hf', 'llama'), work/'tiny-onnx', verify=False, progress=False))
+    dest = cache_dir()/'bench'/f"default-onnx{'-'+quantize if quantize else ''}"
+    if (dest/'convchat-onnx.json').exists(): return dest
+    return Path(export_onnx('default', dest, quantize=quantize, verify=False, overwrite=True))
 
 def free_port()->int:
     from convchat.serve import listen_socket
@@ -99,7 +86,7 @@ def bench_model(which:str, work:Path, a)->dict:
     from openai import OpenAI
     from convchat.chat import ChatModel
     t0 = time.perf_counter()
-    d = export_model(which, work)
+    d = export_model(which, work, a.quantize if which == 'default' else None)
     print(f"[{which}] model at {d} ({time.perf_counter()-t0:.0f} s)", file=sys.stderr)
     m = ChatModel(d, threads=a.threads)
     direct = []
@@ -127,12 +114,14 @@ def write(results:dict):
     a = results['settings']
     lines = [f"`convchat serve` on loopback, {a['max_tokens']} greedy tokens per request, server with {a['concurrency']} running generations "
              f"and ONNX Runtime on {a['threads']} threads, clients using the `openai` client; up to {a['requests']} requests or {a['max_seconds']} s per row. "
-             f"Machine: {results['machine']['cpu']} ({results['machine']['cores']} cores), shared with other work, so compare rows within one run.", '',
+             f"Machine: {results['machine']['cpu']} ({results['machine']['cores']} cores), shared with other work "
+             f"(1-minute load average {results['machine']['load_average_1min'][0]} at the start, {results['machine']['load_average_1min'][1]} at the end), "
+             "so compare rows within one run.", '',
              '| model | clients | streamed | requests | req/s | tokens/s | p50 latency (s) | p95 latency (s) | p50 TTFT (s) | errors |',
              '|:--|--:|:--|--:|--:|--:|--:|--:|--:|--:|']
     for m in results['models']:
         for r in m['runs']:
-            lines.append(f"| {m['model']} | {r['clients']} | {'yes' if r['stream'] else 'no'} | {r['requests']} | {r['req_per_s']} | {r['completion_tokens_per_s']} | "
+            lines.append(f"| {m['model']}{' ('+a['quantize']+')' if m['model'] == 'default' and a.get('quantize') else ''} | {r['clients']} | {'yes' if r['stream'] else 'no'} | {r['requests']} | {r['req_per_s']} | {r['completion_tokens_per_s']} | "
                          f"{r['latency_p50_s']} | {r['latency_p95_s']} | {r['ttft_p50_s'] if r['ttft_p50_s'] is not None else '-'} | {r['errors']} |")
     lines += ['', 'The same request answered by `ChatModel.generate` in-process, without HTTP (median of 4): ' +
               ', '.join(f"{m['model']} {m['direct_generate_s']} s" for m in results['models']) + '.', '']
@@ -147,18 +136,21 @@ def main():
     ap.add_argument('--max-tokens', type=int, default=32)
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--concurrency', type=int, default=2)
+    ap.add_argument('--quantize', choices=['int8', 'int4'], help='serve the default model quantized (default: fp32)')
     a = ap.parse_args()
     import onnxruntime, fastapi, uvicorn, openai
     results = dict(settings=dict(clients=a.clients, requests=a.requests, max_seconds=a.max_seconds, max_tokens=a.max_tokens,
-                                 threads=a.threads, concurrency=a.concurrency),
+                                 threads=a.threads, concurrency=a.concurrency, quantize=a.quantize),
                    machine=dict(cpu=platform.processor() or platform.machine(), cores=os.cpu_count(), python=platform.python_version(),
                                 onnxruntime=onnxruntime.__version__, fastapi=fastapi.__version__, uvicorn=uvicorn.__version__, openai=openai.__version__),
                    models=[])
     try: results['machine']['cpu'] = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
     except (OSError, StopIteration): pass
+    load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         for which in ['tiny'] + ([] if a.quick else ['default']):
             results['models'].append(bench_model(which, Path(tmp), a))
+    results['machine']['load_average_1min'] = [round(load0, 2), round(os.getloadavg()[0], 2)]
     write(results)
     print((RESULTS/'serve.md').read_text())
 
