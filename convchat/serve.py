@@ -9,8 +9,8 @@ __all__ = ['log', 'APIError', 'validation_error', 'ChatMessage', 'StreamOptions'
            'completion_response', 'usage', 'sse_chunk', 'Gate', 'Ticket', 'BodyLimit', 'make_app', 'is_loopback',
            'listen_socket', 'BackgroundServer', 'run_server']
 
-# %% ../nbs/06_serve.ipynb #5b2524a5
-import sys, json, time, uuid, socket, logging, threading, ipaddress
+# %% ../nbs/06_serve.ipynb #45f5f1df
+import sys, copy, json, time, uuid, socket, logging, threading, ipaddress
 from pathlib import Path
 from typing import Literal
 from .core import *
@@ -25,7 +25,7 @@ try:
 except ImportError as e:
     raise ConvchatError(f"`convchat serve` needs FastAPI and uvicorn ({e.name} is missing); install them with: pip install 'convchat[serve]'") from e
 
-# %% ../nbs/06_serve.ipynb #9409e07f
+# %% ../nbs/06_serve.ipynb #9ec6359b
 _ERROR_TYPES = {401: 'authentication_error', 404: 'not_found_error', 429: 'rate_limit_error'}
 
 class APIError(Exception):
@@ -42,7 +42,7 @@ class APIError(Exception):
     def body(self)->dict: return {'error': dict(message=self.message, type=self.type, param=self.param, code=self.code)}
     def response(self)->JSONResponse: return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
 
-# %% ../nbs/06_serve.ipynb #caedbad7
+# %% ../nbs/06_serve.ipynb #28dcaa23
 def _field_path(loc)->str: return '.'.join(str(p) for p in loc if p != 'body')
 
 def validation_error(errors:list, # pydantic error dicts (`RequestValidationError.errors()`)
@@ -59,7 +59,7 @@ def validation_error(errors:list, # pydantic error dicts (`RequestValidationErro
     more = f" ({len(errors)-1} more problem{'s' if len(errors) > 2 else ''} in the request)" if len(errors) > 1 else ''
     return APIError(400, f"{param}: {msg}{more}" if param else msg+more, param=param or None, code='invalid_value')
 
-# %% ../nbs/06_serve.ipynb #42588e98
+# %% ../nbs/06_serve.ipynb #7e6620fa
 class ChatMessage(BaseModel):
     "One message of an OpenAI chat request."
     model_config = ConfigDict(extra='ignore', strict=True)
@@ -114,7 +114,7 @@ class ChatRequest(BaseModel):
         if isinstance(v, list) and not all(v): raise ValueError('stop sequences must not be empty')
         return v
 
-# %% ../nbs/06_serve.ipynb #dac8eb04
+# %% ../nbs/06_serve.ipynb #7dc13820
 def generation_args(req:ChatRequest,  # A validated request
                     model_id:str,     # The id this server answers to
                    )->dict:           # Keyword arguments for `ChatModel.generate`/`.stream`
@@ -133,7 +133,7 @@ def generation_args(req:ChatRequest,  # A validated request
               stop=[req.stop] if isinstance(req.stop, str) else req.stop)
     return {k:v for k,v in kw.items() if v is not None}
 
-# %% ../nbs/06_serve.ipynb #f34b5209
+# %% ../nbs/06_serve.ipynb #7a84ed7f
 def completion_response(gen,            # A `Generation` from `ChatModel.generate`
                         model_id:str,   # The served model's id
                         rid:str,        # Response id, `chatcmpl-...`
@@ -159,7 +159,7 @@ def sse_chunk(rid:str, model_id:str, created:int,
     if usage is not None: c['usage'] = usage
     return f"data: {json.dumps(c, ensure_ascii=False)}\n\n"
 
-# %% ../nbs/06_serve.ipynb #3f988574
+# %% ../nbs/06_serve.ipynb #84f32b0b
 class Gate:
     "Admit at most `running` concurrent generations and `waiting` queued ones; refuse the rest with 429."
     def __init__(self, running:int=2, waiting:int=16):
@@ -190,7 +190,7 @@ class Ticket:
         if self.held: self.gate.limiter.release_on_behalf_of(self); self.held = False
         if not self.closed: self.gate.admitted -= 1; self.closed = True
 
-# %% ../nbs/06_serve.ipynb #63bb0cbf
+# %% ../nbs/06_serve.ipynb #7434e5c1
 log = logging.getLogger('convchat.serve')
 _END = object()
 
@@ -229,7 +229,7 @@ def _model_error(e:Exception)->APIError:
     log.exception('generation failed')
     return APIError(500, f"The generation failed: {type(e).__name__}: {e}", code='generation_failed')
 
-# %% ../nbs/06_serve.ipynb #6d2bb28d
+# %% ../nbs/06_serve.ipynb #777a53f0
 def make_app(model_or_dir,                 # A loaded `ChatModel`, or an exported model folder to load
              max_concurrency:int=2,        # Generations that run at once
              max_body_bytes:int=1_000_000, # Largest request body accepted (413 beyond)
@@ -295,7 +295,7 @@ def make_app(model_or_dir,                 # A loaded `ChatModel`, or an exporte
     app.include_router(v1)
     return app
 
-# %% ../nbs/06_serve.ipynb #8da68bce
+# %% ../nbs/06_serve.ipynb #18863b91
 async def _sse(model, messages:list, kw:dict, rid:str, model_id:str, created:int, include_usage:bool):
     "Server-sent events for one streamed completion."
     chunk = lambda *a, **k: sse_chunk(rid, model_id, created, *a, **k)
@@ -315,7 +315,7 @@ async def _sse(model, messages:list, kw:dict, rid:str, model_id:str, created:int
     if include_usage and gen is not None: yield chunk(None, usage=usage(gen))
     yield 'data: [DONE]\n\n'
 
-# %% ../nbs/06_serve.ipynb #5d861785
+# %% ../nbs/06_serve.ipynb #eb6f8515
 def is_loopback(host:str)->bool:
     "Whether `host` only accepts connections from this machine."
     if host == 'localhost': return True
@@ -361,7 +361,7 @@ class BackgroundServer:
     def __enter__(self): return self.start()
     def __exit__(self, *exc): self.stop()
 
-# %% ../nbs/06_serve.ipynb #5af10172
+# %% ../nbs/06_serve.ipynb #c09c10fc
 def run_server(model_dir:str|Path,        # Exported ONNX model folder
                host:str='127.0.0.1',      # Interface to bind; loopback by default
                port:int=8000,             # Port; 0 picks a free one
@@ -379,5 +379,7 @@ def run_server(model_dir:str|Path,        # Exported ONNX model folder
             print(f"convchat serve: warning: listening on {host}, not loopback: anyone who can reach it can use the model"
                   + ('' if kw.get('api_key') else ' (no API key set)'), file=sys.stderr, flush=True)
         print(f"convchat serve: {app.state.model_id} at {url} (OpenAI base_url); Ctrl-C to stop", file=sys.stderr, flush=True)
-        uvicorn.Server(uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=5)).run(sockets=[sock])
+        log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+        log_config['handlers']['access']['stream'] = 'ext://sys.stderr'      # stdout is for answers, never logs
+        uvicorn.Server(uvicorn.Config(app, log_level=log_level, log_config=log_config, timeout_graceful_shutdown=5)).run(sockets=[sock])
     finally: sock.close()
