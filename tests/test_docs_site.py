@@ -59,6 +59,12 @@ def test_readme_flavour_keeps_absolute_links():
     md, _ = bd.nb2md(nb, 'index.md', flavor='gfm', links=bd.DocLinks(_links.doc_url, _links.page_of, relative=False))
     assert md == '# convchat\n\n> Chat\n\n[data](https://convchat.github.io/convchat/data.html)\n\n```python\nprint(2)\n```\n\n```text\n2\n```\n', md
 
+def test_method_links_fall_back_to_their_class():
+    pages = {'chat.md': '### ChatModel { #chatmodel .nb-api }\n[gen](#chatmodel.generate)',
+             'serve.md': '[a](chat.md#chatmodel._step) [b](chat.md#nope.x) [c](chat.md#chatmodel)'}
+    assert bd.link_methods_to_classes(pages) == {'chat.md': '### ChatModel { #chatmodel .nb-api }\n[gen](#chatmodel)',
+        'serve.md': '[a](chat.md#chatmodel) [b](chat.md#nope.x) [c](chat.md#chatmodel)'}  # unknown classes stay broken: strict fails
+
 def test_doc_notebooks_order(tmp_path):
     for n in ['07_cli', '00_core', 'index', '04a_optimize', '04_convert', '_scratch', '90_benchmarks']: (tmp_path/f'{n}.ipynb').write_text('{}')
     assert [f.stem for f in bd.doc_notebooks(tmp_path)] == ['index', '00_core', '04_convert', '04a_optimize', '07_cli', '90_benchmarks']

@@ -276,6 +276,18 @@ def nb2md(nb, page:str, flavor:str='mkdocs', links:DocLinks|None=None)->tuple[st
         md = re.sub(r'^(# .*\n)', lambda m: m.group(1) + f'\n!!! danger "This notebook failed while the docs were built: outputs or API entries may be missing"\n\n{body}\n', md, count=1)
     return md, p.images
 
+def link_methods_to_classes(pages:dict[str, str])->dict[str, str]:
+    "Point links at undocumented methods (`chat.md#chatmodel._step`) to their class's entry (`chat.md#chatmodel`)"
+    # nbdev's symbol index lists every method of a class, but `show_doc` only documents the class (and methods added
+    # with `@patch` or shown explicitly), so on nbdev's own site such links land on the page without an anchor.
+    ids = {p: set(re.findall(r'\{ #([^\s}]+)', md)) for p, md in pages.items()}
+    def sub(m, page):
+        target, frag = m.group(1) or page, m.group(2)
+        have = ids.get(target, set())
+        if frag in have or '.' not in frag or frag.split('.')[0] not in have: return m.group(0)
+        return f"]({m.group(1) or ''}#{frag.split('.')[0]})"
+    return {p: re.sub(r'\]\(([\w./-]+\.md)?#([\w.]+)\)', lambda m: sub(m, p), md) for p, md in pages.items()}
+
 def nb_title(nb, default:str)->str:
     for cell in nb['cells']:
         if cell['cell_type'] == 'raw' and (t := _frontmatter(_src(cell['source'])).get('title')): return str(t)
@@ -325,17 +337,19 @@ def build_docs(dest:str|Path='_site',      # Folder the site is written to (repl
     shutil.rmtree(docs, ignore_errors=True)
     docs.mkdir(parents=True)
     links = DocLinks(cfg.doc_host + cfg.doc_baseurl, page_of)
-    nav = []
+    nav, pages, images = [], {}, {}
     for f in files:
         nb = json.loads((cache/f.relative_to(nbs)).read_text())
         page = page_of[f.name]
-        md, images = nb2md(nb, page, links=links)
+        pages[page], imgs = nb2md(nb, page, links=links)
+        images.update({(Path(page).parent/name).as_posix(): data for name, data in imgs.items()})
+        nav.append({('Home' if page == 'index.md' else nb_title(nb, f.stem)): page})
+    for page, md in link_methods_to_classes(pages).items():
         (docs/page).parent.mkdir(parents=True, exist_ok=True)
         (docs/page).write_text(md)
-        for name, data in images.items():
-            (docs/Path(page).parent/name).parent.mkdir(parents=True, exist_ok=True)
-            (docs/Path(page).parent/name).write_bytes(data)
-        nav.append({('Home' if page == 'index.md' else nb_title(nb, f.stem)): page})
+    for name, data in images.items():
+        (docs/name).parent.mkdir(parents=True, exist_ok=True)
+        (docs/name).write_bytes(data)
     if 'index.md' not in page_of.values():  # no index.ipynb yet: a front page listing the others
         (docs/'index.md').write_text(f'# {cfg.title}\n\n{cfg.get("description", "")}\n\n' +
                                      ''.join(f'- [{list(n)[0]}]({list(n.values())[0]})\n' for n in nav))
