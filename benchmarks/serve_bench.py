@@ -2,7 +2,7 @@
 
     python benchmarks/serve_bench.py [--quick] [--clients 1 4] [--requests 24] [--max-seconds 60] [--max-tokens 32]
 
-The server runs in its own process (`convchat.serve.run_server`, 2 running generations, ONNX Runtime on 2 threads) and the
+The server runs in its own process (`convchat.serve.run_server`, 2 running generations, its default ONNX Runtime threads) and the
 clients in this one, each a thread that sends greedy requests back to back until the request count or the time bound is
 reached. The same prompts are answered first by `ChatModel.generate` in this process, so the HTTP overhead can be read off
 the one-client latency. Models: a tiny random Llama-style model (measures the server itself) and, unless `--quick`, the
@@ -32,7 +32,7 @@ def free_port()->int:
     s = listen_socket('127.0.0.1', 0); p = s.getsockname()[1]; s.close()
     return p
 
-def start_server(model_dir:Path, port:int, threads:int, concurrency:int):
+def start_server(model_dir:Path, port:int, threads:int|None, concurrency:int):
     code = (f"from convchat.serve import run_server; run_server({str(model_dir)!r}, port={port}, threads={threads}, "
             f"max_concurrency={concurrency}, max_queue=64, log_level='warning')")
     proc = subprocess.Popen([sys.executable, '-c', code], stderr=subprocess.PIPE, text=True)
@@ -113,7 +113,7 @@ def write(results:dict):
     (RESULTS/'serve.json').write_text(json.dumps(results, indent=2)+'\n')
     a = results['settings']
     lines = [f"`convchat serve` on loopback, {a['max_tokens']} greedy tokens per request, server with {a['concurrency']} running generations "
-             f"and ONNX Runtime on {a['threads']} threads, clients using the `openai` client; up to {a['requests']} requests or {a['max_seconds']} s per row. "
+             f"with ONNX Runtime on {a['threads']} thread(s) each, clients using the `openai` client; up to {a['requests']} requests or {a['max_seconds']} s per row. "
              f"Machine: {results['machine']['cpu']} ({results['machine']['cores']} cores), shared with other work "
              f"(1-minute load average {results['machine']['load_average_1min'][0]} at the start, {results['machine']['load_average_1min'][1]} at the end), "
              "so compare rows within one run.", '',
@@ -134,10 +134,11 @@ def main():
     ap.add_argument('--requests', type=int, default=24, help='requests per row (at most)')
     ap.add_argument('--max-seconds', type=float, default=60, help='time bound per row')
     ap.add_argument('--max-tokens', type=int, default=32)
-    ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--threads', type=int, default=None, help="ONNX Runtime threads per generation (default: run_server's, cores // concurrency)")
     ap.add_argument('--concurrency', type=int, default=2)
     ap.add_argument('--quantize', choices=['int8', 'int4'], help='serve the default model quantized (default: fp32)')
     a = ap.parse_args()
+    a.threads = a.threads or max(1, (os.cpu_count() or 1) // a.concurrency)   # what run_server picks by default
     import onnxruntime, fastapi, uvicorn, openai
     results = dict(settings=dict(clients=a.clients, requests=a.requests, max_seconds=a.max_seconds, max_tokens=a.max_tokens,
                                  threads=a.threads, concurrency=a.concurrency, quantize=a.quantize),

@@ -9,8 +9,8 @@ __all__ = ['log', 'APIError', 'validation_error', 'ChatMessage', 'StreamOptions'
            'completion_response', 'usage', 'sse_chunk', 'Gate', 'Ticket', 'BodyLimit', 'make_app', 'is_loopback',
            'listen_socket', 'BackgroundServer', 'run_server']
 
-# %% ../nbs/06_serve.ipynb #371d7f3e
-import sys, copy, json, time, uuid, socket, logging, threading, ipaddress
+# %% ../nbs/06_serve.ipynb #8546f98e
+import os, sys, copy, json, time, uuid, socket, logging, threading, ipaddress
 from pathlib import Path
 from typing import Literal
 from .core import *
@@ -25,7 +25,7 @@ try:
 except ImportError as e:
     raise ConvchatError(f"`convchat serve` needs FastAPI and uvicorn ({e.name} is missing); install them with: pip install 'convchat[serve]'") from e
 
-# %% ../nbs/06_serve.ipynb #4612e0c2
+# %% ../nbs/06_serve.ipynb #762fef24
 _ERROR_TYPES = {401: 'authentication_error', 404: 'not_found_error', 429: 'rate_limit_error'}
 
 class APIError(Exception):
@@ -42,7 +42,7 @@ class APIError(Exception):
     def body(self)->dict: return {'error': dict(message=self.message, type=self.type, param=self.param, code=self.code)}
     def response(self)->JSONResponse: return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
 
-# %% ../nbs/06_serve.ipynb #5fdc6ac9
+# %% ../nbs/06_serve.ipynb #c472d2bb
 def _field_path(loc)->str: return '.'.join(str(p) for p in loc if p != 'body')
 
 def validation_error(errors:list, # pydantic error dicts (`RequestValidationError.errors()`)
@@ -59,7 +59,7 @@ def validation_error(errors:list, # pydantic error dicts (`RequestValidationErro
     more = f" ({len(errors)-1} more problem{'s' if len(errors) > 2 else ''} in the request)" if len(errors) > 1 else ''
     return APIError(400, f"{param}: {msg}{more}" if param else msg+more, param=param or None, code='invalid_value')
 
-# %% ../nbs/06_serve.ipynb #08a70d0f
+# %% ../nbs/06_serve.ipynb #78ac6296
 class ChatMessage(BaseModel):
     "One message of an OpenAI chat request."
     model_config = ConfigDict(extra='ignore', strict=True)
@@ -116,7 +116,7 @@ class ChatRequest(BaseModel):
         if isinstance(v, list) and not all(v): raise ValueError('stop sequences must not be empty')
         return v
 
-# %% ../nbs/06_serve.ipynb #b3fd65ae
+# %% ../nbs/06_serve.ipynb #b2a9b867
 def generation_args(req:ChatRequest,  # A validated request
                     model_id:str,     # The id this server answers to
                    )->dict:           # Keyword arguments for `ChatModel.generate`/`.stream`
@@ -135,7 +135,7 @@ def generation_args(req:ChatRequest,  # A validated request
               stop=[req.stop] if isinstance(req.stop, str) else req.stop)
     return {k:v for k,v in kw.items() if v is not None}
 
-# %% ../nbs/06_serve.ipynb #cdf69884
+# %% ../nbs/06_serve.ipynb #c27fce67
 def completion_response(gen,            # A `Generation` from `ChatModel.generate`
                         model_id:str,   # The served model's id
                         rid:str,        # Response id, `chatcmpl-...`
@@ -161,7 +161,7 @@ def sse_chunk(rid:str, model_id:str, created:int,
     if usage is not None: c['usage'] = usage
     return f"data: {json.dumps(c, ensure_ascii=False)}\n\n"
 
-# %% ../nbs/06_serve.ipynb #df540ad8
+# %% ../nbs/06_serve.ipynb #8a849a07
 class Gate:
     "Admit at most `running` concurrent generations and `waiting` queued ones; refuse the rest with 429."
     def __init__(self, running:int=2, waiting:int=16):
@@ -192,7 +192,7 @@ class Ticket:
         if self.held: self.gate.limiter.release_on_behalf_of(self); self.held = False
         if not self.closed: self.gate.admitted -= 1; self.closed = True
 
-# %% ../nbs/06_serve.ipynb #77a75e70
+# %% ../nbs/06_serve.ipynb #d9d6498a
 log = logging.getLogger('convchat.serve')
 _END = object()
 
@@ -231,7 +231,7 @@ def _model_error(e:Exception)->APIError:
     log.exception('generation failed')
     return APIError(500, f"The generation failed: {type(e).__name__}: {e}", code='generation_failed')
 
-# %% ../nbs/06_serve.ipynb #98e9f1c3
+# %% ../nbs/06_serve.ipynb #595b47ef
 def make_app(model_or_dir,                 # A loaded `ChatModel`, or an exported model folder to load
              max_concurrency:int=2,        # Generations that run at once
              max_body_bytes:int=1_000_000, # Largest request body accepted (413 beyond)
@@ -297,7 +297,7 @@ def make_app(model_or_dir,                 # A loaded `ChatModel`, or an exporte
     app.include_router(v1)
     return app
 
-# %% ../nbs/06_serve.ipynb #9c6ca69d
+# %% ../nbs/06_serve.ipynb #157c44c2
 async def _sse(model, messages:list, kw:dict, rid:str, model_id:str, created:int, include_usage:bool):
     "Server-sent events for one streamed completion."
     chunk = lambda *a, **k: sse_chunk(rid, model_id, created, *a, **k)
@@ -317,7 +317,7 @@ async def _sse(model, messages:list, kw:dict, rid:str, model_id:str, created:int
     if include_usage and gen is not None: yield chunk(None, usage=usage(gen))
     yield 'data: [DONE]\n\n'
 
-# %% ../nbs/06_serve.ipynb #d35faef5
+# %% ../nbs/06_serve.ipynb #7e25631d
 def is_loopback(host:str)->bool:
     "Whether `host` only accepts connections from this machine."
     if host == 'localhost': return True
@@ -363,17 +363,18 @@ class BackgroundServer:
     def __enter__(self): return self.start()
     def __exit__(self, *exc): self.stop()
 
-# %% ../nbs/06_serve.ipynb #c5bb45af
+# %% ../nbs/06_serve.ipynb #a26d4d7d
 def run_server(model_dir:str|Path,        # Exported ONNX model folder
                host:str='127.0.0.1',      # Interface to bind; loopback by default
                port:int=8000,             # Port; 0 picks a free one
-               threads:int|None=None,     # ONNX Runtime threads (default: all cores)
+               threads:int|None=None,     # ONNX Runtime threads (default: the cores shared out among `max_concurrency` generations)
                log_level:str='info',      # uvicorn's log level
                **kw,                      # `make_app`'s options: max_concurrency, max_body_bytes, max_queue, model_name, api_key
               ):
     "Serve `model_dir` over an OpenAI-compatible HTTP API until interrupted (blocking)."
     sock = listen_socket(host, port)
     try:
+        threads = threads or max(1, (os.cpu_count() or 1) // kw.get('max_concurrency', 2))
         app = make_app(ChatModel(model_dir, threads=threads), **kw)
         port = sock.getsockname()[1]
         url = f"http://{'['+host+']' if ':' in host else host}:{port}/v1"
