@@ -36,7 +36,7 @@ def bench_conversations(n:int, max_tokens:int, tok):
         target, msgs = rng.randint(max_tokens*2//3, max_tokens), []
         while True:
             nxt = msgs + rng.choice(rounds)
-            if len(tokenize_conversation(nxt, tok, 10_000)['input_ids']) > target: break
+            if msgs and len(tokenize_conversation(nxt, tok, 10_000)['input_ids']) > target: break
             msgs = nxt
         out.append(Conversation(msgs, id=f'b{len(out)}'))
     return out
