@@ -108,6 +108,9 @@ def bench_model(which:str, work:Path, a)->dict:
         proc.send_signal(2); proc.wait(30)
     return dict(model=which, model_id=model_id, direct_generate_s=round(statistics.median(direct), 3), runs=runs)
 
+def _label(model:str, quantize:str|None)->str:
+    return 'tiny (random weights)' if model == 'tiny' else f"SmolLM2-135M-Instruct {quantize or 'fp32'}"
+
 def write(results:dict):
     RESULTS.mkdir(exist_ok=True)
     (RESULTS/'serve.json').write_text(json.dumps(results, indent=2)+'\n')
@@ -121,10 +124,13 @@ def write(results:dict):
              '|:--|--:|:--|--:|--:|--:|--:|--:|--:|--:|']
     for m in results['models']:
         for r in m['runs']:
-            lines.append(f"| {m['model']}{' ('+a['quantize']+')' if m['model'] == 'default' and a.get('quantize') else ''} | {r['clients']} | {'yes' if r['stream'] else 'no'} | {r['requests']} | {r['req_per_s']} | {r['completion_tokens_per_s']} | "
+            lines.append(f"| {_label(m['model'], a.get('quantize'))} | {r['clients']} | {'yes' if r['stream'] else 'no'} | {r['requests']} | {r['req_per_s']} | {r['completion_tokens_per_s']} | "
                          f"{r['latency_p50_s']} | {r['latency_p95_s']} | {r['ttft_p50_s'] if r['ttft_p50_s'] is not None else '-'} | {r['errors']} |")
     lines += ['', 'The same request answered by `ChatModel.generate` in-process, without HTTP (median of 4): ' +
-              ', '.join(f"{m['model']} {m['direct_generate_s']} s" for m in results['models']) + '.', '']
+              ', '.join(f"{_label(m['model'], a.get('quantize'))} {m['direct_generate_s']} s" for m in results['models']) + '. '
+              'Compared with the one-client rows this is the cost of HTTP, JSON and the `openai` client. With more clients than running '
+              'generations the rest wait in line: requests per second stay at what the CPU can generate, while latency and time to first '
+              'token grow with the wait.', '']
     (RESULTS/'serve.md').write_text('\n'.join(lines))
 
 def main():
