@@ -153,6 +153,9 @@ def main():
             print(f"round {r+1} {n:24s} load {row[n]['load_s']:5.1f}s ttft {row[n]['ttft_s']*1000:6.0f}ms "
                   f"decode {row[n]['decode_tok_s']:6.1f} tok/s  peak {row[n]['peak_rss_mb']:5.0f} MB  load avg {os.getloadavg()[0]:.1f}", file=sys.stderr)
         rounds.append(row)
+        report(rounds, names, q, steps, a)
+
+def report(rounds, names, q, steps, a):
     summary = {}
     for n in names:
         rs = [r for r in rounds if n in r and 'pytorch-fp32' in r]
@@ -164,12 +167,12 @@ def main():
                           same_tokens_as_pytorch=rs[0][n]['tokens'] == rs[0]['pytorch-fp32']['tokens'],
                           quality=q.get(GRAPH.get(n)))
     res = dict(machine=dict(platform=platform.platform(), cpus=os.cpu_count(), threads=a.threads, load_avg=os.getloadavg()),
-               tokens=a.tokens, reps=a.reps, build_seconds=steps, summary=summary, rounds=rounds)
+               tokens=a.tokens, reps=len(rounds), build_seconds=steps, summary=summary, rounds=rounds)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS/'chat.json').write_text(json.dumps(res, indent=2))
     lines = [f"# Chat decode speed", "",
              f"SmolLM2-135M-Instruct, {summary.get('pytorch-fp32', {}).get('prompt_tokens', '?')}-token chat prompt, {a.tokens} greedy tokens, "
-             f"{a.threads} threads, median of {a.reps} interleaved rounds on a shared {os.cpu_count()}-core CPU. "
+             f"{a.threads} threads, median of {len(rounds)} interleaved round(s) on a shared {os.cpu_count()}-core CPU (1-minute load average at the end: {os.getloadavg()[0]:.1f}). "
              "Ratios are to PyTorch in the same round. Quality: KL divergence and top-1 agreement of the graph's next-token "
              "distribution against the fp32 Optimum export on a real chat (teacher-forced). Reproduce: `python benchmarks/chat_bench.py`.", "",
              "| contender | decode tok/s | x PyTorch | time to first token | load | peak RSS | greedy = PyTorch | KL / top-1 |",
@@ -179,6 +182,6 @@ def main():
         lines.append(f"| {n} | {s['decode_tok_s']:.1f} | {s['ratio_to_pytorch']:.2f} | {s['ttft_ms']:.0f} ms | {s['load_s']:.1f} s | "
                      f"{s['peak_rss_mb']:.0f} MB | {'yes' if s['same_tokens_as_pytorch'] else 'no'} | {ql} |")
     (RESULTS/'chat.md').write_text('\n'.join(lines) + '\n')
-    print('\n'.join(lines))
+    print('\n'.join(lines), file=sys.stderr)
 
 if __name__ == '__main__': main()
