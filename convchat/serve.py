@@ -9,7 +9,7 @@ __all__ = ['log', 'APIError', 'validation_error', 'ChatMessage', 'StreamOptions'
            'completion_response', 'usage', 'sse_chunk', 'Gate', 'Ticket', 'BodyLimit', 'make_app', 'is_loopback',
            'listen_socket', 'BackgroundServer', 'run_server']
 
-# %% ../nbs/06_serve.ipynb #8546f98e
+# %% ../nbs/06_serve.ipynb #ec631fe1
 import os, sys, copy, json, time, uuid, socket, logging, threading, ipaddress
 from pathlib import Path
 from typing import Literal
@@ -25,7 +25,7 @@ try:
 except ImportError as e:
     raise ConvchatError(f"`convchat serve` needs FastAPI and uvicorn ({e.name} is missing); install them with: pip install 'convchat[serve]'") from e
 
-# %% ../nbs/06_serve.ipynb #762fef24
+# %% ../nbs/06_serve.ipynb #2d70f4af
 _ERROR_TYPES = {401: 'authentication_error', 404: 'not_found_error', 429: 'rate_limit_error'}
 
 class APIError(Exception):
@@ -42,7 +42,7 @@ class APIError(Exception):
     def body(self)->dict: return {'error': dict(message=self.message, type=self.type, param=self.param, code=self.code)}
     def response(self)->JSONResponse: return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
 
-# %% ../nbs/06_serve.ipynb #c472d2bb
+# %% ../nbs/06_serve.ipynb #ea5c26ed
 def _field_path(loc)->str: return '.'.join(str(p) for p in loc if p != 'body')
 
 def validation_error(errors:list, # pydantic error dicts (`RequestValidationError.errors()`)
@@ -59,7 +59,7 @@ def validation_error(errors:list, # pydantic error dicts (`RequestValidationErro
     more = f" ({len(errors)-1} more problem{'s' if len(errors) > 2 else ''} in the request)" if len(errors) > 1 else ''
     return APIError(400, f"{param}: {msg}{more}" if param else msg+more, param=param or None, code='invalid_value')
 
-# %% ../nbs/06_serve.ipynb #78ac6296
+# %% ../nbs/06_serve.ipynb #45a0323f
 class ChatMessage(BaseModel):
     "One message of an OpenAI chat request."
     model_config = ConfigDict(extra='ignore', strict=True)
@@ -116,7 +116,7 @@ class ChatRequest(BaseModel):
         if isinstance(v, list) and not all(v): raise ValueError('stop sequences must not be empty')
         return v
 
-# %% ../nbs/06_serve.ipynb #b2a9b867
+# %% ../nbs/06_serve.ipynb #22ae492b
 def generation_args(req:ChatRequest,  # A validated request
                     model_id:str,     # The id this server answers to
                    )->dict:           # Keyword arguments for `ChatModel.generate`/`.stream`
@@ -135,7 +135,7 @@ def generation_args(req:ChatRequest,  # A validated request
               stop=[req.stop] if isinstance(req.stop, str) else req.stop)
     return {k:v for k,v in kw.items() if v is not None}
 
-# %% ../nbs/06_serve.ipynb #c27fce67
+# %% ../nbs/06_serve.ipynb #d0a6cce1
 def completion_response(gen,            # A `Generation` from `ChatModel.generate`
                         model_id:str,   # The served model's id
                         rid:str,        # Response id, `chatcmpl-...`
@@ -161,7 +161,7 @@ def sse_chunk(rid:str, model_id:str, created:int,
     if usage is not None: c['usage'] = usage
     return f"data: {json.dumps(c, ensure_ascii=False)}\n\n"
 
-# %% ../nbs/06_serve.ipynb #8a849a07
+# %% ../nbs/06_serve.ipynb #77c0f9cc
 class Gate:
     "Admit at most `running` concurrent generations and `waiting` queued ones; refuse the rest with 429."
     def __init__(self, running:int=2, waiting:int=16):
@@ -192,7 +192,7 @@ class Ticket:
         if self.held: self.gate.limiter.release_on_behalf_of(self); self.held = False
         if not self.closed: self.gate.admitted -= 1; self.closed = True
 
-# %% ../nbs/06_serve.ipynb #d9d6498a
+# %% ../nbs/06_serve.ipynb #37553c6d
 log = logging.getLogger('convchat.serve')
 _END = object()
 
@@ -231,7 +231,7 @@ def _model_error(e:Exception)->APIError:
     log.exception('generation failed')
     return APIError(500, f"The generation failed: {type(e).__name__}: {e}", code='generation_failed')
 
-# %% ../nbs/06_serve.ipynb #595b47ef
+# %% ../nbs/06_serve.ipynb #e93632a4
 def make_app(model_or_dir,                 # A loaded `ChatModel`, or an exported model folder to load
              max_concurrency:int=2,        # Generations that run at once
              max_body_bytes:int=1_000_000, # Largest request body accepted (413 beyond)
@@ -297,7 +297,7 @@ def make_app(model_or_dir,                 # A loaded `ChatModel`, or an exporte
     app.include_router(v1)
     return app
 
-# %% ../nbs/06_serve.ipynb #157c44c2
+# %% ../nbs/06_serve.ipynb #e0cd2c81
 async def _sse(model, messages:list, kw:dict, rid:str, model_id:str, created:int, include_usage:bool):
     "Server-sent events for one streamed completion."
     chunk = lambda *a, **k: sse_chunk(rid, model_id, created, *a, **k)
@@ -317,7 +317,7 @@ async def _sse(model, messages:list, kw:dict, rid:str, model_id:str, created:int
     if include_usage and gen is not None: yield chunk(None, usage=usage(gen))
     yield 'data: [DONE]\n\n'
 
-# %% ../nbs/06_serve.ipynb #7e25631d
+# %% ../nbs/06_serve.ipynb #30ba0ae0
 def is_loopback(host:str)->bool:
     "Whether `host` only accepts connections from this machine."
     if host == 'localhost': return True
@@ -363,7 +363,7 @@ class BackgroundServer:
     def __enter__(self): return self.start()
     def __exit__(self, *exc): self.stop()
 
-# %% ../nbs/06_serve.ipynb #a26d4d7d
+# %% ../nbs/06_serve.ipynb #686b4002
 def run_server(model_dir:str|Path,        # Exported ONNX model folder
                host:str='127.0.0.1',      # Interface to bind; loopback by default
                port:int=8000,             # Port; 0 picks a free one
