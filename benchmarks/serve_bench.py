@@ -1,12 +1,13 @@
 """`convchat serve` on loopback: requests per second, latency (p50/p95) and time to first token under a fixed number of concurrent clients, talking to the server with the official `openai` client.
 
-    python benchmarks/serve_bench.py [--quick] [--clients 1 4] [--requests 24] [--max-seconds 60] [--max-tokens 32]
+    python benchmarks/serve_bench.py [--quick] [--models tiny default fused-int8] [--clients 1 4] [--requests 16] [--max-seconds 30]
 
 The server runs in its own process (`convchat.serve.run_server`, 2 running generations, its default ONNX Runtime threads) and the
 clients in this one, each a thread that sends greedy requests back to back until the request count or the time bound is
 reached. The same prompts are answered first by `ChatModel.generate` in this process, so the HTTP overhead can be read off
 the one-client latency. Models: a tiny random Llama-style model (measures the server itself) and, unless `--quick`, the
-embedded default model SmolLM2-135M-Instruct exported to ONNX (cached under the convchat cache folder). Results go to
+embedded default model SmolLM2-135M-Instruct exported to ONNX with Optimum, and built as a fused int8 graph that the runtime
+runs with onnxruntime-genai (both cached under the convchat cache folder). Results go to
 `benchmarks/results/serve.md` and `serve.json`.
 """
 import argparse, json, os, platform, statistics, subprocess, sys, tempfile, threading, time
@@ -17,12 +18,19 @@ QUESTIONS = ["What time does the bakery open on Saturdays?", "Can I order a birt
              "Do you have gluten-free bread?", "How long does sourdough keep?", "Is there parking nearby?",
              "What is in the seeded loaf?", "Do you deliver?", "Can I pay by card?"]
 
+MODELS = ('tiny', 'default', 'fused-int8')
+
 def export_model(which:str, work:Path, quantize:str=None)->Path:
-    "An exported ONNX folder for `which` ('tiny' or 'default'); the default model's export is cached in the convchat cache folder."
+    "An exported folder for `which`: 'tiny', 'default' (Optimum export) or 'fused-int8' (`convchat.optimize`, run by onnxruntime-genai); the default model's are cached."
     from convchat.core import cache_dir
     from convchat.models import save_tiny_model
     from convchat.convert import export_onnx
     if which == 'tiny': return Path(export_onnx(save_tiny_model(work/'tiny-hf', 'llama'), work/'tiny-onnx', verify=False, progress=False))
+    if which.startswith('fused-'):
+        from convchat.optimize import build_fused_model
+        dest = cache_dir()/'bench'/f'default-{which}'
+        if (dest/'genai_config.json').exists(): return dest
+        return Path(build_fused_model('default', dest, precision=which.split('-', 1)[1], overwrite=True))
     dest = cache_dir()/'bench'/f"default-onnx{'-'+quantize if quantize else ''}"
     if (dest/'convchat-onnx.json').exists(): return dest
     return Path(export_onnx('default', dest, quantize=quantize, verify=False, overwrite=True))
@@ -109,7 +117,9 @@ def bench_model(which:str, work:Path, a)->dict:
     return dict(model=which, model_id=model_id, direct_generate_s=round(statistics.median(direct), 3), runs=runs)
 
 def _label(model:str, quantize:str|None)->str:
-    return 'tiny (random weights)' if model == 'tiny' else f"SmolLM2-135M-Instruct {quantize or 'fp32'}"
+    if model == 'tiny': return 'tiny (random weights)'
+    if model.startswith('fused-'): return f"SmolLM2-135M-Instruct fused {model.split('-', 1)[1]} (onnxruntime-genai)"
+    return f"SmolLM2-135M-Instruct {quantize or 'fp32'}"
 
 def write(results:dict):
     RESULTS.mkdir(exist_ok=True)
@@ -136,9 +146,10 @@ def write(results:dict):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--quick', action='store_true', help='tiny model only')
+    ap.add_argument('--models', nargs='+', choices=MODELS, default=list(MODELS))
     ap.add_argument('--clients', type=int, nargs='+', default=[1, 4])
-    ap.add_argument('--requests', type=int, default=24, help='requests per row (at most)')
-    ap.add_argument('--max-seconds', type=float, default=60, help='time bound per row')
+    ap.add_argument('--requests', type=int, default=16, help='requests per row (at most)')
+    ap.add_argument('--max-seconds', type=float, default=30, help='time bound per row')
     ap.add_argument('--max-tokens', type=int, default=32)
     ap.add_argument('--threads', type=int, default=None, help="ONNX Runtime threads per generation (default: run_server's, cores // concurrency)")
     ap.add_argument('--concurrency', type=int, default=2)
@@ -155,7 +166,7 @@ def main():
     except (OSError, StopIteration): pass
     load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
-        for which in ['tiny'] + ([] if a.quick else ['default']):
+        for which in (['tiny'] if a.quick else a.models):
             results['models'].append(bench_model(which, Path(tmp), a))
     results['machine']['load_average_1min'] = [round(load0, 2), round(os.getloadavg()[0], 2)]
     write(results)

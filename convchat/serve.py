@@ -164,7 +164,9 @@ def sse_chunk(rid:str, model_id:str, created:int,
 # %% ../nbs/06_serve.ipynb #77c0f9cc
 class Gate:
     "Admit at most `running` concurrent generations and `waiting` queued ones; refuse the rest with 429."
-    def __init__(self, running:int=2, waiting:int=16):
+    def __init__(self, running:int=2,   # Generations that may run at once
+                 waiting:int=16,            # Requests that may wait for a running slot
+                ):
         if running < 1 or waiting < 0: raise ConvchatError(f"max_concurrency must be >= 1 and max_queue >= 0 (got {running} and {waiting})")
         self.running,self.waiting,self.admitted = running,waiting,0
         self.limiter = anyio.CapacityLimiter(running)
@@ -340,7 +342,11 @@ def listen_socket(host:str='127.0.0.1', # Interface to bind
 
 class BackgroundServer:
     "Serve an ASGI `app` with uvicorn in a daemon thread; `with BackgroundServer(app) as srv:` gives `srv.url`."
-    def __init__(self, app, host:str='127.0.0.1', port:int=0, log_level:str='warning'):
+    def __init__(self, app,                # The ASGI app, e.g. from `make_app`
+                 host:str='127.0.0.1',     # Interface to bind
+                 port:int=0,               # Port; 0 picks a free one
+                 log_level:str='warning',  # uvicorn's log level
+                ):
         self.sock = listen_socket(host, port)
         self.host, self.port = host, self.sock.getsockname()[1]
         self.url = f"http://{'['+host+']' if ':' in host else host}:{self.port}"
