@@ -7,9 +7,11 @@ have Quarto. This script builds the same site from the package registries alone:
 1. **Execute** every notebook the way `nbdev_test` does (execnb's `CaptureShell`, cells flagged `#| slow` and
    `#| eval: false` skipped), so pages show outputs and plots. Results are cached in `build/docs_cache/`, keyed by the
    notebook, the package source and the fixtures, so a rebuild after editing one notebook re-runs only that one.
-2. **Process** each executed notebook with nbdev's own `FilterDefaults`, exactly what `nbdev_docs` hands to Quarto:
+2. **Process** each executed notebook with nbdev's own `FilterDefaults`, what `nbdev_docs` hands to Quarto:
    `show_doc` cells added after exports and rendered, `#| hide` and `#| export` cells removed, directives stripped,
-   backticked symbols linked to their API entries.
+   backticked symbols linked to their API entries. One change: a cell that mixes imports with other code contributes
+   only its imports to the fresh shell that renders `show_doc`, and `#| slow` cells don't run there
+   (see `_exec_show_docs_lean`).
 3. **Convert** the processed notebook to markdown (this file's `nb2md`): the part Quarto would do. It honours the Quarto
    directives nbdev leaves behind (`echo`, `output`, `include`, `code-fold`), writes plots as image files, gives every
    API entry the anchor nbdev's symbol index links to (`core.html#atomic_write_text`), and turns links to the hosted
@@ -93,14 +95,43 @@ def execute_nb(nb_path:Path, skip_flags=('slow',)):
         raise RuntimeError(f'{nb_path.name}: a cell failed while the docs were built:\n{src}\n{type(exc).__name__}: {exc}')
     return nb
 
-def process_nb(nb, nb_path:Path, skip:tuple=()):
+def _exec_show_docs_lean():
+    "nbdev's `exec_show_docs`, except that it runs only the imports of a cell that mixes imports with tests, and no flagged cell"
+    # `exec_show_docs` re-runs, in a fresh shell, every export cell, every `show_doc` cell and every cell containing an
+    # import statement, so that `show_doc` can see the names it documents. A cell that mixes an import with test code
+    # (`from convchat.data import X` then `run('pipeline')`) is then run again without the cells it depends on, and
+    # `#| slow` cells run too: a NameError, or the real model's whole pipeline inside a docs build (nbdev's FAQ: keep
+    # imports in their own cells). The notebook has already been run in full, so here such a cell contributes only its
+    # top-level imports, and its outputs stay those of the full run.
+    import ast
+    from nbdev.config import get_config
+    from nbdev.processors import exec_show_docs, _do_eval, _show_docs
+    flags = set(str(get_config().get('tst_flags', '')).split())
+    defining = {'export', 'exports', 'exporti', 'exec_doc'}
+    class exec_show_docs_lean(exec_show_docs):
+        def __call__(self, cell):
+            if not getattr(self.nb, 'has_docs_', None) or not hasattr(self, 'k') or cell.cell_type != 'code': return
+            d = cell.directives_ or {}
+            if flags & d.keys(): return
+            if not (d.keys() & defining) and _do_eval(cell) and not _show_docs(cell.parsed_()):
+                imps = [t for t in cell.parsed_() if isinstance(t, (ast.Import, ast.ImportFrom))]
+                self.k.run_cell('\n'.join(ast.unparse(t) for t in imps))
+                if self.k.exc: raise Exception(f'Error in cell {cell.idx_} (its imports):\n{cell.source}\n{type(self.k.exc).__name__}: {self.k.exc}')
+                return
+            super().__call__(cell)
+    exec_show_docs_lean.__name__ = 'exec_show_docs'
+    return exec_show_docs_lean
+
+def process_nb(nb, nb_path:Path, skip:tuple=(), lean:bool=True):
     "Apply nbdev's own docs processors (`FilterDefaults`, as `nbdev_docs` does before Quarto), less those in `skip`"
     from fastcore.nbio import dict2nb, nb2dict
     from nbdev.config import get_config
-    from nbdev.processors import FilterDefaults
+    from nbdev.processors import FilterDefaults, exec_show_docs
     from fastcore.xtras import working_directory
     class _Filter(FilterDefaults):
-        def base_procs(self): return [p for p in super().base_procs() if p.__name__ not in skip]
+        def base_procs(self):
+            procs = [p for p in super().base_procs() if p.__name__ not in skip]
+            return [_exec_show_docs_lean() if lean and p is exec_show_docs else p for p in procs]
     nb = dict2nb(nb2dict(nb))  # a fresh copy, as `nbdev_docs` reads the notebook from disk
     nb.path_ = str(nb_path)
     os.environ['IN_TEST'] = '1'
