@@ -135,8 +135,14 @@ def main():
     ap.add_argument('--work', default='/tmp/convchat-chat-bench')
     ap.add_argument('--only', nargs='*', default=None, help='contenders to run (default: all)')
     ap.add_argument('--one', default=None, help=argparse.SUPPRESS)
+    ap.add_argument('--report', action='store_true', help='rewrite chat.md from chat.json without running anything')
     a = ap.parse_args()
     if a.one: return run_one(a.one, a.work, a.threads, a.tokens)
+    if a.report:
+        old = json.loads((RESULTS/'chat.json').read_text())
+        names = list(old['summary']); q = {GRAPH[n]: v['quality'] for n, v in old['summary'].items() if n in GRAPH}
+        a.tokens, a.threads = old['tokens'], old['machine']['threads']
+        return report(old['rounds'], names, q, old['build_seconds'], a)
     warnings.filterwarnings('ignore')
     work = Path(a.work)
     steps = build(work, a.threads)
@@ -161,7 +167,8 @@ def report(rounds, names, q, steps, a):
         rs = [r for r in rounds if n in r and 'pytorch-fp32' in r]
         if not rs: continue
         ratios = [r[n]['decode_tok_s']/r['pytorch-fp32']['decode_tok_s'] for r in rs]
-        summary[n] = dict(decode_tok_s=statistics.median(r[n]['decode_tok_s'] for r in rs), ratio_to_pytorch=statistics.median(ratios),
+        ro = [r[n]['decode_tok_s']/r['optimum-fp32']['decode_tok_s'] for r in rs if 'optimum-fp32' in r]
+        summary[n] = dict(decode_tok_s=statistics.median(r[n]['decode_tok_s'] for r in rs), ratio_to_pytorch=statistics.median(ratios), ratio_to_optimum=statistics.median(ro) if ro else None,
                           ttft_ms=1000*statistics.median(r[n]['ttft_s'] for r in rs), load_s=statistics.median(r[n]['load_s'] for r in rs),
                           peak_rss_mb=max(r[n]['peak_rss_mb'] for r in rs), prompt_tokens=rs[0][n]['prompt_tokens'],
                           same_tokens_as_pytorch=rs[0][n]['tokens'] == rs[0]['pytorch-fp32']['tokens'],
@@ -175,11 +182,12 @@ def report(rounds, names, q, steps, a):
              f"{a.threads} threads, median of {len(rounds)} interleaved round(s) on a shared {os.cpu_count()}-core CPU (1-minute load average at the end: {os.getloadavg()[0]:.1f}). "
              "Ratios are to PyTorch in the same round. Quality: KL divergence and top-1 agreement of the graph's next-token "
              "distribution against the fp32 Optimum export on a real chat (teacher-forced). Reproduce: `python benchmarks/chat_bench.py`.", "",
-             "| contender | decode tok/s | x PyTorch | time to first token | load | peak RSS | greedy = PyTorch | KL / top-1 |",
-             "|---|---:|---:|---:|---:|---:|:-:|---|"]
+             "| contender | decode tok/s | x PyTorch | x Optimum fp32 | time to first token | load | peak RSS | greedy = PyTorch | KL / top-1 |",
+             "|---|---:|---:|---:|---:|---:|---:|:-:|---|"]
     for n, s in summary.items():
         ql = f"{s['quality']['kl']:.4f} / {100*s['quality']['top1']:.0f}%" if s['quality'] else ('0 (fp32 reference)' if 'fp32' in n else '')
-        lines.append(f"| {n} | {s['decode_tok_s']:.1f} | {s['ratio_to_pytorch']:.2f} | {s['ttft_ms']:.0f} ms | {s['load_s']:.1f} s | "
+        xo = f"{s['ratio_to_optimum']:.2f}" if s['ratio_to_optimum'] else ''
+        lines.append(f"| {n} | {s['decode_tok_s']:.1f} | {s['ratio_to_pytorch']:.2f} | {xo} | {s['ttft_ms']:.0f} ms | {s['load_s']:.1f} s | "
                      f"{s['peak_rss_mb']:.0f} MB | {'yes' if s['same_tokens_as_pytorch'] else 'no'} | {ql} |")
     (RESULTS/'chat.md').write_text('\n'.join(lines) + '\n')
     print('\n'.join(lines), file=sys.stderr)
