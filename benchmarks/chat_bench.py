@@ -104,8 +104,10 @@ def build(work, threads):
         t = time.perf_counter()
         export_onnx('default', work/'optimum-int8', quantize='int8', verify=False, overwrite=True, progress=False, threads=threads, force=True)
         steps['optimum export + MatMulNBits int8'] = time.perf_counter()-t
+    from convchat.optimize import PRECISIONS
     for p in ('fp32', 'int8', 'int4'):
-        if not (work/f'fused-{p}').exists():
+        meta = work/f'fused-{p}'/'convchat-onnx.json'
+        if not meta.exists() or json.loads(meta.read_text()).get('builder_args') != PRECISIONS[p]:   # rebuild when the recipe changed
             t = time.perf_counter(); build_fused_model('default', work/f'fused-{p}', p, overwrite=True)
             steps[f'fused build ({p})'] = time.perf_counter()-t
     return steps
