@@ -61,9 +61,9 @@ def test_readme_flavour_keeps_absolute_links():
 
 def test_method_links_fall_back_to_their_class():
     pages = {'chat.md': '### ChatModel { #chatmodel .nb-api }\n[gen](#chatmodel.generate)',
-             'serve.md': '[a](chat.md#chatmodel._step) [b](chat.md#nope.x) [c](chat.md#chatmodel)'}
+             'serve.md': '[a](chat.md#chatmodel._step) [b](chat.md#nope.x) [c](chat.md#chatmodel) [`_f`](chat.md#_f) [d](chat.md#gone)'}
     assert bd.link_methods_to_classes(pages) == {'chat.md': '### ChatModel { #chatmodel .nb-api }\n[gen](#chatmodel)',
-        'serve.md': '[a](chat.md#chatmodel) [b](chat.md#nope.x) [c](chat.md#chatmodel)'}  # unknown classes stay broken: strict fails
+        'serve.md': '[a](chat.md#chatmodel) [b](chat.md#nope.x) [c](chat.md#chatmodel) `_f` [d](chat.md#gone)'}  # the rest fails the strict build
 
 def test_doc_notebooks_order(tmp_path):
     for n in ['07_cli', '00_core', 'index', '04a_optimize', '04_convert', '_scratch', '90_benchmarks']: (tmp_path/f'{n}.ipynb').write_text('{}')

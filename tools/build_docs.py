@@ -308,16 +308,19 @@ def nb2md(nb, page:str, flavor:str='mkdocs', links:DocLinks|None=None)->tuple[st
     return md, p.images
 
 def link_methods_to_classes(pages:dict[str, str])->dict[str, str]:
-    "Point links at undocumented methods (`chat.md#chatmodel._step`) to their class's entry (`chat.md#chatmodel`)"
-    # nbdev's symbol index lists every method of a class, but `show_doc` only documents the class (and methods added
-    # with `@patch` or shown explicitly), so on nbdev's own site such links land on the page without an anchor.
+    "Point links at undocumented methods (`chat.md#chatmodel._step`) to their class's entry; unlink undocumented private names"
+    # nbdev's symbol index lists every function and method, private ones included, but `show_doc` documents only the
+    # public functions and classes (and methods added with `@patch` or shown explicitly), so on nbdev's own site these
+    # links land on the page without an anchor. A link to anything else that is missing still fails the strict build.
     ids = {p: set(re.findall(r'\{ #([^\s}]+)', md)) for p, md in pages.items()}
     def sub(m, page):
-        target, frag = m.group(1) or page, m.group(2)
+        text, target, frag = m.group(1), m.group(2) or page, m.group(3)
         have = ids.get(target, set())
-        if frag in have or '.' not in frag or frag.split('.')[0] not in have: return m.group(0)
-        return f"]({m.group(1) or ''}#{frag.split('.')[0]})"
-    return {p: re.sub(r'\]\(([\w./-]+\.md)?#([\w.]+)\)', lambda m: sub(m, p), md) for p, md in pages.items()}
+        if frag in have: return m.group(0)
+        if '.' in frag and frag.split('.')[0] in have: return f"[{text}]({m.group(2) or ''}#{frag.split('.')[0]})"
+        if frag.split('.')[-1].startswith('_') and target in ids: return text
+        return m.group(0)
+    return {p: re.sub(r'\[([^\]]*)\]\(([\w./-]+\.md)?#([\w.]+)\)', lambda m: sub(m, p), md) for p, md in pages.items()}
 
 def nb_title(nb, default:str)->str:
     for cell in nb['cells']:
