@@ -6,11 +6,12 @@ Docs: https://convchat.github.io/convchat/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #9c9b5eb0
 from __future__ import annotations
-import os, json, shutil, tempfile, hashlib, contextlib
+import os, sys, json, re, shutil, tempfile, hashlib, contextlib
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['ConvchatError', 'cache_dir', 'atomic_write_text', 'atomic_write_json', 'atomic_dir', 'file_sha256']
+__all__ = ['OWNER_FILE', 'ConvchatError', 'cache_dir', 'atomic_write_text', 'atomic_write_json', 'check_output_dir',
+           'clean_leftovers', 'atomic_dir', 'file_sha256']
 
 # %% ../nbs/00_core.ipynb #223f8846
 class ConvchatError(Exception):
@@ -42,19 +43,79 @@ def atomic_write_json(path:Path, obj, indent:int=2)->Path:
     "Write `obj` as JSON to `path` atomically."
     return atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False)+'\n')
 
+# %% ../nbs/00_core.ipynb #6b943dec
+OWNER_FILE = '.convchat'
+_LEGACY_MARKERS = ('convchat-onnx.json', 'convchat-train.json', 'convchat-source.json')  # folders written before OWNER_FILE existed
+
+def _owned(d:Path)->set|None:
+    "Names convchat wrote in `d`, or None if convchat did not write `d`."
+    f = d/OWNER_FILE
+    if f.is_file():
+        try: return set(json.loads(f.read_text()).get('files', [])) | {OWNER_FILE}
+        except (ValueError, UnicodeDecodeError, AttributeError): return None
+    if any((d/m).is_file() for m in _LEGACY_MARKERS): return {p.name for p in d.iterdir()}
+    return None
+
+# %% ../nbs/00_core.ipynb #9135e056
+def _inside(p:Path, d:Path)->bool: return p == d or d in p.parents
+
+def check_output_dir(dest:Path,            # Folder about to be written
+                     overwrite:bool=False, # Whether replacing an existing convchat folder is allowed
+                     protect:list=(),      # Inputs (data file, source model) that must survive
+                    ):
+    "Raise a `ConvchatError` unless `dest` is new, empty, or a convchat folder that may be overwritten."
+    dest = Path(dest); r = dest.resolve(); cwd = Path.cwd().resolve()
+    if _inside(cwd, r) or r == Path.home().resolve():
+        raise ConvchatError(f"{dest}: refusing to write over the current folder, your home or a folder above them; name a new folder (for example --output-dir my-model)")
+    for p in protect or ():
+        if p is not None and isinstance(p, (str, Path)) and Path(p).exists() and _inside(Path(p).resolve(), r):
+            raise ConvchatError(f"{dest} contains the input {p}; choose an output folder that does not hold your data or source model")
+    if not dest.exists(): return
+    if not dest.is_dir(): raise ConvchatError(f"{dest} exists and is not a folder; choose another output path")
+    names = {p.name for p in dest.iterdir()}
+    if not names: return
+    if not overwrite: raise ConvchatError(f"{dest} already exists and is not empty; pass overwrite=True (--overwrite) to replace it")
+    foreign = sorted(names - (_owned(dest) or set()))
+    if foreign:
+        raise ConvchatError(f"{dest} holds files convchat did not write ({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}); "
+                            "--overwrite only replaces convchat's own folders: move them or choose another folder")
+
+# %% ../nbs/00_core.ipynb #a1b60335
+def _pid_alive(pid:int)->bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except (PermissionError, OverflowError): return True
+    return True
+
+def clean_leftovers(dest:Path)->list:
+    "Remove the hidden partial folders that killed runs left next to `dest`; return what was removed."
+    dest = Path(dest).resolve(); gone = []
+    if not dest.parent.is_dir(): return gone
+    pat = re.compile(rf'^\.{re.escape(dest.name)}\.(?:(\d+)-[^.]+\.partial|old-(\d+))$')
+    for p in dest.parent.iterdir():
+        m = pat.match(p.name)
+        if m and p.is_dir() and not _pid_alive(int(m[1] or m[2])):
+            shutil.rmtree(p, ignore_errors=True); gone.append(p)
+            print(f"convchat: removed {p}, left by an interrupted run", file=sys.stderr)
+    return gone
+
 # %% ../nbs/00_core.ipynb #a1ba0813
 @contextlib.contextmanager
 def atomic_dir(dest:Path,             # Final folder
-               overwrite:bool=False,  # Replace an existing `dest`
+               overwrite:bool=False,  # Replace an existing folder that convchat wrote
+               protect:list=(),       # Inputs that must not lie inside `dest`
               ):
     "Yield a temporary sibling folder of `dest`; rename it to `dest` only if the block succeeds."
-    dest = Path(dest)
-    if dest.exists() and not overwrite and any(dest.iterdir()):
-        raise ConvchatError(f"{dest} already exists and is not empty; pass overwrite=True (--overwrite) to replace it")
+    dest = Path(dest).resolve()
+    check_output_dir(dest, overwrite, protect)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f'.{dest.name}.', suffix='.partial'))
+    clean_leftovers(dest)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f'.{dest.name}.{os.getpid()}-', suffix='.partial'))
     try:
         yield tmp
+        names = sorted(p.name for p in tmp.iterdir() if p.name != OWNER_FILE)
+        atomic_write_json(tmp/OWNER_FILE, dict(written_by='convchat', files=names))
+        check_output_dir(dest, overwrite, protect)           # nothing foreign appeared while we worked
         if dest.exists():
             old = dest.with_name(f'.{dest.name}.old-{os.getpid()}')
             os.replace(dest, old)
