@@ -6,9 +6,9 @@ Docs: https://convchat.github.io/convchat/serve.html.md"""
 
 # %% auto #0
 __all__ = ['MIN_TEMPERATURE', 'log', 'GONE', 'APIError', 'validation_error', 'ChatMessage', 'StreamOptions', 'ChatRequest',
-           'generation_args', 'completion_response', 'usage', 'sse_chunk', 'Gate', 'Ticket', 'unless_disconnected',
-           'BodyLimit', 'local_host', 'Guard', 'make_app', 'is_loopback', 'listen_socket', 'BackgroundServer',
-           'run_server']
+           'generation_args', 'fit_runtime', 'completion_response', 'usage', 'sse_chunk', 'Gate', 'Ticket',
+           'unless_disconnected', 'BodyLimit', 'local_host', 'Guard', 'make_app', 'is_loopback', 'listen_socket',
+           'BackgroundServer', 'run_server']
 
 # %% ../nbs/06_serve.ipynb #ec631fe1
 import os, re, sys, copy, hmac, json, time, uuid, socket, logging, threading, ipaddress
@@ -107,7 +107,7 @@ class ChatRequest(BaseModel):
     max_tokens: int|None = Field(None, ge=1, lt=2**31)
     max_completion_tokens: int|None = Field(None, ge=1, lt=2**31)
     temperature: float|None = Field(None, ge=0, le=2)
-    top_p: float|None = Field(None, gt=0, le=1)
+    top_p: float|None = Field(None, ge=1e-6, le=1)   # below it float32 rounds top_p to 0 and drops every token
     top_k: int|None = Field(None, ge=0, lt=2**31)
     repetition_penalty: float|None = Field(None, ge=0.01, le=100)
     frequency_penalty: float|None = Field(None, ge=-2, le=2)
@@ -157,6 +157,16 @@ def generation_args(req:ChatRequest,  # A validated request
               top_k=req.top_k, repetition_penalty=req.repetition_penalty, seed=req.seed,
               stop=[req.stop] if isinstance(req.stop, str) else req.stop)
     return {k:v for k,v in kw.items() if v is not None}
+
+# %% ../nbs/06_serve.ipynb #a7b3c9d1
+def fit_runtime(model, kw:dict)->dict:
+    "`kw` adapted to what `model`'s runtime takes, or a 400 `APIError`."
+    if getattr(model, 'og_model', None) is None: return kw
+    if kw.get('seed', 0) >= 2**31:
+        raise APIError(400, f"seed: {model.model_id} runs on onnxruntime-genai, whose seeds are below 2**31 (2147483648)", param='seed', code='invalid_value')
+    vocab = json.loads((Path(model.model_dir)/'genai_config.json').read_text())['model'].get('vocab_size')
+    if vocab and kw.get('top_k', 0) >= vocab: kw = {**kw, 'top_k': 0}   # every token, as asked
+    return kw
 
 # %% ../nbs/06_serve.ipynb #d0a6cce1
 def completion_response(gen,            # A `Generation` from `ChatModel.generate`
@@ -358,6 +368,8 @@ def make_app(model_or_dir,                 # A loaded `ChatModel`, or an exporte
     @app.exception_handler(HTTPException)
     async def _http(request, e:HTTPException):
         if e.status_code == 413: return BodyLimit(None, max_body_bytes).error().response()
+        if e.status_code == 400 and e.detail == 'There was an error parsing the body':   # FastAPI's words for bad UTF-8 or too deep nesting
+            return APIError(400, 'The request body could not be parsed: send UTF-8 JSON nested at most a few hundred levels deep', code='invalid_json').response()
         msg = {404: f"No such endpoint: {request.method} {request.url.path}", 405: f"{request.method} is not allowed on {request.url.path}"}.get(e.status_code, str(e.detail))
         return APIError(e.status_code, msg, headers=e.headers).response()
 
@@ -383,7 +395,7 @@ def make_app(model_or_dir,                 # A loaded `ChatModel`, or an exporte
 
     @v1.post('/chat/completions')
     async def chat_completions(req:ChatRequest, request:Request):
-        kw = generation_args(req, model_id)
+        kw = fit_runtime(model, generation_args(req, model_id))
         messages = [m.to_dict(i) for i,m in enumerate(req.messages)]
         rid, created = f'chatcmpl-{uuid.uuid4().hex}', int(time.time())
         try: n_prompt = len(await anyio.to_thread.run_sync(model.encode, messages))
