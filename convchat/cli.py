@@ -67,6 +67,11 @@ def _regular_file(path):
         with open(path, 'rb') as src, open(tmp, 'wb') as dst: shutil.copyfileobj(src, dst)
         yield tmp
 
+def _check_model(model):
+    "Raise now, before progress bars and heavy imports, if `model` names a folder that does not exist or holds no model."
+    from convchat.models import resolve_model, is_default
+    if not is_default(model): resolve_model(model)
+
 def _check_data(path, shown=None):
     "Raise a one-line `ConvchatError` with the first problem if `path` has errors; `shown` is the name the user gave."
     from convchat.data import validate_file
@@ -79,13 +84,22 @@ def _check_data(path, shown=None):
 
 # %% ../nbs/07_cli.ipynb #c1a0c007
 @contextlib.contextmanager
-def _onnx_load_errors(model_path):
-    "Turn ONNX Runtime's errors while loading `model_path` into a one-line `ConvchatError`."
+def _model_load_errors(model_path):
+    "Turn ONNX Runtime's and the tokenizer's errors while loading `model_path` into a one-line `ConvchatError`."
     try: yield
     except Exception as e:
-        if not type(e).__module__.startswith('onnxruntime'): raise
-        why = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ConvchatError(f"{model_path}: ONNX Runtime cannot load the model ({why[:200]}); export it again with `convchat convert`") from None
+        if not (type(e).__module__.startswith('onnxruntime') or type(e) is Exception): raise
+        why = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise ConvchatError(f"{model_path}: cannot load the model ({why}); export it again with `convchat convert`") from None
+
+def _check_text(what, s):
+    "Raise unless `s` can be encoded as UTF-8; `what` names it ('--prompt', 'batch.txt: prompt 3')."
+    try: s.encode('utf-8')
+    except UnicodeEncodeError as e:
+        c = ord(s[e.start])
+        why = (f"is not valid UTF-8 (byte 0x{c-0xdc00:02x} at character {e.start})" if 0xdc80 <= c <= 0xdcff else
+               f"holds a lone UTF-16 surrogate \\u{c:04x} at character {e.start}, which is not text")
+        raise ConvchatError(f"{what} {why}; give UTF-8 text") from None
 
 # %% ../nbs/07_cli.ipynb #866e087c
 def validate(data_file:str,        # JSON or JSONL file of conversations (a pipe such as /dev/stdin works)
@@ -118,6 +132,7 @@ def train(data_file:str=None,          # Conversations (JSON/JSONL); the built-i
     _check_num('epochs', epochs, 0, above=True); _check_num('max_steps', max_steps, 1); _check_num('batch_size', batch_size, 1)
     _check_num('learning_rate', learning_rate, 0, 1, above=True); _check_num('max_length', max_length, 1); _check_num('seed', seed, 0, 2**32-1)
     if data_file is not None: _check_file(data_file)
+    _check_model(model)
     check_output_dir(output_dir, overwrite, protect=[data_file, model])
     from convchat.data import example_conversations_path
     with _regular_file(data_file) as f:
@@ -146,8 +161,7 @@ def convert(model_path:str='default', # Fine-tuned model folder ('default' or a 
            )->int:
     "Export a model to ONNX with Optimum, verify it answers the same, optionally quantize it"
     _check_choice('quantize', quantize, ('int8', 'int4'))
-    if Path(model_path).is_dir() and not (Path(model_path)/'config.json').is_file():
-        raise ConvchatError(f"{model_path}: no config.json, so this folder holds no model; give the folder `convchat train` wrote")
+    _check_model(model_path)
     check_output_dir(output_dir, overwrite, protect=[model_path])
     from convchat.convert import export_onnx, model_info, format_info
     with contextlib.redirect_stdout(sys.stderr):   # exporters print progress: keep stdout for answers
@@ -188,9 +202,11 @@ def chat(model_path:str='convchat-onnx', # Exported ONNX model folder
     gen = _check_gen(max_new_tokens, temperature, top_p, top_k, repetition_penalty, seed, threads)
     if not Path(model_path).is_dir(): raise ConvchatError(f"{model_path}: no such model folder (make one with `convchat convert`)")
     if batch_file is not None: _check_file(batch_file, 'batch file')
+    for name, v in (('--prompt', prompt), ('--system', system)):
+        if v is not None: _check_text(name, v)
     from convchat.chat import ChatModel, interactive, load_prompts
     prompts = None if batch_file is None else _load_prompts(load_prompts, batch_file)
-    with _onnx_load_errors(model_path): m = ChatModel(model_path, threads=threads)
+    with _model_load_errors(model_path): m = ChatModel(model_path, threads=threads)
     if prompt is None and batch_file is None: return interactive(m, system=system, **gen) or 0
     sysm = [{'role':'system', 'content':system}] if system else []
     if prompt is not None:
@@ -201,9 +217,12 @@ def chat(model_path:str='convchat-onnx', # Exported ONNX model folder
     return 0
 
 def _load_prompts(load_prompts, batch_file):
-    try: return load_prompts(batch_file)
+    try: prompts = load_prompts(batch_file)
     except UnicodeDecodeError as e:
         raise ConvchatError(f"{batch_file}: not valid UTF-8 (byte 0x{e.object[e.start]:02x} at offset {e.start}); save the file as UTF-8") from None
+    for i, p in enumerate(prompts, 1):
+        for m in (p if isinstance(p, list) else [{'content': p}]): _check_text(f"{batch_file}: prompt {i}", m['content'])
+    return prompts
 
 # %% ../nbs/07_cli.ipynb #748283b6
 def serve(model_path:str='convchat-onnx', # Exported ONNX model folder
@@ -220,7 +239,7 @@ def serve(model_path:str='convchat-onnx', # Exported ONNX model folder
     _check_num('max_queue', max_queue, 0); _check_num('threads', threads, 1)
     if not Path(model_path).is_dir(): raise ConvchatError(f"{model_path}: no such model folder (make one with `convchat convert`)")
     from convchat.serve import run_server
-    with _onnx_load_errors(model_path):
+    with _model_load_errors(model_path):
         return run_server(model_path, host=host, port=port, max_concurrency=max_concurrency, max_queue=max_queue,
                           api_key=api_key, model_name=model_name, threads=threads) or 0
 
@@ -240,6 +259,7 @@ def pipeline(data_file:str=None,        # Conversations; the built-in examples w
     quantize = None if quantize == 'none' else quantize
     _check_num('epochs', epochs, 0, above=True); _check_num('max_steps', max_steps, 1)
     if data_file is not None: _check_file(data_file)
+    _check_model(model)
     work = Path(work_dir)
     for d in (work/'model', work/'onnx'): check_output_dir(d, overwrite, protect=[data_file, model])
     from convchat.data import example_conversations_path
