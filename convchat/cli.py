@@ -6,31 +6,110 @@ Docs: https://convchat.github.io/convchat/cli.html.md"""
 
 # %% ../nbs/07_cli.ipynb #befcb1a2
 from __future__ import annotations
-import sys, os, time, json, inspect, contextlib
+import sys, os, time, json, math, errno, inspect, contextlib, shutil, tempfile
 from pathlib import Path
 from fastcore.script import anno_parser
 from .core import *
 
 # %% auto #0
-__all__ = ['COMMANDS', 'say', 'validate', 'train', 'convert', 'info', 'chat', 'serve', 'pipeline', 'main']
+__all__ = ['MIN_TEMPERATURE', 'COMMANDS', 'say', 'validate', 'train', 'convert', 'info', 'chat', 'serve', 'pipeline', 'main']
 
 # %% ../nbs/07_cli.ipynb #96ad3a36
 def say(*args):
     "Print a diagnostic line on stderr."
     print(*args, file=sys.stderr, flush=True)
 
+def _opt(name): return '--' + name.replace('_', '-')
+def _num(x): return f"{x:g}" if isinstance(x, float) else str(x)
+
 def _check_choice(name, value, choices):
     if value is not None and value not in choices:
-        raise ConvchatError(f"--{name.replace('_','-')} must be one of {', '.join(map(str, choices))}, not {value!r}")
+        raise ConvchatError(f"{_opt(name)} must be one of {', '.join(map(str, choices))}, not {value!r}")
+
+def _check_num(name, value, lo, hi=None, above=False, zero=False):
+    "Raise unless `value` is None, 0 (when `zero`), or a finite number from `lo` (or `above` it) to `hi`."
+    if value is None or (zero and value == 0): return
+    if math.isfinite(value) and (value > lo if above else value >= lo) and (hi is None or value <= hi): return
+    allowed = (f"{'above' if above else 'at least'} {_num(lo)}" if hi is None else
+               f"above {_num(lo)} and at most {_num(hi)}" if above else f"from {_num(lo)} to {_num(hi)}")
+    raise ConvchatError(f"{_opt(name)} must be {'0 or ' if zero else ''}{allowed}, not {_num(value)}")
+
+
+# %% ../nbs/07_cli.ipynb #c1a0c002
+MIN_TEMPERATURE = 1e-4  # above 0 and below this, logits/temperature can overflow float32 and sampling meets NaN
+
+def _check_gen(max_new_tokens=None, temperature=None, top_p=None, top_k=None, repetition_penalty=None, seed=None, threads=None)->dict:
+    "Check the generation options given on the command line; return those that were given (the others keep the runtime's defaults)."
+    _check_num('max_new_tokens', max_new_tokens, 1)
+    _check_num('temperature', temperature, MIN_TEMPERATURE, 2, zero=True)
+    _check_num('top_p', top_p, 0, 1, above=True)
+    _check_num('top_k', top_k, 0)
+    _check_num('repetition_penalty', repetition_penalty, 0.01, 100)
+    _check_num('seed', seed, 0, 2**32-1)
+    _check_num('threads', threads, 1)
+    gen = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k, repetition_penalty=repetition_penalty, seed=seed)
+    return {k: v for k, v in gen.items() if v is not None}
+
+# %% ../nbs/07_cli.ipynb #c1a0c005
+def _check_file(path, what='file'):
+    "Raise unless `path` is a file that can be read (a regular file or a pipe)."
+    p = Path(path)
+    if not p.exists(): raise ConvchatError(f"{path}: no such {what}")
+    if p.is_dir(): raise ConvchatError(f"{path}: is a folder, not a {what}")
+    if not os.access(p, os.R_OK): raise ConvchatError(f"{path}: permission denied; make the {what} readable")
+
+@contextlib.contextmanager
+def _regular_file(path):
+    "`path`, or a temporary copy of it when it is a pipe that can be read only once."
+    if path is None or Path(path).is_file(): yield path; return
+    with tempfile.TemporaryDirectory(prefix='convchat-') as d:
+        tmp = Path(d)/'data'
+        with open(path, 'rb') as src, open(tmp, 'wb') as dst: shutil.copyfileobj(src, dst)
+        yield tmp
+
+def _check_model(model):
+    "Raise now, before progress bars and heavy imports, if `model` names a folder that does not exist or holds no model."
+    from convchat.models import resolve_model, is_default
+    if not is_default(model): resolve_model(model)
+
+def _check_data(path, shown=None):
+    "Raise a one-line `ConvchatError` with the first problem if `path` has errors; `shown` is the name the user gave."
+    from convchat.data import validate_file
+    rep, shown = validate_file(path), str(shown or path)
+    if rep.ok: return rep
+    first = str(rep.errors[0]).replace(str(path), shown, 1) if rep.errors else f"{shown}: no conversations in the file"
+    more = f" (and {rep.n_errors-1} more error{'s'*(rep.n_errors > 2)})" if rep.n_errors > 1 else ''
+    see = f"`convchat validate {shown}`" if Path(shown).is_file() else "`convchat validate` on it"
+    raise ConvchatError(f"{first}{more}; run {see} to see them all")
+
+# %% ../nbs/07_cli.ipynb #c1a0c007
+@contextlib.contextmanager
+def _model_load_errors(model_path):
+    "Turn ONNX Runtime's and the tokenizer's errors while loading `model_path` into a one-line `ConvchatError`."
+    try: yield
+    except Exception as e:
+        if not (type(e).__module__.startswith('onnxruntime') or type(e) is Exception): raise
+        why = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise ConvchatError(f"{model_path}: cannot load the model ({why}); export it again with `convchat convert`") from None
+
+def _check_text(what, s):
+    "Raise unless `s` can be encoded as UTF-8; `what` names it ('--prompt', 'batch.txt: prompt 3')."
+    try: s.encode('utf-8')
+    except UnicodeEncodeError as e:
+        c = ord(s[e.start])
+        why = (f"is not valid UTF-8 (byte 0x{c-0xdc00:02x} at character {e.start})" if 0xdc80 <= c <= 0xdcff else
+               f"holds a lone UTF-16 surrogate \\u{c:04x} at character {e.start}, which is not text")
+        raise ConvchatError(f"{what} {why}; give UTF-8 text") from None
 
 # %% ../nbs/07_cli.ipynb #866e087c
-def validate(data_file:str,        # JSON or JSONL file of conversations
+def validate(data_file:str,        # JSON or JSONL file of conversations (a pipe such as /dev/stdin works)
              fmt:str='auto',       # 'auto', 'convchat', 'openai' or 'sharegpt'
              max_errors:int=50,    # Stop listing problems after this many
             )->int:
     "Check a conversations file and print every problem found"
     from convchat.data import validate_file
-    if not Path(data_file).exists(): raise ConvchatError(f"{data_file}: no such file")
+    _check_num('max_errors', max_errors, 0)
+    _check_file(data_file)
     rep = validate_file(data_file, fmt=fmt, max_errors=max_errors)
     print(rep)
     return 0 if rep.ok else 1
@@ -50,13 +129,20 @@ def train(data_file:str=None,          # Conversations (JSON/JSONL); the built-i
           overwrite:bool=False,        # Replace an existing model in output_dir
          )->int:
     "Fine-tune a chat model on your conversations and save it as safetensors"
-    if data_file is not None and not Path(data_file).exists(): raise ConvchatError(f"{data_file}: no such file")
-    from convchat import train as T
+    _check_num('epochs', epochs, 0, above=True); _check_num('max_steps', max_steps, 1); _check_num('batch_size', batch_size, 1)
+    _check_num('learning_rate', learning_rate, 0, 1, above=True); _check_num('max_length', max_length, 1); _check_num('seed', seed, 0, 2**32-1)
+    if data_file is not None: _check_file(data_file)
+    _check_model(model)
+    check_output_dir(output_dir, overwrite, protect=[data_file, model])
     from convchat.data import example_conversations_path
-    data_file = data_file or example_conversations_path()
-    over = {k:v for k,v in dict(epochs=epochs, max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate, max_length=max_length,
-                               seed=seed).items() if v is not None}
-    if lora: over['lora'] = True
+    with _regular_file(data_file) as f:
+        _check_data(f or example_conversations_path(), data_file)
+        return _train(f or example_conversations_path(), output_dir, model, overwrite, resume, epochs=epochs, max_steps=max_steps,
+                      batch_size=batch_size, learning_rate=learning_rate, max_length=max_length, seed=seed, lora=lora or None)
+
+def _train(data_file, output_dir, model, overwrite, resume, **opts)->int:
+    from convchat import train as T
+    over = {k: v for k, v in opts.items() if v is not None}
     with contextlib.redirect_stdout(sys.stderr):   # the Trainer's log lines are diagnostics: keep stdout for answers
         res = T.train(data_file, output_dir, model=model, overwrite=overwrite,
                       resume_from_checkpoint=resume, **over)
@@ -75,6 +161,8 @@ def convert(model_path:str='default', # Fine-tuned model folder ('default' or a 
            )->int:
     "Export a model to ONNX with Optimum, verify it answers the same, optionally quantize it"
     _check_choice('quantize', quantize, ('int8', 'int4'))
+    _check_model(model_path)
+    check_output_dir(output_dir, overwrite, protect=[model_path])
     from convchat.convert import export_onnx, model_info, format_info
     with contextlib.redirect_stdout(sys.stderr):   # exporters print progress: keep stdout for answers
         if fused:
@@ -101,36 +189,45 @@ def chat(model_path:str='convchat-onnx', # Exported ONNX model folder
          prompt:str=None,           # One prompt: print the reply and exit
          batch_file:str=None,       # File of prompts (.txt one per line, or .jsonl): print one reply per prompt
          system:str=None,           # System prompt
-         max_new_tokens:int=256,    # Longest reply in tokens
-         temperature:float=0.0,     # 0 for greedy decoding; higher is more random
-         top_p:float=1.0,           # Nucleus sampling probability mass
-         top_k:int=0,               # Sample from the k most likely tokens (0: all)
-         repetition_penalty:float=1.0, # >1 discourages repeating tokens
+         max_new_tokens:int=None,   # Longest reply in tokens (unset: the runtime's default)
+         temperature:float=None,    # 0 for greedy decoding; higher is more random (unset: the runtime's default)
+         top_p:float=None,          # Nucleus sampling probability mass, in (0, 1] (unset: the runtime's default)
+         top_k:int=None,            # Sample from the k most likely tokens, 0 for all (unset: the runtime's default)
+         repetition_penalty:float=None, # >1 discourages repeating tokens (unset: the runtime's default)
          seed:int=None,             # Seed for sampling
          threads:int=None,          # ONNX Runtime intra-op threads (default: all cores)
         )->int:
     "Chat with an exported model using ONNX Runtime alone (no torch)"
     if prompt is not None and batch_file is not None: raise ConvchatError("give --prompt or --batch-file, not both")
+    gen = _check_gen(max_new_tokens, temperature, top_p, top_k, repetition_penalty, seed, threads)
     if not Path(model_path).is_dir(): raise ConvchatError(f"{model_path}: no such model folder (make one with `convchat convert`)")
-    if batch_file is not None and not Path(batch_file).exists(): raise ConvchatError(f"{batch_file}: no such file")
+    if batch_file is not None: _check_file(batch_file, 'batch file')
+    for name, v in (('--prompt', prompt), ('--system', system)):
+        if v is not None: _check_text(name, v)
     from convchat.chat import ChatModel, interactive, load_prompts
-    gen = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
-               repetition_penalty=repetition_penalty, seed=seed)
-    if prompt is None and batch_file is None: return interactive(model_path, system=system, **gen) or 0
-    m = ChatModel(model_path, threads=threads)
+    prompts = None if batch_file is None else _load_prompts(load_prompts, batch_file)
+    with _model_load_errors(model_path): m = ChatModel(model_path, threads=threads)
+    if prompt is None and batch_file is None: return interactive(m, system=system, **gen) or 0
     sysm = [{'role':'system', 'content':system}] if system else []
     if prompt is not None:
         print(m.generate(sysm + [{'role':'user', 'content':prompt}], **gen).text)
         return 0
-    prompts = load_prompts(batch_file)
     convs = [p if isinstance(p, list) else sysm + [{'role':'user', 'content':p}] for p in prompts]
     for g in m.generate_batch(convs, **gen): print(g.text.replace('\n', ' '))
     return 0
 
+def _load_prompts(load_prompts, batch_file):
+    try: prompts = load_prompts(batch_file)
+    except UnicodeDecodeError as e:
+        raise ConvchatError(f"{batch_file}: not valid UTF-8 (byte 0x{e.object[e.start]:02x} at offset {e.start}); save the file as UTF-8") from None
+    for i, p in enumerate(prompts, 1):
+        for m in (p if isinstance(p, list) else [{'content': p}]): _check_text(f"{batch_file}: prompt {i}", m['content'])
+    return prompts
+
 # %% ../nbs/07_cli.ipynb #748283b6
 def serve(model_path:str='convchat-onnx', # Exported ONNX model folder
           host:str='127.0.0.1',    # Interface to bind; loopback by default
-          port:int=8000,           # Port
+          port:int=8000,           # Port, 1 to 65535
           max_concurrency:int=2,   # Generations running at once; more wait in the queue
           max_queue:int=16,        # Requests allowed to wait; beyond it the answer is 429
           api_key:str=None,        # Require `Authorization: Bearer KEY` on /v1
@@ -138,10 +235,13 @@ def serve(model_path:str='convchat-onnx', # Exported ONNX model folder
           threads:int=None,        # ONNX Runtime threads per generation (default: cores / max-concurrency)
          )->int:
     "Serve an exported model over an OpenAI-compatible HTTP API"
+    _check_num('port', port, 1, 65535); _check_num('max_concurrency', max_concurrency, 1)
+    _check_num('max_queue', max_queue, 0); _check_num('threads', threads, 1)
     if not Path(model_path).is_dir(): raise ConvchatError(f"{model_path}: no such model folder (make one with `convchat convert`)")
     from convchat.serve import run_server
-    return run_server(model_path, host=host, port=port, max_concurrency=max_concurrency, max_queue=max_queue,
-                      api_key=api_key, model_name=model_name, threads=threads) or 0
+    with _model_load_errors(model_path):
+        return run_server(model_path, host=host, port=port, max_concurrency=max_concurrency, max_queue=max_queue,
+                          api_key=api_key, model_name=model_name, threads=threads) or 0
 
 # %% ../nbs/07_cli.ipynb #b2afa17c
 def pipeline(data_file:str=None,        # Conversations; the built-in examples when omitted
@@ -157,16 +257,22 @@ def pipeline(data_file:str=None,        # Conversations; the built-in examples w
     "Data, fine-tune, ONNX export and a chat reply, end to end"
     _check_choice('quantize', quantize, ('int8', 'int4', 'none'))
     quantize = None if quantize == 'none' else quantize
-    if data_file is not None and not Path(data_file).exists(): raise ConvchatError(f"{data_file}: no such file")
-    from convchat.data import example_conversations_path, EXAMPLE_QUESTIONS, validate_file
-    data_file = data_file or example_conversations_path()
+    _check_num('epochs', epochs, 0, above=True); _check_num('max_steps', max_steps, 1)
+    if data_file is not None: _check_file(data_file)
+    _check_model(model)
     work = Path(work_dir)
+    for d in (work/'model', work/'onnx'): check_output_dir(d, overwrite, protect=[data_file, model])
+    from convchat.data import example_conversations_path
+    with _regular_file(data_file) as f:
+        return _pipeline(f or example_conversations_path(), data_file, model, work, epochs, max_steps, quantize, fused, prompt, overwrite)
+
+def _pipeline(data_file, shown, model, work, epochs, max_steps, quantize, fused, prompt, overwrite)->int:
+    from convchat.data import EXAMPLE_QUESTIONS
     t0 = time.time()
-    say(f"[1/4] Checking {data_file}")
-    rep = validate_file(data_file)
-    if not rep.ok: raise ConvchatError(f"{data_file} has errors; run `convchat validate {data_file}` to see them all")
+    say(f"[1/4] Checking {shown or data_file}")
+    _check_data(data_file, shown)
     say(f"[2/4] Fine-tuning {model}")
-    train(str(data_file), str(work/'model'), model=model, epochs=epochs, max_steps=max_steps, overwrite=overwrite)
+    _train(str(data_file), str(work/'model'), model, overwrite, None, epochs=epochs, max_steps=max_steps)
     from convchat.optimize import fused_supported
     fused = fused and fused_supported(work/'model')
     say(f"[3/4] Exporting to ONNX" + (f" (fused {quantize or 'fp32'} graph, gated against a verified export)" if fused else ''))
@@ -188,6 +294,12 @@ def _usage()->str:
     lines = [f"  {k:<{w}}  {inspect.getdoc(f).splitlines()[0]}" for k,f in COMMANDS.items()]
     return "usage: convchat COMMAND [options]   (convchat COMMAND --help for its options)\n\ncommands:\n" + '\n'.join(lines)
 
+class _UsageError(Exception): "A command-line option argparse rejected."
+
+def _usage_error(cmd):
+    def error(msg): raise _UsageError(f"{msg} (see convchat {cmd} --help)")
+    return error
+
 def main(argv:list=None)->int:
     "Run `convchat COMMAND ...`; returns the exit status."
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -197,15 +309,25 @@ def main(argv:list=None)->int:
         from convchat import __version__; print(f'convchat {__version__}'); return 0
     cmd, rest = argv[0], argv[1:]
     if cmd not in COMMANDS:
-        print(f"convchat: unknown command {cmd!r}\n\n{_usage()}", file=sys.stderr); return 2
-    fn = COMMANDS[cmd]
-    p = anno_parser(fn, prog=f'convchat {cmd}')
-    args = vars(p.parse_args(rest))
-    for k in ('pdb', 'xtra'): args.pop(k, None)
-    try: return fn(**args) or 0
-    except ConvchatError as e:
-        print(f"convchat {cmd}: error: {e}", file=sys.stderr); return 1
-    except KeyboardInterrupt:
-        print(f"\nconvchat {cmd}: interrupted", file=sys.stderr); return 130
+        print(f"convchat: unknown command {cmd!r}; the commands are {', '.join(COMMANDS)} (see convchat --help)", file=sys.stderr); return 2
+    err = lambda msg: print(f"convchat {cmd}: error: {' | '.join(l.strip() for l in str(msg).splitlines() if l.strip())}", file=sys.stderr)
+    try:
+        fn = COMMANDS[cmd]
+        p = anno_parser(fn, prog=f'convchat {cmd}')
+        p.error = _usage_error(cmd)
+        args = vars(p.parse_args(rest))
+        for k in ('pdb', 'xtra'): args.pop(k, None)
+        return fn(**args) or 0
+    except _UsageError as e: err(e); return 2
+    except ConvchatError as e: err(e); return 1
+    except KeyboardInterrupt: print(f"convchat {cmd}: interrupted", file=sys.stderr); return 130
+    except BrokenPipeError:                    # `convchat chat ... | head -1`: the reader left; stop quietly
+        with contextlib.suppress(OSError): os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as e:                       # a file the user named cannot be read or written: say which, not where in convchat
+        if e.filename is not None: err(f"{e.filename}: {e.strerror or e}")
+        else: err(e)
+        return 1
 
 def _entry(): sys.exit(main())
+if __name__ == '__main__' and 'get_ipython' not in globals(): _entry()   # python -m convchat.cli

@@ -6,7 +6,7 @@ Docs: https://convchat.github.io/convchat/data.html.md"""
 
 # %% ../nbs/02_data.ipynb #b8b1f90d
 from __future__ import annotations
-import json, warnings
+import io, json, sys, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -66,6 +66,20 @@ class Problem:
 # %% ../nbs/02_data.ipynb #470592b0
 def _expected_roles(sharegpt): return "'human', 'gpt' or 'system'" if sharegpt else "'system', 'user' or 'assistant'"
 
+def _not_text(s:str, where:bool=True)->str|None:
+    "Why `s` cannot be encoded as UTF-8 (a lone surrogate, from an escape such as `\\ud800`), or None if it can."
+    if s.isascii(): return None
+    try: s.encode('utf-8')
+    except UnicodeEncodeError as e:
+        return (f"{f'character {e.start} is' if where else 'holds'} a lone UTF-16 surrogate \\u{ord(s[e.start]):04x} (half of a pair "
+                "such as \\ud83d\\ude00), which is not text and cannot be tokenized; fix or remove that escape")
+
+def _dumps(x)->str|None:
+    try: return json.dumps(x, ensure_ascii=False)
+    except (ValueError, RecursionError): return None
+
+def _short(x)->str: return (_dumps(x) or type(x).__name__)[:40]
+
 def check_record(obj,                 # A parsed JSON record
                  path:str,            # File name, for messages
                  fmt:str='auto',      # 'auto', 'convchat', 'openai' or 'sharegpt'
@@ -85,10 +99,12 @@ def check_record(obj,                 # A parsed JSON record
         return None, [P(f"missing {key!r}: expected a list of messages{hint}", field=key)], []
     msgs = obj[key]
     if not isinstance(msgs, list) or not msgs:
-        return None, [P(f"expected a non-empty list of messages, got {json.dumps(msgs)[:40]}", field=key)], []
+        return None, [P(f"expected a non-empty list of messages, got {_short(msgs)}", field=key)], []
     cid, meta = obj.get('id'), obj.get('metadata', {})
     if cid is not None and not isinstance(cid, (str, int)): errs.append(P(f"expected a string id, got {type(cid).__name__}", field='id'))
     if not isinstance(meta, dict): errs.append(P(f"expected an object, got {type(meta).__name__}", field='metadata')); meta = {}
+    if isinstance(cid, str) and (why := _not_text(cid)): errs.append(P(why, field='id'))
+    if meta and (why := _not_text(_dumps(meta) or '', where=False)): errs.append(P(why, field='metadata'))
     out = []
     for j, m in enumerate(msgs):
         if not isinstance(m, dict): errs.append(P(f"expected a message object, got {type(m).__name__}", j)); continue
@@ -100,6 +116,7 @@ def check_record(obj,                 # A parsed JSON record
         content = m[ckey]
         if not isinstance(content, str): errs.append(P(f"expected a string, got {type(content).__name__} (convchat trains on text only)", j, ckey)); continue
         if not content.strip(): errs.append(P(f"empty content; expected a non-empty string", j, ckey)); continue
+        if why := _not_text(content): errs.append(P(why, j, ckey)); continue
         out.append((j, role, content))
     if errs: return None, errs, warns
     for k, (j, role, _) in enumerate(out):
@@ -114,37 +131,58 @@ def check_record(obj,                 # A parsed JSON record
     return conv, [], warns
 
 # %% ../nbs/02_data.ipynb #a51fd64b
-def _sniff(path:Path)->str:
+def _raise(p:Problem): raise DataError(str(p), p) from None
+
+def _sniff(path:Path, head:bytes)->str:
     "'json' (an array) or 'jsonl', from the first non-blank character of the file."
-    with open(path, 'rb') as f:
-        head = f.read(4096).lstrip(b'\xef\xbb\xbf').lstrip()
+    if head[:2] in (b'\xff\xfe', b'\xfe\xff') or b'\x00' in head[:4]:
+        _raise(Problem(str(path), "the file is UTF-16 or UTF-32, not UTF-8; save it as UTF-8"))
+    head = head.lstrip(b'\xef\xbb\xbf').lstrip()
     if not head: _raise(Problem(str(path), "the file is empty; expected a JSON array of conversations or JSON lines"))
     if head[:1] == b'[': return 'json'
     if head[:1] == b'{': return 'jsonl'
     _raise(Problem(str(path), f"unknown format: the file starts with {head[:12]!r}; expected a JSON array of conversations ('[') "
                               f"or JSON lines, one conversation object per line ('{{')"))
 
+def _open(path:Path):
+    "`path` opened for binary reading, and its format; a pipe (`/dev/stdin`, `<(cat f)`) is read into memory, as it can be read only once."
+    if path.is_dir(): _raise(Problem(str(path), "is a folder, not a file; give the conversations file (JSON or JSON lines)"))
+    try:
+        f = open(path, 'rb')
+        if f.seekable(): head = f.read(4096); f.seek(0)
+        else: f = io.BytesIO(f.read()); head = f.getvalue()[:4096]
+    except OSError as e: _raise(Problem(str(path), f"cannot read the file: {e.strerror or e}"))
+    try: return f, _sniff(path, head)
+    except DataError: f.close(); raise
+
 def _utf8_problem(path, e:UnicodeDecodeError, data:bytes, line=None)->Problem:
     line = line or data[:e.start].count(b'\n')+1
     col = e.start - (data.rfind(b'\n', 0, e.start)+1) + 1
     return Problem(str(path), f"not valid UTF-8 (byte 0x{data[e.start]:02x} at column {col}); save the file as UTF-8", line=line)
 
-def _raise(p:Problem): raise DataError(str(p), p) from None
+def _json_problem(path, e:Exception, line=None)->Problem:
+    "The problem of a JSON text Python's parser refuses: bad syntax, nesting too deep, or an integer too long."
+    if isinstance(e, json.JSONDecodeError):
+        return Problem(str(path), f"invalid JSON at column {e.colno}: {e.msg}" if line else f"column {e.colno}: invalid JSON: {e.msg}", line=line or e.lineno)
+    if isinstance(e, RecursionError): return Problem(str(path), "JSON nested too deeply to read; a conversation is a list of flat messages", line=line)
+    if 'digits' in str(e): return Problem(str(path), f"an integer with more than {sys.get_int_max_str_digits()} digits; write long ids as strings", line=line)
+    return Problem(str(path), f"invalid JSON: {e}", line=line)
 
 def iter_records(path:Path)->Iterator[tuple]:
     "Yield `(line, record_index, obj_or_None, problem_or_None)` for every record in `path`, streaming JSON lines."
     path = Path(path)
     if not path.exists(): _raise(Problem(str(path), "no such file"))
-    if _sniff(path) == 'json':
-        data = path.read_bytes()
-        try: text = data.decode('utf-8-sig')
-        except UnicodeDecodeError as e: _raise(_utf8_problem(path, e, data))
-        try: arr = json.loads(text)
-        except json.JSONDecodeError as e: _raise(Problem(str(path), f"column {e.colno}: invalid JSON: {e.msg}", line=e.lineno))
-        if not isinstance(arr, list): _raise(Problem(str(path), f"expected a JSON array of conversations, got {type(arr).__name__}"))
-        for i, obj in enumerate(arr): yield None, i, obj, None
-        return
-    with open(path, 'rb') as f:
+    f, kind = _open(path)
+    with f:
+        if kind == 'json':
+            data = f.read()
+            try: text = data.decode('utf-8-sig')
+            except UnicodeDecodeError as e: _raise(_utf8_problem(path, e, data))
+            try: arr = json.loads(text)
+            except (ValueError, RecursionError) as e: _raise(_json_problem(path, e))
+            if not isinstance(arr, list): _raise(Problem(str(path), f"expected a JSON array of conversations, got {type(arr).__name__}"))
+            for i, obj in enumerate(arr): yield None, i, obj, None
+            return
         i = -1
         for n, raw in enumerate(f, 1):
             if n == 1: raw = raw.lstrip(b'\xef\xbb\xbf')
@@ -155,8 +193,10 @@ def iter_records(path:Path)->Iterator[tuple]:
             if n == 1 and s.strip() == '{':
                 _raise(Problem(str(path), "the file looks like one JSON object spread over many lines; convchat expects a JSON array "
                                           "of conversations or JSON lines, one conversation per line", line=1))
-            try: yield n, i, json.loads(s), None
-            except json.JSONDecodeError as e: yield n, i, None, Problem(str(path), f"invalid JSON at column {e.colno}: {e.msg}", line=n)
+            try: obj = json.loads(s)
+            except (ValueError, RecursionError) as e: yield n, i, None, _json_problem(path, e, line=n); continue
+            yield n, i, obj, None
+
 
 # %% ../nbs/02_data.ipynb #23ddc8d8
 @dataclass
@@ -233,7 +273,7 @@ def load_conversations(path:Path,               # JSON or JSONL file of conversa
         raise DataError(f"{path}: strict mode: {rep.n_errors} errors, {rep.n_warnings} warnings\n{rep}")
     if rep.n_errors and not skip_invalid:
         raise DataError(f"{path}: {rep.n_conversations-rep.n_valid} of {rep.n_conversations} conversations have errors; fix them "
-                        f"or pass skip_invalid=True (--skip-invalid) to use the {rep.n_valid} valid ones\n{rep}")
+                        f"or pass skip_invalid=True to use the {rep.n_valid} valid ones\n{rep}")
     if rep.n_errors:
         reasons = '\n'.join(f"  {e}" for e in rep.errors)
         warnings.warn(f"{path}: skipped {rep.n_conversations-rep.n_valid} of {rep.n_conversations} conversations with errors:\n{reasons}", stacklevel=2)
