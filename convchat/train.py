@@ -6,18 +6,20 @@ Docs: https://convchat.github.io/convchat/train.html.md"""
 
 # %% ../nbs/03_train.ipynb #0ff117d2
 from __future__ import annotations
-import os, sys, json, math, time, shutil, platform
+import os, sys, re, json, math, time, shutil, signal, platform, contextlib
 from dataclasses import dataclass, field, asdict, fields, replace
 from pathlib import Path
+from fastcore.basics import patch
 from .core import *
 from .models import load_model, resolve_model, is_default
 from .data import (load_conversations, ensure_chat_template, resize_embeddings, build_dataset, split_dataset,
                            tokenize_conversation, DataCollator, DataError)
 
 # %% auto #0
-__all__ = ['TrainConfig', 'make_config', 'cpu_has_bf16', 'resolve_precision', 'label_loss', 'LLMTrainer', 'checkpoints_dir',
-           'end_of_turn_ids', 'oom_advice', 'add_lora', 'merge_lora', 'training_args', 'SaveEvery', 'save_model',
-           'TrainResult', 'train', 'plot_loss', 'greedy_answer']
+__all__ = ['TrainConfig', 'save_schedule', 'make_config', 'cpu_has_bf16', 'resolve_precision', 'label_loss', 'LLMTrainer',
+           'EpochLengthGroupedSampler', 'checkpoints_dir', 'end_of_turn_ids', 'oom_advice', 'add_lora', 'merge_lora',
+           'training_args', 'SaveEvery', 'SaveOnSignal', 'TrainingInterrupted', 'save_model', 'TrainResult',
+           'load_base_model', 'train', 'plot_loss', 'greedy_answer']
 
 # %% ../nbs/03_train.ipynb #fd0fd6fc
 @dataclass
@@ -48,28 +50,42 @@ class TrainConfig:
     lora_target_modules: str|list = 'all-linear' # Modules that get adapters
     early_stopping_patience: int|None = None # Evaluations without improvement before stopping (None: never)
     eval_steps: int|None = None       # Evaluate every this many steps (None: every epoch)
-    save_steps: int|None = None       # Checkpoint every this many steps (None: by time, see save_minutes)
-    save_minutes: float = 10          # Without save_steps: checkpoint when this long has passed since the last one
-    save_total_limit: int = 2         # Checkpoints kept while training
+    save_every: int|str|None = '10m'  # Checkpoint every N optimizer steps (50) or every so long ('10m', '90s', '2h'); None: only on SIGTERM/Ctrl-C
+    save_total_limit: int = 1         # Checkpoints kept while training: the newest (and the best, with early stopping)
     keep_checkpoints: bool = False    # Keep `<output_dir>.checkpoints/` after a successful run
     logging_steps: int = 1            # Log the training loss every this many steps
     num_threads: int|None = None      # torch CPU threads (None: torch's default, all cores)
     dataloader_workers: int = 0       # DataLoader worker processes
 
 # %% ../nbs/03_train.ipynb #e6cce2a9
+def save_schedule(save_every:int|str|None, # Steps (50, '50'), a time ('10m', '90s', '2h'), or None/0 for neither
+                 )->tuple:                  # (steps, minutes), one of them None
+    "Parse `save_every` into a checkpoint interval in optimizer steps or in minutes."
+    if save_every in (None, 0, '0', '', False): return None, None
+    s = str(save_every).strip()
+    if isinstance(save_every, int) or s.isdigit(): return int(s), None
+    m = re.fullmatch(r'(\d+(?:\.\d+)?)\s*(s|m|min|h)', s)
+    if not m or float(m[1]) <= 0: raise ConvchatError(f"save_every must be a number of steps (50) or a time ('10m', '90s', '2h'), not {save_every!r}")
+    return None, float(m[1]) * {'s': 1/60, 'm': 1, 'min': 1, 'h': 60}[m[2]]
+
+_LEGACY = dict(save_steps=lambda v: v, save_minutes=lambda v: f'{v}m')   # options older convchat versions took
+
 def make_config(config:TrainConfig=None, # A starting configuration (default: `TrainConfig()`)
                 **overrides,             # Fields to change
                )->TrainConfig:
     "`config` with `overrides` applied; unknown names are a `ConvchatError`."
+    for k, f in _LEGACY.items():
+        if k in overrides and (v := overrides.pop(k)) is not None: overrides['save_every'] = f(v)
     names = {f.name for f in fields(TrainConfig)}
     bad = sorted(set(overrides) - names)
     if bad: raise ConvchatError(f"unknown training option(s) {', '.join(bad)}; valid options: {', '.join(sorted(names))}")
     cfg = replace(config or TrainConfig(), **overrides)
     if cfg.precision not in ('auto', 'fp32', 'bf16', 'fp16'): raise ConvchatError(f"precision must be 'auto', 'fp32', 'bf16' or 'fp16', not {cfg.precision!r}")
-    for k in ('batch_size', 'grad_accum', 'max_length'):
+    for k in ('batch_size', 'grad_accum', 'max_length', 'save_total_limit'):
         if getattr(cfg, k) < 1: raise ConvchatError(f"{k} must be at least 1, not {getattr(cfg, k)}")
     if cfg.epochs <= 0 and cfg.max_steps <= 0: raise ConvchatError(f"epochs must be positive, not {cfg.epochs}")
     if cfg.learning_rate <= 0: raise ConvchatError(f"learning_rate must be positive, not {cfg.learning_rate}")
+    save_schedule(cfg.save_every)
     return cfg
 
 # %% ../nbs/03_train.ipynb #75847d33
@@ -132,17 +148,44 @@ class LLMTrainer(Trainer):
             loss = loss * (self.accelerator.num_processes if self.args.n_gpu <= 1 else self.args.n_gpu)
         return (loss, {'loss': loss}) if return_outputs else loss
 
+# %% ../nbs/03_train.ipynb #f24d435b
+from transformers.trainer_pt_utils import LengthGroupedSampler
+
+class EpochLengthGroupedSampler(LengthGroupedSampler):
+    "`LengthGroupedSampler` whose shuffle depends only on `seed` and the epoch, so a resumed run sees the same batches."
+    def __init__(self, batch_size:int, lengths:list, seed:int=0):
+        super().__init__(batch_size, lengths=lengths); self.seed = seed; self.set_epoch(0)
+    def set_epoch(self, epoch:int):
+        import torch
+        self.generator = torch.Generator().manual_seed(self.seed + epoch)
+
+@patch
+def _get_train_sampler(self:LLMTrainer, train_dataset=None):
+    s = super(LLMTrainer, self)._get_train_sampler(train_dataset)
+    if type(s) is not LengthGroupedSampler: return s
+    return EpochLengthGroupedSampler(s.batch_size, s.lengths, seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed)
+
 # %% ../nbs/03_train.ipynb #d909043d
 def checkpoints_dir(output_dir:Path)->Path:
     "Where `train` keeps the checkpoints of a run writing `output_dir`."
     output_dir = Path(output_dir)
     return output_dir.with_name(output_dir.name + '.checkpoints')
 
-def _check_output(output_dir:Path, overwrite:bool):
-    if output_dir.exists() and not output_dir.is_dir(): raise ConvchatError(f"{output_dir} exists and is not a folder")
-    if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
-        what = 'a finished model' if (output_dir/'convchat-train.json').exists() else 'files'
-        raise ConvchatError(f"{output_dir} already holds {what}; pass overwrite=True (--overwrite) to replace it, or choose another output folder")
+_CKPT = re.compile(r'(tmp-)?checkpoint-\d+')   # the only entries `Trainer` writes into its output folder here
+
+def _check_checkpoints(ckpts:Path):
+    "Refuse a checkpoint folder that holds anything convchat's runs did not write."
+    if not ckpts.exists(): return
+    if not ckpts.is_dir(): raise ConvchatError(f"{ckpts} exists and is not a folder; convchat keeps its checkpoints there: move it or choose another output folder")
+    foreign = sorted(p.name for p in ckpts.iterdir() if not _CKPT.fullmatch(p.name))
+    if foreign: raise ConvchatError(f"{ckpts} holds files convchat did not write ({', '.join(foreign[:5])}); convchat keeps its checkpoints there: move them or choose another output folder")
+
+def _remove_checkpoints(ckpts:Path):
+    "Remove the checkpoints convchat wrote, and the folder once it is empty."
+    if not ckpts.is_dir(): return
+    for p in ckpts.iterdir():
+        if _CKPT.fullmatch(p.name): shutil.rmtree(p, ignore_errors=True)
+    with contextlib.suppress(OSError): ckpts.rmdir()
 
 def _resume_path(resume, ckpts:Path):
     "`resume_from_checkpoint` as `Trainer` wants it: a checkpoint folder, or None."
@@ -204,9 +247,12 @@ def training_args(cfg:TrainConfig,       # The configuration
     precision = precision or resolve_precision(cfg.precision, cuda)
     ev = ('steps' if cfg.eval_steps else 'epoch') if has_eval else 'no'
     early = bool(cfg.early_stopping_patience) and has_eval
-    sv = 'steps' if cfg.save_steps else ev if early else 'no'    # 'no': `SaveEvery` checkpoints by time
-    if early and cfg.eval_steps != cfg.save_steps:
-        raise ConvchatError("with early_stopping_patience, eval_steps and save_steps must be equal (checkpoints must match evaluations)")
+    steps, _ = save_schedule(cfg.save_every)
+    if early and steps and steps != cfg.eval_steps:
+        raise ConvchatError(f"with early_stopping_patience, save_every in steps ({steps}) must equal eval_steps ({cfg.eval_steps}) so that checkpoints match evaluations; or give it in minutes ('10m')")
+    sv = 'steps' if steps else ev if early else 'no'              # 'no': `SaveEvery` checkpoints by time
+    save_steps = steps or (cfg.eval_steps if early else None)
+    limit = max(cfg.save_total_limit, 2) if early else cfg.save_total_limit   # the best and the newest
     return TrainingArguments(
         output_dir=str(ckpt_dir), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
@@ -214,8 +260,8 @@ def training_args(cfg:TrainConfig,       # The configuration
         warmup_ratio=cfg.warmup_ratio, weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
         optim='adamw_torch_fused', bf16=precision == 'bf16', fp16=precision == 'fp16', tf32=True if cuda else None,
         use_cpu=not cuda, seed=cfg.seed, data_seed=cfg.seed, group_by_length=cfg.group_by_length and not cfg.packing,
-        eval_strategy=ev, eval_steps=cfg.eval_steps, save_strategy=sv, save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit, load_best_model_at_end=early, metric_for_best_model='eval_loss' if early else None,
+        eval_strategy=ev, eval_steps=cfg.eval_steps, save_strategy=sv, save_steps=save_steps,
+        save_total_limit=limit, load_best_model_at_end=early, metric_for_best_model='eval_loss' if early else None,
         greater_is_better=False if early else None, logging_strategy='steps', logging_steps=cfg.logging_steps, logging_first_step=True,
         gradient_checkpointing=cfg.gradient_checkpointing, torch_compile=cfg.torch_compile, prediction_loss_only=True,
         remove_unused_columns=False, dataloader_num_workers=cfg.dataloader_workers, report_to='none',
@@ -232,6 +278,32 @@ class SaveEvery(TrainerCallback):
         if self.minutes and time.monotonic() - self.last >= self.minutes*60: control.should_save = True
         return control
 
+# %% ../nbs/03_train.ipynb #80a829f3
+class SaveOnSignal(TrainerCallback):
+    "On SIGTERM or SIGINT (Ctrl-C), have `Trainer` write a checkpoint and stop after the current step; a second signal stops at once."
+    def __init__(self, signals=(signal.SIGTERM, signal.SIGINT)): self.signals, self.received = signals, None
+    def handle(self, signum, frame):
+        if self.received: raise KeyboardInterrupt(f'second {self.received}')
+        self.received = signal.Signals(signum).name
+        print(f"convchat: {self.received}: writing a checkpoint after this step, then stopping (send it again to stop at once)", file=sys.stderr)
+
+    @contextlib.contextmanager
+    def installed(self):
+        "Catch the signals while the block runs (only possible in the main thread)."
+        import threading
+        main = threading.current_thread() is threading.main_thread()
+        old = {s: signal.signal(s, self.handle) for s in self.signals} if main else {}
+        try: yield self
+        finally:
+            for s, h in old.items(): signal.signal(s, h)
+
+    def on_step_end(self, args, state, control, **kw):
+        if self.received: control.should_save = control.should_training_stop = True
+        return control
+
+class TrainingInterrupted(ConvchatError):
+    "Training stopped on a signal after writing a checkpoint to resume from."
+
 # %% ../nbs/03_train.ipynb #95dbf6c6
 def _versions()->dict:
     import torch, transformers, convchat
@@ -244,7 +316,8 @@ def _versions()->dict:
 def save_model(model, tokenizer,         # The trained model (LoRA merged or not) and its tokenizer
                output_dir:Path,          # Folder to write
                record:dict=None,         # The training record for `convchat-train.json`
-               overwrite:bool=False,     # Replace an existing folder
+               overwrite:bool=False,     # Replace an existing folder that convchat wrote
+               protect:list=(),          # Inputs (data file, base model) that must not lie inside `output_dir`
               )->Path:
     "Write `model` (LoRA merged), `tokenizer` and a generation config that stops at the end of a turn, atomically."
     from transformers import GenerationConfig
@@ -255,7 +328,7 @@ def save_model(model, tokenizer,         # The trained model (LoRA merged or not
     gc.pad_token_id, gc.bos_token_id = tokenizer.pad_token_id, tokenizer.bos_token_id
     model.generation_config = gc
     model.config.eos_token_id, model.config.pad_token_id = tokenizer.eos_token_id, tokenizer.pad_token_id
-    with atomic_dir(output_dir, overwrite=overwrite) as tmp:
+    with atomic_dir(output_dir, overwrite=overwrite, protect=protect) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         if record is not None: atomic_write_json(tmp/'convchat-train.json', record)
@@ -271,20 +344,78 @@ class TrainResult:
     record: dict = None    # The contents of convchat-train.json
 
 def _eval_metrics(history)->dict:
+    "Eval loss and perplexity before training and of the final model (the last evaluation)."
     evs = [h for h in history if 'eval_loss' in h]
     if not evs: return {}
     first, last = evs[0]['eval_loss'], evs[-1]['eval_loss']
     return dict(eval_loss_before=first, eval_loss=last, eval_perplexity=math.exp(min(last, 50)), eval_perplexity_before=math.exp(min(first, 50)))
+
+# %% ../nbs/03_train.ipynb #002445ec
+def _pickle_only(path)->list:
+    "Pickle weight files of a local model folder that has no safetensors weights."
+    p = Path(path)
+    if not p.is_dir() or any(p.glob('*.safetensors')): return []
+    return sorted(x.name for x in p.iterdir() if x.suffix in ('.bin', '.pt', '.pth', '.ckpt', '.pkl'))
+
+def load_base_model(model, allow_pickle:bool=False):
+    "`(model, tokenizer)` for training; pickle weights only with `allow_pickle`, and no code from the model folder."
+    if isinstance(model, tuple): return model
+    path = resolve_model(model)
+    if (bad := _pickle_only(path)) and not allow_pickle:
+        raise ConvchatError(f"{model}: the weights are pickle files ({', '.join(bad)}), which can run code when loaded; "
+                            "convert them to safetensors, or pass allow_pickle=True (--allow-pickle) if you trust their source")
+    try: return load_model(model)
+    except ConvchatError: raise
+    except (OSError, ValueError, KeyError, ImportError) as e:
+        msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ConvchatError(f"{model}: cannot load this model ({msg})") from None
+
+# %% ../nbs/03_train.ipynb #0ccc8ddf
+def _earlier(ckpts:Path)->Path: return ckpts.with_name(f'.{ckpts.name}.earlier-{os.getpid()}')
+
+def _pid_alive(pid:int)->bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except (PermissionError, OverflowError): pass
+    return True
+
+def _recover_earlier(ckpts:Path):
+    "Put back the earlier checkpoints that a killed run had moved aside, if it wrote none of its own."
+    if ckpts.is_dir() and any(ckpts.iterdir()): return
+    for p in ckpts.parent.glob(f'.{ckpts.name}.earlier-*'):
+        if p.is_dir() and not _pid_alive(int(p.name.rsplit('-', 1)[1])):
+            with contextlib.suppress(OSError): ckpts.rmdir()
+            os.replace(p, ckpts); print(f"convchat: put back the checkpoints of an earlier run in {ckpts}", file=sys.stderr); return
+
+def _set_aside(ckpts:Path)->Path|None:
+    "Move an earlier run's checkpoints aside until this run writes its own."
+    if not ckpts.is_dir() or not any(ckpts.iterdir()): return None
+    os.replace(ckpts, old := _earlier(ckpts)); return old
+
+def _put_back(old:Path|None, ckpts:Path):
+    "After a failed run: restore the earlier checkpoints unless this run wrote one."
+    if old is None or not old.exists(): return
+    if ckpts.is_dir() and any(ckpts.iterdir()): shutil.rmtree(old, ignore_errors=True); return
+    with contextlib.suppress(OSError): ckpts.rmdir()
+    os.replace(old, ckpts)
+
+class _DropEarlier(TrainerCallback):
+    "Delete the earlier run's checkpoints once this run has written one."
+    def __init__(self, old:Path|None): self.old = old
+    def on_save(self, args, state, control, **kw):
+        if self.old is not None: shutil.rmtree(self.old, ignore_errors=True); self.old = None
 
 # %% ../nbs/03_train.ipynb #b2fa6d56
 def train(data_file:Path,              # Conversations file (JSON/JSONL, any format `load_conversations` reads)
           output_dir:Path,             # Folder for the fine-tuned model
           model:str|Path='default',    # Base model: 'default', a local folder, a hub id, or a `(model, tokenizer)` pair
           config:TrainConfig=None,     # Training configuration (default: `TrainConfig()`)
-          overwrite:bool=False,        # Replace a model already in `output_dir`
-          resume_from_checkpoint:str|Path=None, # A checkpoint folder, or 'last'
+          overwrite:bool=False,        # Replace a model that convchat wrote in `output_dir`
+          resume_from_checkpoint:str|Path=None, # A checkpoint folder, or 'last' (the newest in `<output_dir>.checkpoints`)
           progress:bool=True,          # Progress bars
           callbacks:list=None,         # Extra `transformers.TrainerCallback`s
+          resume:str|Path=None,        # Same as `resume_from_checkpoint`
+          allow_pickle:bool=False,     # Load a base model whose weights are pickle files (`pytorch_model.bin`)
           **config_overrides,          # Any `TrainConfig` field, e.g. epochs=3
          )->TrainResult:
     "Fine-tune `model` on the conversations in `data_file` and save it to `output_dir`."
@@ -293,15 +424,17 @@ def train(data_file:Path,              # Conversations file (JSON/JSONL, any for
     t0 = time.time()
     cfg = make_config(config, **config_overrides)
     output_dir, data_file = Path(output_dir), Path(data_file)
-    _check_output(output_dir, overwrite)
+    if data_file.is_dir(): raise ConvchatError(f"{data_file} is a folder; pass a conversations file (.json or .jsonl)")
+    protect = [data_file] + ([Path(model)] if isinstance(model, (str, Path)) and Path(model).exists() else [])
+    check_output_dir(output_dir, overwrite, protect)
     ckpts = checkpoints_dir(output_dir)
-    resume = _resume_path(resume_from_checkpoint, ckpts)
-    if resume is None and ckpts.exists(): shutil.rmtree(ckpts, ignore_errors=True)   # stale checkpoints of an earlier, unfinished run
+    _recover_earlier(ckpts); _check_checkpoints(ckpts)
+    resume = _resume_path(resume if resume is not None else resume_from_checkpoint, ckpts)
     if cfg.num_threads: torch.set_num_threads(cfg.num_threads)
     set_seed(cfg.seed)
     convs = load_conversations(data_file)
-    if isinstance(model, tuple): (m, tok), base = model, getattr(model[0].config, 'name_or_path', 'in-memory model')
-    else: (m, tok), base = load_model(model), str(model)
+    m, tok = load_base_model(model, allow_pickle)
+    base = getattr(m.config, 'name_or_path', 'in-memory model') if isinstance(model, tuple) else str(model)
     ensure_chat_template(tok); resize_embeddings(m, tok)
     ds, rep = build_dataset(convs, tok, cfg.max_length, progress=progress)
     train_ds, eval_ds = split_dataset(ds, cfg.eval_fraction, cfg.seed)
@@ -310,18 +443,27 @@ def train(data_file:Path,              # Conversations file (JSON/JSONL, any for
     if cfg.lora: m = add_lora(m, cfg)
     args = training_args(cfg, ckpts, eval_ds is not None, progress, precision)
     args.eval_on_start = eval_ds is not None and resume is None
-    cbs = list(callbacks or [])
-    if not cfg.save_steps and not args.load_best_model_at_end: cbs.append(SaveEvery(cfg.save_minutes))
+    old = _set_aside(ckpts) if resume is None else None     # inputs are good: the earlier checkpoints go once we write one
+    sig, minutes = SaveOnSignal(), save_schedule(cfg.save_every)[1]
+    cbs = list(callbacks or []) + [sig, _DropEarlier(old)] + ([SaveEvery(minutes)] if minutes else [])
     if cfg.early_stopping_patience and eval_ds is not None: cbs.append(EarlyStoppingCallback(cfg.early_stopping_patience))
     trainer = LLMTrainer(model=m, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tok,
                          data_collator=DataCollator(tok, packing=cfg.packing, model=m if cfg.packing else None),
                          callbacks=cbs, label_logits_only=cfg.label_logits_only)
-    try: out = trainer.train(resume_from_checkpoint=resume)
-    except Exception as e:
-        if _is_oom(e): raise ConvchatError(oom_advice(cfg, 'cuda' if cuda else 'cpu')) from e
+    try:
+        with sig.installed(): out = trainer.train(resume_from_checkpoint=resume)
+    except BaseException as e:
+        _put_back(old, ckpts)
+        if isinstance(e, Exception) and _is_oom(e): raise ConvchatError(oom_advice(cfg, 'cuda' if cuda else 'cpu')) from e
         raise
+    if sig.received:
+        _put_back(old, ckpts)
+        raise TrainingInterrupted(f"training stopped by {sig.received} at step {trainer.state.global_step}; the checkpoint is in {ckpts}: "
+                                  "continue with resume='last' (--resume last)")
+    if old is not None: shutil.rmtree(old, ignore_errors=True)    # this run is complete: the earlier one is superseded
     history = trainer.state.log_history
-    if eval_ds is not None and not any('eval_loss' in h for h in history[-2:]): trainer.evaluate()
+    if eval_ds is not None and (args.load_best_model_at_end or not any('eval_loss' in h for h in history[-2:])):
+        trainer.evaluate()     # the model about to be saved (with early stopping: the best one, loaded at the end)
     metrics = dict(train_loss=out.training_loss, steps=trainer.state.global_step, epochs=trainer.state.epoch,
                    **_eval_metrics(history), wall_time_s=round(time.time()-t0, 1))
     record = dict(base_model=base, base_model_path=str(resolve_model(model)) if not isinstance(model, tuple) else base,
@@ -331,8 +473,8 @@ def train(data_file:Path,              # Conversations file (JSON/JSONL, any for
                   resumed_from=str(resume) if resume else None, metrics=metrics, versions=_versions())
     final = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)   # drop the autocast wrapper of the forward
     if trainer.is_world_process_zero():
-        save_model(final, tok, output_dir, record, overwrite=overwrite)
-        if not cfg.keep_checkpoints: shutil.rmtree(ckpts, ignore_errors=True)
+        save_model(final, tok, output_dir, record, overwrite=overwrite, protect=protect)
+        if not cfg.keep_checkpoints: _remove_checkpoints(ckpts)
     return TrainResult(output_dir, metrics, history, record)
 
 # %% ../nbs/03_train.ipynb #6330628f
