@@ -12,10 +12,10 @@ from functools import lru_cache
 from .core import *
 
 # %% auto #0
-__all__ = ['DEFAULT_MODEL', 'GGUF_PACKAGE', 'GGUF_FILE', 'INSTALL_DEFAULT', 'DEFAULT_DIRNAME', 'SMOL_SPECIAL', 'TINY_CONFIGS',
-           'default_gguf_path', 'fix_smollm2_tokenizer', 'smollm2_tokenizer', 'convert_default_model',
-           'default_model_path', 'is_default', 'resolve_model', 'hub_reachable', 'load_tokenizer', 'load_model',
-           'gpt2_tiny_tokenizer', 'tiny_model', 'save_tiny_model']
+__all__ = ['DEFAULT_MODEL', 'GGUF_PACKAGE', 'GGUF_FILE', 'INSTALL_DEFAULT', 'DEFAULT_DIRNAME', 'SMOL_SPECIAL', 'SAFE_WEIGHTS',
+           'PICKLE_WEIGHTS', 'TINY_CONFIGS', 'default_gguf_path', 'fix_smollm2_tokenizer', 'smollm2_tokenizer',
+           'convert_default_model', 'default_model_path', 'is_default', 'resolve_model', 'hub_reachable',
+           'load_tokenizer', 'load_model', 'check_model_folder', 'gpt2_tiny_tokenizer', 'tiny_model', 'save_tiny_model']
 
 # %% ../nbs/01_models.ipynb #ece3e020
 DEFAULT_MODEL = 'default'
@@ -139,19 +139,58 @@ def _from_pretrained(cls, name, **kw):
 def load_tokenizer(model:str|Path=DEFAULT_MODEL):
     "The tokenizer of `model` (see `resolve_model`)."
     from transformers import AutoTokenizer
-    return _from_pretrained(AutoTokenizer, resolve_model(model), trust_remote_code=False)
+    path = resolve_model(model)
+    if isinstance(path, Path): check_model_folder(path, weights=False)
+    return _from_pretrained(AutoTokenizer, path, trust_remote_code=False)
 
 def load_model(model:str|Path=DEFAULT_MODEL, # 'default', a local folder or a hub id
                dtype=None,                   # torch dtype; float32 when None
                device:str='cpu',
+               allow_pickle:bool=False,      # Accept pickle weights (`pytorch_model.bin`), which can run code when loaded
               ):
     "Load `(model, tokenizer)` for causal-LM fine-tuning or inference."
     import torch
     from transformers import AutoModelForCausalLM
     path = resolve_model(model)
     tok = load_tokenizer(path)
-    m = _from_pretrained(AutoModelForCausalLM, path, dtype=dtype or torch.float32, trust_remote_code=False, use_safetensors=None)
+    kw = dict(dtype=dtype or torch.float32, trust_remote_code=False, use_safetensors=None if allow_pickle else True)
+    if not isinstance(path, Path): return _from_pretrained(AutoModelForCausalLM, path, **kw).to(device), tok
+    weights = check_model_folder(path, allow_pickle)
+    try: m = AutoModelForCausalLM.from_pretrained(path, **kw)
+    except Exception as e:
+        msg = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ConvchatError(f"{', '.join(str(w) for w in weights)}: could not be loaded ({msg}); "
+                            "the file is truncated or corrupt: copy or train the model again") from None
     return m.to(device), tok
+
+# %% ../nbs/01_models.ipynb #a882108e
+SAFE_WEIGHTS = ('*.safetensors',)
+PICKLE_WEIGHTS = ('pytorch_model*.bin', '*.pt', '*.pth', '*.ckpt', '*.pkl')
+
+def _read_config(f:Path)->dict:
+    try: return json.loads(f.read_text())
+    except (ValueError, UnicodeDecodeError) as e: raise ConvchatError(f"{f}: not valid JSON ({e}); the model folder is damaged") from None
+
+def check_model_folder(path:Path,              # A local model folder
+                       allow_pickle:bool=False, # Accept pickle weights
+                       weights:bool=True,       # Also check that it holds weights convchat may load
+                      )->list[Path]:            # Its weight files
+    "Refuse a model folder that needs custom code, or whose only weights are pickles (unless allowed)."
+    path = Path(path)
+    for name in ('config.json', 'tokenizer_config.json'):
+        if (path/name).exists() and (am := _read_config(path/name).get('auto_map')):
+            raise ConvchatError(f"{path/name} names custom code (auto_map: {', '.join(am) if isinstance(am, dict) else am}); "
+                                "convchat never runs code from a model folder (trust_remote_code stays off): use a model "
+                                "that transformers supports natively")
+    if not weights: return []
+    safe = sorted(p for g in SAFE_WEIGHTS for p in path.glob(g))
+    if safe: return safe
+    pickles = sorted(p for g in PICKLE_WEIGHTS for p in path.glob(g))
+    if pickles and not allow_pickle:
+        raise ConvchatError(f"{pickles[0]}: pickle weights can run code when loaded, so convchat refuses them; if you trust "
+                            "this folder pass allow_pickle=True (--allow-pickle), or save it again with safe_serialization=True")
+    if not pickles: raise ConvchatError(f"{path} holds no model weights (no model.safetensors)")
+    return pickles
 
 # %% ../nbs/01_models.ipynb #57118110
 TINY_CONFIGS = dict(
@@ -182,9 +221,11 @@ def tiny_model(arch:str='llama', # 'llama' (SmolLM2-style) or 'gpt2' (DistilGPT-
     model.config.name_or_path = f'convchat/tiny-{arch}'
     return model.eval(), tok
 
-def save_tiny_model(path:Path, arch:str='llama', seed:int=0)->Path:
+def save_tiny_model(path:Path, arch:str='llama', seed:int=0,
+                    **kwargs, # Overrides of the config (e.g. `initializer_range=0.5` for sharper predictions)
+                   )->Path:
     "Save a tiny model and its tokenizer to `path` (a stand-in for a fine-tuned model folder)."
-    model, tok = tiny_model(arch, seed)
+    model, tok = tiny_model(arch, seed, **kwargs)
     with atomic_dir(path, overwrite=True) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
