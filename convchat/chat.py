@@ -6,7 +6,7 @@ Docs: https://convchat.github.io/convchat/chat.html.md"""
 
 # %% ../nbs/05_chat.ipynb #3ceb7d28
 from __future__ import annotations
-import os, sys, json, time, datetime
+import os, sys, json, math, time, datetime
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Callable
@@ -19,6 +19,8 @@ __all__ = ['GEN_DEFAULTS', 'HELP', 'ChatInterface', 'render_chat', 'Generation',
            'load_prompts', 'ChatSession', 'interactive']
 
 # %% ../nbs/05_chat.ipynb #5ca38a9d
+def _line(e)->str: return ' '.join(str(e).split())[:300]     # an error message on one line
+
 def _jinja_env():
     import jinja2
     from jinja2.ext import Extension, loopcontrols
@@ -44,13 +46,18 @@ def render_chat(template:str,          # Jinja chat template
                 **special,              # Variables such as bos_token, eos_token
                )->str:
     "Render `messages` with `template` as transformers' `apply_chat_template(tokenize=False)` does."
-    return _jinja_env().from_string(template).render(messages=messages, add_generation_prompt=add_generation_prompt, **special)
+    try: return _jinja_env().from_string(template).render(messages=messages, add_generation_prompt=add_generation_prompt, **special)
+    except Exception as e: raise ConvchatError(f"the chat template failed: {type(e).__name__}: {_line(e)}") from None
 
 # %% ../nbs/05_chat.ipynb #1cec7b43
 def _read_json(p:Path)->dict:
     if not p.exists(): return {}
-    try: return json.loads(p.read_text())
-    except json.JSONDecodeError as e: raise ConvchatError(f"{p}: not valid JSON ({e})") from None
+    try: return json.loads(p.read_text(encoding='utf-8'))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ConvchatError(f"{p}: not valid JSON ({_line(e)})") from None
+
+def _inside(d:Path, name:str)->bool:
+    "Whether `name` (relative to `d`, or absolute) is a path inside the folder `d`."
+    return (d/name).resolve().is_relative_to(d.resolve())
 
 def _token_str(t): return t.get('content') if isinstance(t, dict) else t
 
@@ -67,15 +74,36 @@ def _session_options(threads):
     return so
 
 # %% ../nbs/05_chat.ipynb #fef7b253
+def _check_genai_config(d:Path, x=None, field=''):
+    "Refuse a `genai_config.json` that loads a library or names a file outside `d` (a model folder is untrusted input)."
+    f = d/'genai_config.json'
+    if x is None: x = _read_json(f)
+    if isinstance(x, list): x = dict(enumerate(x))
+    if not isinstance(x, dict):
+        if isinstance(x, str) and any(w in field.rsplit('.', 1)[-1].lower() for w in ('file', 'path', 'dir')) and not _inside(d, x):
+            raise ConvchatError(f"{f}: {field} = {x!r} points outside the model folder; convchat refuses to load it")
+        return
+    for k, v in x.items():
+        name = f"{field}.{k}" if field else str(k)
+        if any(w in str(k).lower() for w in ('librar', 'custom_op', 'plugin')) or (k == 'provider_options' and v):
+            raise ConvchatError(f"{f}: {name} asks to load a shared library or execution provider; convchat refuses to run such a folder "
+                                "(rebuild it with `convchat.optimize.fused_export`)")
+        _check_genai_config(d, v, name)
+
 def _genai_model(d:Path, threads:int=None):
     "onnxruntime-genai's model for a fused folder (one with `genai_config.json`), or None."
     if not (d/'genai_config.json').exists(): return None
     try: import onnxruntime_genai as og
     except ImportError: return None
-    cfg = og.Config(str(d))
-    so = {'intra_op_num_threads': int(threads or os.cpu_count() or 1), 'inter_op_num_threads': 1, 'log_severity_level': 3}
-    cfg.overlay(json.dumps({'model': {'decoder': {'session_options': so}}}))
-    return og.Model(cfg)
+    _check_genai_config(d)
+    try:
+        cfg = og.Config(str(d))
+        so = {'intra_op_num_threads': int(threads or os.cpu_count() or 1), 'inter_op_num_threads': 1, 'log_severity_level': 3}
+        cfg.overlay(json.dumps({'model': {'decoder': {'session_options': so}}}))
+        return og.Model(cfg)
+    except Exception as e:
+        f = d/str(_read_json(d/'genai_config.json').get('model', {}).get('decoder', {}).get('filename', 'model.onnx'))
+        raise ConvchatError(f"{f}: onnxruntime-genai cannot load it ({_line(e)}); build the folder again with `convchat.optimize`") from None
 
 @dataclass
 class Generation:
@@ -106,13 +134,16 @@ class ChatModel:
         self.model_dir, self.model_id = d, d.name
         self.meta = _read_json(d/'convchat-onnx.json')
         onnx_file = d/self.meta.get('model_file', 'model.onnx')
+        if not _inside(d, onnx_file): raise ConvchatError(f"{d/'convchat-onnx.json'}: model_file {onnx_file.name!r} points outside the model folder")
         if not onnx_file.exists(): raise ConvchatError(f"{d} holds no ONNX model ({onnx_file.name} is missing); export one with `convchat convert`")
         if not (d/'tokenizer.json').exists(): raise ConvchatError(f"{d} has no tokenizer.json; export the model again with `convchat convert`")
         self.tokenizer = Tokenizer.from_file(str(d/'tokenizer.json'))
         tc, gc, cfg = _read_json(d/'tokenizer_config.json'), _read_json(d/'generation_config.json'), _read_json(d/'config.json')
         self.special = {k: _token_str(tc[k]) for k in ('bos_token', 'eos_token', 'unk_token', 'pad_token') if tc.get(k)}
         tpl = d/'chat_template.jinja'
-        self.chat_template = tpl.read_text() if tpl.exists() else tc.get('chat_template')
+        self.template_file = tpl if tpl.exists() else d/'tokenizer_config.json'
+        try: self.chat_template = tpl.read_text(encoding='utf-8') if tpl.exists() else tc.get('chat_template')
+        except UnicodeDecodeError as e: raise ConvchatError(f"{tpl}: not UTF-8 text ({_line(e)})") from None
         eos = set(_as_list(gc.get('eos_token_id')) + _as_list(cfg.get('eos_token_id')))
         if 'eos_token' in self.special: eos.add(self.tokenizer.token_to_id(self.special['eos_token']))
         self.eos_ids = sorted(i for i in eos if i is not None)
@@ -129,8 +160,10 @@ class ChatModel:
         "The ONNX Runtime session for convchat's own loop (created on first use when onnxruntime-genai runs the folder)."
         if self._session is None:
             import onnxruntime as ort
-            self._session = ort.InferenceSession(str(self.onnx_file), sess_options=_session_options(self.threads),
-                                                 providers=self.providers or ['CPUExecutionProvider'])
+            try: self._session = ort.InferenceSession(str(self.onnx_file), sess_options=_session_options(self.threads),
+                                                      providers=self.providers or ['CPUExecutionProvider'])
+            except Exception as e:
+                raise ConvchatError(f"{self.onnx_file}: ONNX Runtime cannot load it ({_line(e)}); export the model again with `convchat convert`") from None
             self._init_io()
         return self._session
 
@@ -159,20 +192,27 @@ def _init_io(self:ChatModel):
     self.int_dtype = _NP[ins['input_ids'].type]
 
 # %% ../nbs/05_chat.ipynb #beb3e97b
+def _check_text(s:str, what:str):
+    "Refuse text that is not valid Unicode (a lone UTF-16 surrogate such as '\\ud800' cannot be encoded)."
+    try: s.encode('utf-8')
+    except UnicodeEncodeError as e: raise ConvchatError(f"{what}: not valid Unicode text (a lone surrogate at character {e.start})") from None
+
 def _check_messages(messages):
     if not isinstance(messages, (list, tuple)) or not messages: raise ConvchatError("messages must be a non-empty list of {'role', 'content'} dicts")
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or not isinstance(m.get('role'), str) or not isinstance(m.get('content'), str):
             raise ConvchatError(f"message {i}: expected {{'role': str, 'content': str}}, got {m!r}"[:200])
+        for k in ('role', 'content'): _check_text(m[k], f"message {i} {k}")
 
 @patch
 def prompt_text(self:ChatModel, messages:list|str)->str:
     "The rendered prompt: the chat template applied to `messages`, or a raw string as it is."
-    if isinstance(messages, str): return messages
+    if isinstance(messages, str): _check_text(messages, 'the prompt'); return messages
     _check_messages(messages)
     if not self.chat_template:
         raise ConvchatError(f"{self.model_dir} has no chat template; give a plain text prompt, or fine-tune it with `convchat train` (which adds one)")
-    return render_chat(self.chat_template, list(messages), True, **self.special)
+    try: return render_chat(self.chat_template, list(messages), True, **self.special)
+    except ConvchatError as e: raise ConvchatError(f"{self.template_file}: {e}") from None
 
 @patch
 def encode(self:ChatModel, messages:list|str)->list:
@@ -183,8 +223,10 @@ def encode(self:ChatModel, messages:list|str)->list:
 def decode(self:ChatModel, ids:list)->str: return self.tokenizer.decode(list(ids), skip_special_tokens=True)
 
 # %% ../nbs/05_chat.ipynb #7021f85d
+_BIG = 1e30                                                                 # logits are clipped to +-_BIG so no option can make inf or NaN
+
 def next_tokens(logits:np.ndarray,     # (B, vocab) last-position logits
-                seen:list=None,         # Per row, the token ids seen so far (for the repetition penalty)
+                seen:list=None,         # Per row, the token ids the repetition penalty applies to
                 temperature:float=0.0,  # 0: greedy
                 top_k:int=0,            # Keep the k most likely (0: all)
                 top_p:float=1.0,        # Keep the smallest set with this probability mass
@@ -192,17 +234,19 @@ def next_tokens(logits:np.ndarray,     # (B, vocab) last-position logits
                 rng:np.random.Generator=None,
                )->np.ndarray:           # (B,) token ids
     "Greedy or sampled next token ids for a batch of logits."
-    x = logits.astype(np.float32, copy=True)                               # (B, V)
-    if repetition_penalty != 1.0 and seen is not None:
-        for row, ids in zip(x, seen):
-            ids = np.unique(np.asarray(ids, dtype=np.int64))
-            v = row[ids]; row[ids] = np.where(v > 0, v/repetition_penalty, v*repetition_penalty)
-    if not temperature: return x.argmax(-1)
-    x = x/temperature
+    x = logits.astype(np.float64, copy=True)                               # (B, V)
+    with np.errstate(over='ignore', under='ignore', invalid='ignore'):
+        if repetition_penalty != 1.0 and seen is not None:
+            for row, ids in zip(x, seen):
+                ids = np.unique(np.asarray(ids, dtype=np.int64))
+                v = row[ids]; row[ids] = np.where(v > 0, v/repetition_penalty, v*repetition_penalty)
+        x = np.nan_to_num(np.clip(x, -_BIG, _BIG), nan=-_BIG)
+        if not temperature: return x.argmax(-1)
+        x = (x - x.max(-1, keepdims=True))/temperature                     # <= 0, the best 0: exp never overflows
     if top_k and top_k < x.shape[-1]:
         kth = np.partition(x, -top_k, axis=-1)[:, -top_k, None]
         x = np.where(x < kth, -np.inf, x)
-    p = np.exp(x - x.max(-1, keepdims=True)); p /= p.sum(-1, keepdims=True)
+    p = np.exp(x); p /= p.sum(-1, keepdims=True)
     if top_p < 1.0:
         order = np.argsort(-p, axis=-1)
         sp = np.take_along_axis(p, order, -1)
@@ -211,6 +255,10 @@ def next_tokens(logits:np.ndarray,     # (B, vocab) last-position logits
         p /= p.sum(-1, keepdims=True)
     rng = rng or np.random.default_rng()
     return np.array([rng.choice(len(r), p=r) for r in p])
+
+def _recent(seen:list, n:int)->list:
+    "The tokens the penalty sees: the last `n` (-1: all, 0: none)."
+    return seen if n < 0 else seen[-n:] if n else []
 
 # %% ../nbs/05_chat.ipynb #a1ca1b6b
 @patch
@@ -235,18 +283,18 @@ def _run(self:ChatModel, ids:np.ndarray, mask:np.ndarray, pos:np.ndarray, past:l
 
 @patch
 def _steps(self:ChatModel, prompts:list, max_new_tokens:int, temperature=0.0, top_k=0, top_p=1.0,
-           repetition_penalty=1.0, seed=None)->Iterator[np.ndarray]:
+           repetition_penalty=1.0, seed=None, repeat_last_n=-1)->Iterator[np.ndarray]:
     "Yield the (B,) next tokens for each step; the caller decides when to stop."
     self.session
     b, n = len(prompts), max(len(p) for p in prompts)
     ids = np.full((b, n), self.pad_id, dtype=np.int64); mask = np.zeros((b, n), dtype=np.int64)
     for i, p in enumerate(prompts): ids[i, n-len(p):], mask[i, n-len(p):] = p, 1
     pos = np.clip(mask.cumsum(-1) - 1, 0, None)                              # (B, T)
-    seen = [list(p) for p in prompts] if repetition_penalty != 1.0 else None
+    seen = [list(p) for p in prompts] if repetition_penalty != 1.0 and repeat_last_n else None
     rng, past = np.random.default_rng(seed), self._empty_past(b)
     for step in range(max_new_tokens):
         logits, past = self._run(ids, mask, pos, past)                        # (B, V)
-        tok = next_tokens(logits, seen, temperature, top_k, top_p, repetition_penalty, rng)
+        tok = next_tokens(logits, seen and [_recent(s, repeat_last_n) for s in seen], temperature, top_k, top_p, repetition_penalty, rng)
         yield tok
         if seen is not None:
             for s, t in zip(seen, tok): s.append(int(t))
@@ -256,22 +304,20 @@ def _steps(self:ChatModel, prompts:list, max_new_tokens:int, temperature=0.0, to
 # %% ../nbs/05_chat.ipynb #216908f6
 @patch
 def _og_steps(self:ChatModel, prompts:list, max_new_tokens:int, temperature=0.0, top_k=0, top_p=1.0,
-              repetition_penalty=1.0, seed=None)->Iterator[np.ndarray]:
-    "Like `_steps`, for one prompt, with onnxruntime-genai's runtime."
+              repetition_penalty=1.0, seed=None, repeat_last_n=-1)->Iterator[np.ndarray]:
+    "Like `_steps`, for one prompt: onnxruntime-genai runs the model, `next_tokens` chooses each token."
     import onnxruntime_genai as og
     (ids,) = prompts
     p = og.GeneratorParams(self.og_model)
-    opts = dict(max_length=len(ids)+max_new_tokens, do_sample=bool(temperature), repetition_penalty=float(repetition_penalty))
-    if not self.eos_ids: opts.update(min_length=len(ids)+max_new_tokens)   # stopping on eos switched off (benchmarks)
-    if temperature: opts.update(temperature=float(temperature), top_k=int(top_k or 0), top_p=float(top_p))
-    if seed is not None: opts.update(random_seed=int(seed))
-    p.set_search_options(**opts)
+    p.set_search_options(max_length=len(ids)+max_new_tokens)
     g = og.Generator(self.og_model, p)
     g.append_tokens([list(ids)])
-    for _ in range(max_new_tokens):
-        if g.is_done(): break
-        g.generate_next_token()
-        yield np.asarray(g.get_next_tokens()[:1])
+    seen, rng = list(ids), np.random.default_rng(seed)
+    for step in range(max_new_tokens):
+        tok = next_tokens(np.asarray(g.get_logits())[:, -1], [_recent(seen, repeat_last_n)], temperature, top_k, top_p, repetition_penalty, rng)
+        yield tok
+        seen.append(int(tok[0]))
+        if step < max_new_tokens-1: g.append_tokens([[int(tok[0])]])
 
 # %% ../nbs/05_chat.ipynb #9ef58fc5
 class TextStream:
@@ -307,14 +353,36 @@ class TextStream:
         return self._release(final=True)
 
 # %% ../nbs/05_chat.ipynb #fb7f343a
-GEN_DEFAULTS = dict(max_new_tokens=256, temperature=0.0, top_p=1.0, top_k=0, repetition_penalty=1.0, seed=None, stop=None)
+GEN_DEFAULTS = dict(max_new_tokens=256, temperature=0.0, top_p=1.0, top_k=0, repetition_penalty=1.1, repeat_last_n=64,
+                    loop_guard=True, seed=None, stop=None)
 
-def _check_gen(max_new_tokens, temperature, top_p, top_k, repetition_penalty):
-    if max_new_tokens < 1: raise ConvchatError(f"max_new_tokens must be at least 1, not {max_new_tokens}")
-    if temperature < 0: raise ConvchatError(f"temperature must be >= 0 (0 is greedy), not {temperature}")
-    if not 0 < top_p <= 1: raise ConvchatError(f"top_p must be in (0, 1], not {top_p}")
-    if top_k < 0: raise ConvchatError(f"top_k must be >= 0 (0: no limit), not {top_k}")
-    if repetition_penalty <= 0: raise ConvchatError(f"repetition_penalty must be > 0, not {repetition_penalty}")
+def _num(name, v, ok, what, whole=False):
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v) or not ok(v) or (whole and v != int(v)):
+        raise ConvchatError(f"{name} must be {what}, not {v!r}")
+
+def _check_gen(max_new_tokens, temperature, top_p, top_k, repetition_penalty, repeat_last_n=-1, **_):
+    _num('max_new_tokens', max_new_tokens, lambda v: v >= 1, 'at least 1 (a whole number)', True)
+    _num('temperature', temperature, lambda v: v >= 0, '>= 0 (0 is greedy)')
+    _num('top_p', top_p, lambda v: 0 < v <= 1, 'in (0, 1]')
+    _num('top_k', top_k, lambda v: v >= 0, '>= 0 (a whole number; 0: no limit)', True)
+    _num('repetition_penalty', repetition_penalty, lambda v: v > 0, '> 0 (1: off)')
+    _num('repeat_last_n', repeat_last_n, lambda v: v >= -1, '>= -1 (a whole number; -1: the whole sequence, 0: off)', True)
+
+def _gen_opts(**kw)->dict:
+    "Generation options, each None replaced by its value in `GEN_DEFAULTS`, checked."
+    if set(kw) - set(GEN_DEFAULTS): raise ConvchatError(f"unknown generation option(s): {', '.join(sorted(set(kw) - set(GEN_DEFAULTS)))}")
+    o = {k: GEN_DEFAULTS[k] if kw.get(k) is None else kw[k] for k in GEN_DEFAULTS}
+    _check_gen(**o)
+    return o
+
+_LOOP_REPEATS, _LOOP_SPAN, _LOOP_PERIOD = 4, 16, 32
+
+def _looping(ids:list)->bool:
+    "Whether `ids` ends in a block of up to 32 tokens repeated at least 4 times back to back (and 16 tokens in all)."
+    for p in range(1, min(_LOOP_PERIOD, len(ids)//_LOOP_REPEATS)+1):
+        n = p*max(_LOOP_REPEATS, -(-_LOOP_SPAN//p))
+        if n <= len(ids) and ids[-n+p:] == ids[-n:-p]: return True
+    return False
 
 @patch
 def _budget(self:ChatModel, n_prompt, max_new_tokens):
@@ -324,38 +392,42 @@ def _budget(self:ChatModel, n_prompt, max_new_tokens):
     return min(max_new_tokens, room)
 
 @patch
-def _stream_gen(self:ChatModel, messages, max_new_tokens=256, temperature=0.0, top_p=1.0, top_k=0,
-                repetition_penalty=1.0, seed=None, stop=None)->Iterator:
+def _stream_gen(self:ChatModel, messages, max_new_tokens=None, temperature=None, top_p=None, top_k=None,
+                repetition_penalty=None, seed=None, stop=None, repeat_last_n=None, loop_guard=None)->Iterator:
     "Yield text deltas, then the final `Generation`."
-    _check_gen(max_new_tokens, temperature, top_p, top_k, repetition_penalty)
+    o = _gen_opts(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k, repetition_penalty=repetition_penalty,
+                  repeat_last_n=repeat_last_n, loop_guard=loop_guard, seed=seed, stop=stop)
     t0 = time.perf_counter()
     ids = self.encode(messages)
-    n = self._budget(len(ids), max_new_tokens)
-    ts, out, reason, ttft = TextStream(self.decode, stop), [], 'length', 0.0
+    n = self._budget(len(ids), o['max_new_tokens'])
+    ts, out, reason, ttft = TextStream(self.decode, o['stop']), [], 'length', 0.0
     steps = self._og_steps if self.og_model is not None else self._steps
-    for tok in steps([ids], n, temperature, top_k, top_p, repetition_penalty, seed):
+    for tok in steps([ids], n, o['temperature'], o['top_k'], o['top_p'], o['repetition_penalty'], o['seed'], o['repeat_last_n']):
         t = int(tok[0]); out.append(t)
         if len(out) == 1: ttft = time.perf_counter()-t0
         if t in self.eos_ids: reason = 'stop'; break
         delta = ts.put(t)
         if delta: yield delta
         if ts.stopped: reason = 'stop'; break
+        if o['loop_guard'] and _looping(out): break                        # a loop ends the reply as if the budget ran out
     rest = ts.flush()
     if rest: yield rest
     yield Generation(ts.text, out, reason, len(ids), len(out), ttft, time.perf_counter()-t0)
 
 @patch
 def generate(self:ChatModel, messages:list|str, # Chat messages, or raw prompt text
-             max_new_tokens:int=256,   # Longest reply in tokens
-             temperature:float=0.0,    # 0: greedy
-             top_p:float=1.0,          # Nucleus sampling mass
-             top_k:int=0,              # Sample among the k most likely (0: all)
-             repetition_penalty:float=1.0, # >1 discourages repeats
+             max_new_tokens:int=None,  # Longest reply in tokens (None: 256)
+             temperature:float=None,   # 0: greedy (None: 0)
+             top_p:float=None,         # Nucleus sampling mass (None: 1)
+             top_k:int=None,           # Sample among the k most likely (None or 0: all)
+             repetition_penalty:float=None, # >1 discourages repeats; 1 is off (None: 1.1)
              seed:int=None,            # Seed for sampling
              stop:list=None,           # Strings that end the reply (not included)
+             repeat_last_n:int=None,   # Tokens the penalty looks back over; -1: all (None: 64)
+             loop_guard:bool=None,     # End a reply that repeats a block 4 times (None: True)
             )->Generation:
-    "Generate one reply."
-    for x in self._stream_gen(messages, max_new_tokens, temperature, top_p, top_k, repetition_penalty, seed, stop): pass
+    "Generate one reply (options left None take their value from `GEN_DEFAULTS`)."
+    for x in self._stream_gen(messages, max_new_tokens, temperature, top_p, top_k, repetition_penalty, seed, stop, repeat_last_n, loop_guard): pass
     return x
 
 @patch
@@ -368,21 +440,23 @@ def stream(self:ChatModel, messages:list|str, **kwargs)->Iterator[str]:
 # %% ../nbs/05_chat.ipynb #2adb834c
 @patch
 def generate_batch(self:ChatModel, conversations:list, # List of message lists (or raw prompts)
-                   max_new_tokens:int=256, temperature:float=0.0, top_p:float=1.0, top_k:int=0,
-                   repetition_penalty:float=1.0, seed:int=None, stop:list=None,
+                   max_new_tokens:int=None, temperature:float=None, top_p:float=None, top_k:int=None,
+                   repetition_penalty:float=None, seed:int=None, stop:list=None,
                    batch_size:int=8,          # Conversations per forward pass
+                   repeat_last_n:int=None, loop_guard:bool=None,
                   )->list[Generation]:
     "Generate one reply per conversation, `batch_size` at a time (same options as `generate`)."
-    _check_gen(max_new_tokens, temperature, top_p, top_k, repetition_penalty)
+    go = _gen_opts(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k, repetition_penalty=repetition_penalty,
+                  repeat_last_n=repeat_last_n, loop_guard=loop_guard, seed=seed, stop=stop)
     enc = [self.encode(c) for c in conversations]
     res = [None]*len(enc)
     for idx in self._batches(enc, batch_size):
         t0 = time.perf_counter()
         prompts = [enc[i] for i in idx]
-        n = min(self._budget(len(p), max_new_tokens) for p in prompts)
-        streams = [TextStream(self.decode, stop) for _ in prompts]
+        n = min(self._budget(len(p), go['max_new_tokens']) for p in prompts)
+        streams = [TextStream(self.decode, go['stop']) for _ in prompts]
         outs, reasons, ttft = [[] for _ in prompts], [None]*len(prompts), 0.0
-        for step, toks in enumerate(self._steps(prompts, n, temperature, top_k, top_p, repetition_penalty, seed)):
+        for step, toks in enumerate(self._steps(prompts, n, go['temperature'], go['top_k'], go['top_p'], go['repetition_penalty'], go['seed'], go['repeat_last_n'])):
             if step == 0: ttft = time.perf_counter()-t0
             for i, t in enumerate(map(int, toks)):
                 if reasons[i]: continue
@@ -391,6 +465,7 @@ def generate_batch(self:ChatModel, conversations:list, # List of message lists (
                 else:
                     streams[i].put(t)
                     if streams[i].stopped: reasons[i] = 'stop'
+                    elif go['loop_guard'] and _looping(outs[i]): reasons[i] = 'length'
             if all(reasons): break
         dt = time.perf_counter()-t0
         for i, p, o, r_, st in zip(idx, prompts, outs, reasons, streams):
@@ -411,7 +486,9 @@ def load_prompts(path:str|Path)->list:
     "Prompts from a batch file: strings (user prompts) or lists of messages."
     p = Path(path)
     if not p.exists(): raise ConvchatError(f"{p}: no such file")
-    lines = p.read_text(encoding='utf-8').splitlines()
+    if not p.is_file(): raise ConvchatError(f"{p}: not a file (give a .txt or .jsonl batch file)")
+    try: lines = p.read_text(encoding='utf-8').splitlines()
+    except UnicodeDecodeError as e: raise ConvchatError(f"{p}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
     if p.suffix != '.jsonl': return [l.strip() for l in lines if l.strip()]
     out = []
     for i, l in enumerate(lines, 1):
@@ -424,6 +501,7 @@ def load_prompts(path:str|Path)->list:
             except ConvchatError as e: raise ConvchatError(f"{p}: line {i}: {e}") from None
         elif not isinstance(r, str) or not r.strip():
             raise ConvchatError(f"{p}: line {i}: expected a string, a list of messages, or an object with 'messages' or 'prompt'")
+        else: _check_text(r, f"{p}: line {i}")
         out.append(r)
     if not out: raise ConvchatError(f"{p}: no prompts in the file")
     return out
@@ -486,7 +564,8 @@ def send(self:ChatSession, text:str, # The user's message
          **gen,                       # Generation options, overriding the session's
         ):
     "Add a user message and get the reply (a string, or text deltas when `stream`)."
-    kw = {**GEN_DEFAULTS, **self.gen, **gen}
+    _check_text(text, 'your message')
+    kw = _gen_opts(**{**{k: v for k, v in self.gen.items() if v is not None}, **{k: v for k, v in gen.items() if v is not None}})
     reply_tokens = min(kw['max_new_tokens'], self.max_context//2)
     self.history.append({'role':'user', 'content':text})
     try: self._fit(reply_tokens)

@@ -1,0 +1,119 @@
+"""Decoding defaults study: which repetition penalty, window and loop guard keep SmolLM2-135M-Instruct out of loops.
+
+For each candidate setting, greedy replies to the probe prompts (convchat/assets/probe_prompts.json) from the fp32 Optimum
+export and the fused 8-bit folder; counts degenerate replies (a 4-token n-gram that occurs 4 or more times), replies that
+run to the token budget, and factual answers kept (an expected answer in the reply). The loop guard only ends a reply
+early, so its effect is computed from the same greedy run (the reply cut where `_looping` first fires).
+`--noise S` adds runs with N(0, S) noise on the logits (seeded) to stand in for another CPU's rounding near ties.
+
+    PYTHONPATH=. python benchmarks/decoding_study.py [--work /tmp/decoding] [--noise 0.2 --noise_seeds 3]
+
+Writes benchmarks/results/decoding_study.json and .md."""
+import argparse, json, platform, subprocess, time
+from collections import Counter
+from pathlib import Path
+import numpy as np
+import convchat.chat as cc
+from convchat.chat import ChatModel, _looping
+
+SETTINGS = [dict(name='off (plain greedy)', repetition_penalty=1.0, repeat_last_n=64),
+            dict(name='1.05, last 64', repetition_penalty=1.05, repeat_last_n=64),
+            dict(name='1.1, last 64', repetition_penalty=1.1, repeat_last_n=64),
+            dict(name='1.2, last 64', repetition_penalty=1.2, repeat_last_n=64),
+            dict(name='1.1, whole sequence', repetition_penalty=1.1, repeat_last_n=-1),
+            dict(name='1.2, whole sequence', repetition_penalty=1.2, repeat_last_n=-1)]
+
+def cpu_info():
+    "CPU model and the SIMD flags that change ONNX Runtime's kernels."
+    out = subprocess.run(['lscpu'], capture_output=True, text=True).stdout
+    model = next((l.split(':', 1)[1].strip() for l in out.splitlines() if l.startswith('Model name')), platform.processor())
+    flags = next((l.split(':', 1)[1].split() for l in out.splitlines() if l.startswith('Flags')), [])
+    return dict(model=model, flags=[f for f in ('avx2', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'amx_tile', 'amx_int8', 'amx_bf16') if f in flags])
+
+def degenerate(ids, n=4, k=4)->bool:
+    "Some n-gram of tokens occurs at least k times."
+    return bool(ids) and max(Counter(tuple(ids[i:i+n]) for i in range(len(ids)-n+1)).values(), default=0) >= k
+
+def guard_cut(ids)->int:
+    "Length of the reply with the loop guard on (where `_looping` first fires), or len(ids)."
+    return next((i for i in range(1, len(ids)+1) if _looping(ids[:i])), len(ids))
+
+def run(model, prompts, s, max_new, noise=0.0, seed=0):
+    "Greedy replies (no loop guard) with setting `s`; optional logit noise."
+    orig, rng = cc.next_tokens, np.random.default_rng(seed)
+    if noise: cc.next_tokens = lambda logits, *a, **k: orig(logits + rng.normal(0, noise, logits.shape), *a, **k)
+    try:
+        kw = dict(max_new_tokens=max_new, repetition_penalty=s['repetition_penalty'], repeat_last_n=s['repeat_last_n'], loop_guard=False)
+        conv = [[{'role': 'user', 'content': p['prompt']}] for p in prompts]
+        if model.og_model is None: return model.generate_batch(conv, batch_size=len(conv), **kw)   # same replies as one by one, faster
+        return [model.generate(c, **kw) for c in conv]
+    finally: cc.next_tokens = orig
+
+def score(model, prompts, gens):
+    rows = []
+    for p, g in zip(prompts, gens):
+        cut = guard_cut(g.token_ids)
+        text_g = model.decode(g.token_ids[:cut])
+        hit = lambda t: any(e.lower() in t.lower() for e in p['expect']) if p['expect'] else None
+        rows.append(dict(prompt=p['prompt'], tokens=len(g.token_ids), finish=g.finish_reason, degenerate=degenerate(g.token_ids),
+                         exact=hit(g.text), guard_tokens=cut, guard_fired=cut < len(g.token_ids), exact_guard=hit(text_g), text=g.text[:400]))
+    fact = [r for r in rows if r['exact'] is not None]
+    return dict(degenerate=sum(r['degenerate'] for r in rows), ran_to_budget=sum(r['finish'] == 'length' for r in rows),
+                guard_fired=sum(r['guard_fired'] for r in rows), tokens=sum(r['tokens'] for r in rows),
+                tokens_with_guard=sum(r['guard_tokens'] for r in rows), exact=sum(r['exact'] for r in fact),
+                exact_with_guard=sum(r['exact_guard'] for r in fact), factual=len(fact), replies=rows)
+
+def first_token_margins(model, prompts):
+    "fp32 first-token top-1 minus top-2 probability per prompt."
+    out = []
+    for p in prompts:
+        ids = model.encode([{'role': 'user', 'content': p['prompt']}])
+        lg, _ = model._run(np.array([ids]), np.ones((1, len(ids)), np.int64), np.arange(len(ids))[None], model._empty_past(1))
+        pr = np.exp(lg[0] - lg[0].max()); pr /= pr.sum(); a, b = np.sort(pr)[-2:][::-1]
+        out.append(dict(prompt=p['prompt'], margin=round(float(a-b), 3), top=model.decode([int(lg[0].argmax())])))
+    return out
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--work', default='/tmp/decoding'); ap.add_argument('--max_new', type=int, default=128)
+    ap.add_argument('--threads', type=int, default=2); ap.add_argument('--noise', type=float, default=0.2)
+    ap.add_argument('--noise_seeds', type=int, default=1); ap.add_argument('--out', default='benchmarks/results/decoding_study')
+    a = ap.parse_args()
+    cpu = cpu_info(); print('CPU:', cpu['model'], 'flags:', ' '.join(cpu['flags']), flush=True)
+    work, t0 = Path(a.work), time.time()
+    int8, fp32 = work/'int8', work/'int8.reference'
+    if not (int8/'genai_config.json').exists():
+        from convchat.optimize import fused_export          # also writes the verified fp32 Optimum export as the reference
+        fused_export('default', int8, precision='int8', keep_reference=True, overwrite=True, progress=False)
+    prompts = json.loads((Path(cc.__file__).parent/'assets'/'probe_prompts.json').read_text())
+    res = dict(cpu=cpu, prompts=len(prompts), max_new_tokens=a.max_new, threads=a.threads, noise=a.noise, noise_seeds=a.noise_seeds,
+               degenerate_rule='a 4-token n-gram occurring >= 4 times', loop_guard=dict(repeats=cc._LOOP_REPEATS, span=cc._LOOP_SPAN, period=cc._LOOP_PERIOD),
+               models={})
+    for name, d in (('fp32 (Optimum export, convchat loop)', fp32), ('int8 (fused, onnxruntime-genai)', int8)):
+        m = ChatModel(d, threads=a.threads)
+        r = res['models'][name] = dict(settings={})
+        if 'fp32' in name: r['first_token_margins'] = first_token_margins(m, prompts)
+        for s in SETTINGS:
+            sc = score(m, prompts, run(m, prompts, s, a.max_new))
+            noisy = [score(m, prompts, run(m, prompts, s, a.max_new, a.noise, k)) for k in range(a.noise_seeds if 'int8' in name and a.noise else 0)]
+            for n_ in noisy: n_.pop('replies')
+            r['settings'][s['name']] = dict(**s, **sc, noisy=noisy)
+            print(f"{name:38} {s['name']:22} degenerate {sc['degenerate']:2}/{len(prompts)}  budget {sc['ran_to_budget']:2}  "
+                  f"exact {sc['exact']}/{sc['factual']} (guard {sc['exact_with_guard']})  guard fired {sc['guard_fired']}  tokens {sc['tokens']}->{sc['tokens_with_guard']}"
+                  + ''.join(f"  | noise: deg {n_['degenerate']} exact {n_['exact']} guard {n_['guard_fired']}" for n_ in noisy), flush=True)
+    res['seconds'] = round(time.time()-t0)
+    out = Path(a.out); out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix('.json').write_text(json.dumps(res, indent=1, ensure_ascii=False) + '\n')
+    lines = [f"# Decoding defaults study\n\nCPU: {cpu['model']} ({', '.join(cpu['flags'])}); {len(prompts)} probe prompts, greedy, "
+             f"{a.max_new} new tokens. Degenerate: {res['degenerate_rule']}. Noise runs: N(0, {a.noise}) on the logits, {a.noise_seeds} seeds (int8).\n",
+             '| model | setting | degenerate | ran to budget | exact | exact, guard on | guard fired | tokens (guard on) | noisy: degenerate / exact / guard fired |',
+             '|---|---|---|---|---|---|---|---|---|']
+    for mn, r in res['models'].items():
+        for sn, s in r['settings'].items():
+            nz = '; '.join(f"{n_['degenerate']} / {n_['exact']} / {n_['guard_fired']}" for n_ in s['noisy']) or '-'
+            lines.append(f"| {mn} | {sn} | {s['degenerate']} | {s['ran_to_budget']} | {s['exact']}/{s['factual']} | {s['exact_with_guard']}/{s['factual']} "
+                         f"| {s['guard_fired']} | {s['tokens']} ({s['tokens_with_guard']}) | {nz} |")
+    out.with_suffix('.md').write_text('\n'.join(lines) + '\n')
+    print('wrote', out.with_suffix('.json'), f"in {res['seconds']} s")
+
+if __name__ == '__main__': main()
