@@ -15,8 +15,8 @@ from fastcore.basics import patch
 from .core import *
 
 # %% auto #0
-__all__ = ['GEN_DEFAULTS', 'HELP', 'ChatInterface', 'render_chat', 'Generation', 'ChatModel', 'next_tokens', 'TextStream',
-           'load_prompts', 'ChatSession', 'interactive']
+__all__ = ['GEN_DEFAULTS', 'HELP', 'ChatInterface', 'ChatTemplateError', 'render_chat', 'Generation', 'ChatModel', 'next_tokens',
+           'TextStream', 'load_prompts', 'ChatSession', 'interactive']
 
 # %% ../nbs/05_chat.ipynb #5ca38a9d
 def _line(e)->str: return ' '.join(str(e).split())[:300]     # an error message on one line
@@ -40,6 +40,10 @@ def _jinja_env():
     env.globals.update(raise_exception=raise_exception, strftime_now=lambda f: datetime.datetime.now().strftime(f))
     return env
 
+class ChatTemplateError(ConvchatError):
+    "The chat template refused the messages (`reason`), or is itself broken (`syntax`)."
+    def __init__(self, msg, reason='', syntax=False): super().__init__(msg); self.reason,self.syntax = reason,syntax
+
 def render_chat(template:str,          # Jinja chat template
                 messages:list[dict],    # [{'role':..., 'content':...}, ...]
                 add_generation_prompt:bool=True, # End with the assistant's turn header
@@ -47,7 +51,10 @@ def render_chat(template:str,          # Jinja chat template
                )->str:
     "Render `messages` with `template` as transformers' `apply_chat_template(tokenize=False)` does."
     try: return _jinja_env().from_string(template).render(messages=messages, add_generation_prompt=add_generation_prompt, **special)
-    except Exception as e: raise ConvchatError(f"the chat template failed: {type(e).__name__}: {_line(e)}") from None
+    except Exception as e:
+        import jinja2
+        raise ChatTemplateError(f"the chat template failed: {type(e).__name__}: {_line(e)}", _line(e),
+                                isinstance(e, jinja2.TemplateSyntaxError)) from None
 
 # %% ../nbs/05_chat.ipynb #1cec7b43
 def _read_json(p:Path)->dict:
@@ -212,7 +219,7 @@ def prompt_text(self:ChatModel, messages:list|str)->str:
     if not self.chat_template:
         raise ConvchatError(f"{self.model_dir} has no chat template; give a plain text prompt, or fine-tune it with `convchat train` (which adds one)")
     try: return render_chat(self.chat_template, list(messages), True, **self.special)
-    except ConvchatError as e: raise ConvchatError(f"{self.template_file}: {e}") from None
+    except ChatTemplateError as e: raise ChatTemplateError(f"{self.template_file}: {e}", e.reason, e.syntax) from None
 
 @patch
 def encode(self:ChatModel, messages:list|str)->list:

@@ -15,7 +15,7 @@ import os, re, sys, copy, hmac, json, time, uuid, socket, logging, threading, ip
 from pathlib import Path
 from typing import Literal
 from .core import *
-from .chat import ChatModel
+from .chat import ChatModel, ChatTemplateError
 try:
     import anyio, uvicorn
     from fastapi import FastAPI, APIRouter, Request, HTTPException as FastAPIHTTPException
@@ -307,10 +307,9 @@ class BodyLimit:
 # %% ../nbs/06_serve.ipynb #c3a9e0f2
 def _model_error(e:Exception)->APIError:
     if isinstance(e, APIError): return e
-    if isinstance(e, ConvchatError): return APIError(400, str(e), code='invalid_request')
-    jinja = sys.modules.get('jinja2')
-    if jinja and isinstance(e, jinja.TemplateError) and not isinstance(e, jinja.TemplateSyntaxError):
-        return APIError(400, f"messages: the model's chat template refuses them: {e}", param='messages', code='invalid_value')
+    if isinstance(e, ChatTemplateError) and not e.syntax:
+        return APIError(400, f"messages: the model's chat template refuses them: {e.reason}", param='messages', code='invalid_value')
+    if isinstance(e, ConvchatError) and not isinstance(e, ChatTemplateError): return APIError(400, str(e), code='invalid_request')
     log.exception('generation failed')
     return APIError(500, f"The generation failed: {type(e).__name__}: {e}", code='generation_failed')
 
