@@ -19,7 +19,7 @@ from .data import (load_conversations, ensure_chat_template, resize_embeddings, 
 __all__ = ['TrainConfig', 'save_schedule', 'make_config', 'cpu_has_bf16', 'resolve_precision', 'label_loss', 'LLMTrainer',
            'EpochLengthGroupedSampler', 'checkpoints_dir', 'end_of_turn_ids', 'oom_advice', 'add_lora', 'merge_lora',
            'training_args', 'SaveEvery', 'SaveOnSignal', 'TrainingInterrupted', 'save_model', 'TrainResult',
-           'load_base_model', 'train', 'plot_loss', 'greedy_answer']
+           'load_base_model', 'train', 'plot_loss', 'greedy_answer', 'cpu_info']
 
 # %% ../nbs/03_train.ipynb #fd0fd6fc
 @dataclass
@@ -500,3 +500,15 @@ def greedy_answer(model, tokenizer, question:str, max_new_tokens:int=40)->str:
     ids = torch.tensor([tokenizer.apply_chat_template([{'role':'user', 'content':question}], add_generation_prompt=True)])
     with torch.no_grad(): out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False)
     return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+
+# %% ../nbs/03_train.ipynb #31dbb98a
+def cpu_info()->str:
+    "The CPU model and the flags that decide training speed (avx2, avx512f, avx512_bf16, amx)."
+    name, flags = platform.processor() or platform.machine(), set()
+    with contextlib.suppress(OSError):
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            k, _, v = line.partition(':')
+            if k.strip() == 'model name': name = v.strip()
+            if k.strip() == 'flags': flags = set(v.split()); break
+    have = [f for f in ('avx2', 'avx512f', 'avx512_bf16', 'amx_tile', 'amx_bf16') if f in flags]
+    return f"{name}; {' '.join(have) or 'none of avx2/avx512f/avx512_bf16/amx'}; bf16 autocast {'on' if cpu_has_bf16() else 'off'}"
