@@ -126,7 +126,9 @@ def train(data_file:str=None,          # Conversations (JSON/JSONL); the built-i
           lora:bool=False,             # Train LoRA adapters and merge them into the weights
           seed:int=None,               # Random seed
           resume:str=None,             # Checkpoint folder to resume from, or 'last'
-          overwrite:bool=False,        # Replace an existing model in output_dir
+          save_every:str=None,         # Checkpoint every N steps ('50') or so often ('10m', '90s'); default 10m. Ctrl-C/SIGTERM also save
+          allow_pickle:bool=False,     # Load a base model whose weights are pickle files (pytorch_model.bin); only for models you trust
+          overwrite:bool=False,        # Replace a model folder that convchat wrote
          )->int:
     "Fine-tune a chat model on your conversations and save it as safetensors"
     _check_num('epochs', epochs, 0, above=True); _check_num('max_steps', max_steps, 1); _check_num('batch_size', batch_size, 1)
@@ -138,7 +140,8 @@ def train(data_file:str=None,          # Conversations (JSON/JSONL); the built-i
     with _regular_file(data_file) as f:
         _check_data(f or example_conversations_path(), data_file)
         return _train(f or example_conversations_path(), output_dir, model, overwrite, resume, epochs=epochs, max_steps=max_steps,
-                      batch_size=batch_size, learning_rate=learning_rate, max_length=max_length, seed=seed, lora=lora or None)
+                      batch_size=batch_size, learning_rate=learning_rate, max_length=max_length, seed=seed, lora=lora or None,
+                      save_every=save_every, allow_pickle=allow_pickle or None)
 
 def _train(data_file, output_dir, model, overwrite, resume, **opts)->int:
     from convchat import train as T
@@ -230,18 +233,22 @@ def serve(model_path:str='convchat-onnx', # Exported ONNX model folder
           port:int=8000,           # Port, 1 to 65535
           max_concurrency:int=2,   # Generations running at once; more wait in the queue
           max_queue:int=16,        # Requests allowed to wait; beyond it the answer is 429
-          api_key:str=None,        # Require `Authorization: Bearer KEY` on /v1
+          api_key:str=None,        # Require `Authorization: Bearer KEY` on /v1 (better: set $CONVCHAT_API_KEY, which `ps` does not show)
           model_name:str=None,     # Model id clients use (default: the folder name)
           threads:int=None,        # ONNX Runtime threads per generation (default: cores / max-concurrency)
+          max_body_bytes:int=4<<20, # Largest request body; larger ones get 413
+          allowed_hosts:str=None,  # Extra Host names accepted on loopback, comma-separated ('*' for any)
          )->int:
     "Serve an exported model over an OpenAI-compatible HTTP API"
     _check_num('port', port, 1, 65535); _check_num('max_concurrency', max_concurrency, 1)
     _check_num('max_queue', max_queue, 0); _check_num('threads', threads, 1)
+    _check_num('max_body_bytes', max_body_bytes, 1024)
     if not Path(model_path).is_dir(): raise ConvchatError(f"{model_path}: no such model folder (make one with `convchat convert`)")
     from convchat.serve import run_server
     with _model_load_errors(model_path):
         return run_server(model_path, host=host, port=port, max_concurrency=max_concurrency, max_queue=max_queue,
-                          api_key=api_key, model_name=model_name, threads=threads) or 0
+                          api_key=api_key, model_name=model_name, threads=threads, max_body_bytes=max_body_bytes,
+                          allowed_hosts=[h.strip() for h in allowed_hosts.split(',') if h.strip()] if allowed_hosts else None) or 0
 
 # %% ../nbs/07_cli.ipynb #b2afa17c
 def pipeline(data_file:str=None,        # Conversations; the built-in examples when omitted
@@ -319,7 +326,7 @@ def main(argv:list=None)->int:
         for k in ('pdb', 'xtra'): args.pop(k, None)
         return fn(**args) or 0
     except _UsageError as e: err(e); return 2
-    except ConvchatError as e: err(e); return 1
+    except ConvchatError as e: err(e); return 130 if type(e).__name__ == 'TrainingInterrupted' else 1
     except KeyboardInterrupt: print(f"convchat {cmd}: interrupted", file=sys.stderr); return 130
     except BrokenPipeError:                    # `convchat chat ... | head -1`: the reader left; stop quietly
         with contextlib.suppress(OSError): os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
