@@ -572,7 +572,7 @@ def free_run_check(candidate:Path,         # Candidate ONNX file (quantized and/
         if f := sure_fact(r, m[0].tolist(), p.get('expect', []), decode, sure): facts.append(dict(prompt=p['messages'][-1]['content'], answer=f[0], margin=f[1]))
         why = probe_failures(r, m[0].tolist(), c, stop, p.get('expect', []), decode, n_tokens, sure)
         k = next((i for i in range(min(len(r), len(c))) if r[i] != c[i]), None)
-        if any(w.startswith(('loops', 'did not end')) for w in why) and m[0][k] < sure and k + 1 < n_tokens:
+        if any(w.startswith(('loops', 'did not end')) for w in why) and k is not None and m[0][k] < sure and k + 1 < n_tokens:
             follow = c[:k+1] + ref.greedy([x + c[:k+1]], n_tokens - k - 1, stop_ids=stop)[0][0].tolist()
             why = probe_failures(r, m[0].tolist(), c, stop, p.get('expect', []), decode, n_tokens, sure, follow)
         if why:
