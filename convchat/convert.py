@@ -16,11 +16,13 @@ from .models import resolve_model, load_model
 
 # %% auto #0
 __all__ = ['ONNX_FILE', 'META_FILE', 'EXPORT_TASK', 'REQUIRED_INPUTS', 'FP32_ATOL', 'VERIFY_TOKENS', 'VERIFY_PROMPTS',
-           'QUANT_OPS', 'QUANT_BITS', 'QUANT_BLOCK', 'GATES', 'optimum_export', 'onnx_io', 'check_onnx_io',
-           'check_tied_embeddings', 'position_ids', 'OnnxLM', 'with_chat_template', 'render_prompts', 'is_quantized',
-           'resolve_onnx_file', 'torch_reference', 'VerifyReport', 'verify_onnx', 'quant_file', 'gemm_to_matmul',
-           'quantize_onnx', 'GateThresholds', 'gate_token_ids', 'GateReport', 'quality_gate', 'end_of_turn_ids',
-           'save_runtime_files', 'export_onnx', 'model_info', 'format_info', 'ONNXConverter']
+           'QUANT_OPS', 'QUANT_BITS', 'QUANT_BLOCK', 'GATES', 'PROBE_TOKENS', 'SURE_MARGIN', 'LOOP_NGRAM', 'LOOP_TIMES',
+           'RUNAWAY_AFTER', 'optimum_export', 'onnx_io', 'check_onnx_io', 'check_tied_embeddings', 'check_onnx_file',
+           'position_ids', 'OnnxLM', 'with_chat_template', 'render_prompts', 'is_quantized', 'resolve_onnx_file',
+           'torch_reference', 'VerifyReport', 'verify_onnx', 'quant_file', 'gemm_to_matmul', 'quantize_onnx',
+           'GateThresholds', 'gate_token_ids', 'GateReport', 'quality_gate', 'end_of_turn_ids', 'save_runtime_files',
+           'probe_prompts', 'training_data', 'sure_fact', 'probe_failures', 'cpu_summary', 'FreeRunReport',
+           'free_run_check', 'loop_once_cached', 'export_onnx', 'model_info', 'format_info', 'ONNXConverter']
 
 # %% ../nbs/04_convert.ipynb #27f23718
 ONNX_FILE = 'model.onnx'
@@ -88,6 +90,25 @@ def check_tied_embeddings(onnx_file:Path, # Exported ONNX file
     return n
 
 # %% ../nbs/04_convert.ipynb #123ab382
+def _first_line(e)->str: return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+
+def check_onnx_file(f:Path)->Path:
+    "Refuse a file that is not a readable ONNX model, or whose external data lies outside its folder."
+    import onnx
+    from onnx.external_data_helper import _get_all_tensors
+    f = Path(f)
+    if not f.is_file(): raise ConvchatError(f"{f}: no such ONNX file")
+    try: m = onnx.load(str(f), load_external_data=False)
+    except Exception as e: raise ConvchatError(f"{f}: not a readable ONNX model ({_first_line(e)}); it is truncated or corrupt: export it again") from None
+    root = f.parent.resolve()
+    for t in _get_all_tensors(m):
+        if t.data_location != onnx.TensorProto.EXTERNAL: continue
+        loc = next((e.value for e in t.external_data if e.key == 'location'), '')
+        if Path(loc).is_absolute() or not (root/loc).resolve().is_relative_to(root):
+            raise ConvchatError(f"{f}: tensor {t.name!r} reads its data from {loc!r}, outside the model's folder; "
+                                "convchat only loads ONNX models whose data files sit next to them")
+    return f
+
 def position_ids(mask:np.ndarray, # (B, T) attention mask, 1 for real tokens
                  n_new:int,       # How many of the last positions to return
                 )->np.ndarray:    # (B, n_new)
@@ -100,8 +121,9 @@ class OnnxLM:
         import onnxruntime as ort
         so = ort.SessionOptions(); so.log_severity_level = 3
         if threads: so.intra_op_num_threads = threads
-        self.path = Path(path)
-        self.sess = ort.InferenceSession(str(path), so, providers=['CPUExecutionProvider'])
+        self.path = check_onnx_file(path)
+        try: self.sess = ort.InferenceSession(str(path), so, providers=['CPUExecutionProvider'])
+        except Exception as e: raise ConvchatError(f"{path}: ONNX Runtime cannot load it ({_first_line(e)}); export the model again") from None
         self.io = check_onnx_io(self.sess, self.path.name)
         k = next(i for i in self.sess.get_inputs() if i.name == 'past_key_values.0.key')   # (B, kv_heads, past, head_dim)
         heads, dim = k.shape[1], k.shape[3]
@@ -122,20 +144,24 @@ class OnnxLM:
         out = dict(zip(self.io['outputs'], self.sess.run(None, {k:v for k,v in feed.items() if k in self.io['inputs']})))
         return out['logits'], [out[f'present.{i}.{kv}'] for i in range(L) for kv in ('key', 'value')]
 
-    def greedy(self, prompts:list[list[int]], n_tokens:int, pad_id:int=0)->tuple[np.ndarray, np.ndarray]:
+    def greedy(self, prompts:list[list[int]], n_tokens:int, pad_id:int=0,
+               stop_ids:list=(),    # Stop early once every row has produced one of these
+               margins:bool=False,  # Also return each step's top-1 minus top-2 logit (B, steps)
+              )->tuple:
         "Greedy tokens (B, n_tokens) for left-padded `prompts`, and the prompt logits (B, T, vocab)."
         T = max(map(len, prompts))
         ids = np.array([[pad_id]*(T-len(p)) + list(p) for p in prompts], np.int64)
         mask = np.array([[0]*(T-len(p)) + [1]*len(p) for p in prompts], np.int64)
         logits, past = self(ids, mask)
-        prompt_logits, toks = logits, []
+        prompt_logits, toks, margs, done = logits, [], [], np.zeros(len(prompts), bool)
         for step in range(n_tokens):
             nxt = logits[:, -1].argmax(-1)                                        # (B,)
-            toks.append(nxt)
-            if step == n_tokens - 1: break
+            toks.append(nxt); done |= np.isin(nxt, list(stop_ids))
+            if margins: top2 = np.partition(logits[:, -1], -2, -1)[:, -2:]; margs.append(top2[:, 1] - top2[:, 0])
+            if step == n_tokens - 1 or done.all(): break
             mask = np.concatenate([mask, np.ones((len(prompts), 1), np.int64)], 1)
             logits, past = self(nxt[:, None], mask, past)
-        return np.stack(toks, 1), prompt_logits
+        return (np.stack(toks, 1), prompt_logits) + ((np.stack(margs, 1),) if margins else ())
 
 # %% ../nbs/04_convert.ipynb #6753102f
 FP32_ATOL = 1e-3  # largest |logit difference| allowed for fp32; SmolLM2-135M measures ~1e-4, so 10x margin for other CPUs/kernels
@@ -355,6 +381,7 @@ class GateReport:
     n_texts: int
     n_tokens: int
     thresholds: GateThresholds
+    free_run: FreeRunReport = None   # greedy replies against the fp32 graph's (`free_run_check`)
 
     @property
     def ppl_increase(self)->float: return self.ppl/self.ppl_fp32 - 1
@@ -364,17 +391,20 @@ class GateReport:
         if not self.kl <= t.max_kl: f.append(f"KL {self.kl:.4f} > {t.max_kl}")
         if not self.top1 >= t.min_top1: f.append(f"top-1 agreement {self.top1:.1%} < {t.min_top1:.0%}")
         if not self.ppl_increase <= t.max_ppl_increase: f.append(f"perplexity +{self.ppl_increase:.1%} > +{t.max_ppl_increase:.0%}")
+        if self.free_run is not None and not self.free_run.passed: f.append(str(self.free_run))
         return f
     @property
     def passed(self)->bool: return not self.failures
 
     def __str__(self):
         return (f"{self.quantization} vs fp32 on {self.n_texts} texts ({self.n_tokens} tokens): KL {self.kl:.4f}, top-1 agreement "
-                f"{self.top1:.1%}, perplexity {self.ppl_fp32:.3f} -> {self.ppl:.3f} ({self.ppl_increase:+.1%}): "
-                + ('passed' if self.passed else 'FAILED: ' + '; '.join(self.failures)))
+                f"{self.top1:.1%}, perplexity {self.ppl_fp32:.3f} -> {self.ppl:.3f} ({self.ppl_increase:+.1%})"
+                + (f"; {self.free_run}" if self.free_run is not None and self.passed else '')
+                + (': passed' if self.passed else ': FAILED: ' + '; '.join(self.failures)))
 
     def to_dict(self)->dict:
         d = asdict(self); d.update(ppl_increase=self.ppl_increase, passed=self.passed, failures=self.failures)
+        d['free_run'] = self.free_run.to_dict() if self.free_run is not None else None
         return d
 
 # %% ../nbs/04_convert.ipynb #c2f22976
@@ -427,6 +457,147 @@ def save_runtime_files(dest:Path, model, tok)->dict:
     model.config.save_pretrained(dest)
     return dict(eos_token_ids=eos, pad_token_id=pad, bos_token_id=tok.bos_token_id)
 
+# %% ../nbs/04_convert.ipynb #92f62704
+PROBE_TOKENS = 48     # new tokens per greedy reply: enough for a short answer to end, or a loop to show
+SURE_MARGIN = 1.0     # logits; fp32 vs int8 SmolLM2-135M replies first differed where fp32's margin was 0.0-0.36
+LOOP_NGRAM, LOOP_TIMES = 3, 4  # a reply in which one 3-token sequence occurs 4 times is looping
+RUNAWAY_AFTER = 32    # a reference reply that ends within this many tokens must also end in the candidate
+
+def probe_prompts(data_file:Path=None,   # Conversations whose questions (each up to its last reply) are added
+                  max_questions:int=12,   # At most this many of them
+                 )->list[dict]:           # [{'messages', 'expect'}]
+    "convchat's probe prompts (`assets/probe_prompts.json`), then the questions of `data_file`."
+    from convchat.models import _assets
+    ps = [dict(messages=[{'role': 'user', 'content': p['prompt']}], expect=p.get('expect', []))
+          for p in json.loads((_assets()/'probe_prompts.json').read_text())]
+    if data_file:
+        from convchat.data import load_conversations
+        for c in load_conversations(data_file)[:max_questions]:
+            last = max((i for i, m in enumerate(c.messages) if m['role'] == 'assistant'), default=0)
+            if last: ps.append(dict(messages=c.messages[:last], expect=[]))
+    return ps
+
+def training_data(model_dir)->Path|None:
+    "The conversations a fine-tuned folder was trained on (from its `convchat-train.json`), if they are still there."
+    f = Path(str(model_dir))/'convchat-train.json'
+    if not f.is_file(): return None
+    d = json.loads(f.read_text()).get('data_file')
+    return Path(d) if d and Path(d).is_file() else None
+
+# %% ../nbs/04_convert.ipynb #8288a98f
+def _looping(toks:list)->tuple|None:
+    "The most repeated `LOOP_NGRAM`-token sequence if it occurs `LOOP_TIMES` times or more."
+    from collections import Counter
+    c = Counter(tuple(toks[i:i+LOOP_NGRAM]) for i in range(len(toks) - LOOP_NGRAM + 1))
+    g, n = c.most_common(1)[0] if c else ((), 0)
+    return (g, n) if n >= LOOP_TIMES else None
+
+def _says(text:str, answer:str)->bool: return re.search(rf'(?<!\w){re.escape(answer)}(?!\w)', text, re.I) is not None
+
+def sure_fact(ref:list, ref_margins:list, expect:list, decode:Callable, sure:float=SURE_MARGIN)->tuple|None:
+    "The expected answer the reference's reply gives, and its first token's margin, if that margin is at least `sure`."
+    text = decode(ref)
+    for a in (a for a in expect if _says(text, a)):
+        k = next(i for i in range(len(ref)) if _says(decode(ref[:i+1]), a))             # the token that completes it
+        j = max(i for i in range(k+1) if _says(decode(ref[i:k+1]), a))                  # the token it starts in
+        return (a, round(float(ref_margins[j]), 2)) if ref_margins[j] >= sure else None
+    return None
+
+def probe_failures(ref:list, ref_margins:list, cand:list, stop_ids:list, expect:list, decode:Callable,
+                   n_tokens:int=PROBE_TOKENS, sure:float=SURE_MARGIN,
+                   ref_follow:list=None, # The reference's reply when made to take the candidate's token at their first near-tie
+                  )->list[str]:
+    "Why the candidate's greedy reply `cand` is not acceptable against the reference's `ref` (token ids, stop token included)."
+    text = lambda t: decode([i for i in t if i not in stop_ids])
+    ct, why = text(cand), []
+    if (f := sure_fact(ref, ref_margins, expect, text, sure)) and not _says(ct, f[0]):
+        why.append(f"lost the answer {f[0]!r} that the reference gives (margin {f[1]})")
+    k = next((i for i in range(min(len(ref), len(cand))) if ref[i] != cand[i]), None)
+    if k is not None and ref_margins[k] >= sure:
+        why.append(f"left the reference's reply at token {k} ({decode([ref[k]])!r} -> {decode([cand[k]])!r}) where the reference "
+                   f"was sure (margin {ref_margins[k]:.1f} >= {sure})")
+    if (lc := _looping(cand)) and not _looping(ref) and not (ref_follow and _looping(ref_follow)):
+        why.append(f"loops: {decode(list(lc[0]))!r} {lc[1]} times")
+    ended = lambda t: bool(t) and t[-1] in stop_ids
+    if ended(ref) and len(ref) <= RUNAWAY_AFTER and not ended(cand) and not (ref_follow and not ended(ref_follow)):
+        why.append(f"did not end within {len(cand)} tokens; the reference ended after {len(ref)}")
+    return why
+
+# %% ../nbs/04_convert.ipynb #d95fd931
+def cpu_summary()->str:
+    "The CPU's model name and the instruction sets ONNX Runtime's int8 kernels choose between."
+    try: info = Path('/proc/cpuinfo').read_text()
+    except OSError: import platform; return platform.processor() or 'unknown CPU'
+    name = next((l.split(':', 1)[1].strip() for l in info.splitlines() if l.startswith('model name')), 'unknown CPU')
+    flags = set(next((l.split(':', 1)[1].split() for l in info.splitlines() if l.startswith('flags')), []))
+    return f"{name} ({', '.join(f for f in ('avx2', 'avx512f', 'avx512_vnni', 'amx_int8') if f in flags) or 'no avx2'})"
+
+@dataclass
+class FreeRunReport:
+    "Greedy replies of a candidate graph against the fp32 reference graph's, on real chat prompts."
+    n_prompts: int
+    n_tokens: int           # longest reply, in new tokens
+    facts: list             # [{'prompt', 'answer', 'margin'}]: expected answers the reference was sure of
+    failures: list = field(default_factory=list)   # [{'prompt', 'reasons', 'reference', 'candidate'}]
+    seconds: float = 0.0
+    cpu: str = ''           # the gate's verdict can depend on the CPU's kernels (issue 16: AVX2 only)
+    @property
+    def passed(self)->bool: return not self.failures
+    def __str__(self):
+        s = f"free-running: {self.n_prompts-len(self.failures)}/{self.n_prompts} prompts passed ({len(self.facts)} sure facts checked)"
+        return s + ''.join(f"; {f['prompt']!r}: {', '.join(f['reasons'])} (reply {f['candidate'][:60]!r})" for f in self.failures[:3])
+    def to_dict(self)->dict: return {**asdict(self), 'passed': self.passed}
+
+def free_run_check(candidate:Path,         # Candidate ONNX file (quantized and/or fused)
+                   reference:Path,         # The fp32 ONNX file it must answer like
+                   tok,                    # The model's tokenizer
+                   prompts:list=None,      # `probe_prompts()` when None
+                   stop_ids:list=None,     # Tokens that end a reply; `end_of_turn_ids(tok)` when None
+                   n_tokens:int=PROBE_TOKENS,
+                   sure:float=SURE_MARGIN, # Reference margin (logits) above which the candidate must not leave its reply
+                   threads:int=None,
+                   progress:bool=False,
+                  )->FreeRunReport:
+    "Greedy replies (no repetition penalty) of `candidate` and `reference`, compared by `probe_failures`."
+    from tqdm.auto import tqdm
+    t0, prompts = time.time(), prompts or probe_prompts()
+    stop, ids = list(stop_ids or end_of_turn_ids(tok)), render_prompts(tok, [p['messages'] for p in prompts])
+    ref, cand = OnnxLM(reference, threads), OnnxLM(candidate, threads)
+    decode = lambda t: tok.decode(t, skip_special_tokens=True)
+    fails, facts = [], []
+    for p, x in tqdm(list(zip(prompts, ids)), desc='free-running gate', disable=not progress, leave=False):
+        r, _, m = ref.greedy([x], n_tokens, stop_ids=stop, margins=True)
+        c, _ = cand.greedy([x], n_tokens, stop_ids=stop)
+        r, c = r[0].tolist(), c[0].tolist()
+        if f := sure_fact(r, m[0].tolist(), p.get('expect', []), decode, sure): facts.append(dict(prompt=p['messages'][-1]['content'], answer=f[0], margin=f[1]))
+        why = probe_failures(r, m[0].tolist(), c, stop, p.get('expect', []), decode, n_tokens, sure)
+        k = next((i for i in range(min(len(r), len(c))) if r[i] != c[i]), None)
+        if any(w.startswith(('loops', 'did not end')) for w in why) and k is not None and m[0][k] < sure and k + 1 < n_tokens:
+            follow = c[:k+1] + ref.greedy([x + c[:k+1]], n_tokens - k - 1, stop_ids=stop)[0][0].tolist()
+            why = probe_failures(r, m[0].tolist(), c, stop, p.get('expect', []), decode, n_tokens, sure, follow)
+        if why:
+            fails.append(dict(prompt=p['messages'][-1]['content'], reasons=why, reference=decode(r), candidate=decode(c)))
+    return FreeRunReport(len(prompts), n_tokens, facts, fails, round(time.time()-t0, 1), cpu_summary())
+
+# %% ../nbs/04_convert.ipynb #d8d03298
+def loop_once_cached(f:Path, token:int)->Path:
+    "Edit ONNX file `f` in place: +100 on `token`'s logit whenever the KV cache is not empty."
+    import onnx
+    from onnx import helper, numpy_helper, TensorProto
+    m = onnx.load(str(f)); g = m.graph
+    V = next(o for o in g.output if o.name == 'logits').type.tensor_type.shape.dim[-1].dim_value
+    next(n for n in g.node if 'logits' in n.output).output[0] = 'logits_raw'
+    bias = np.zeros(V, np.float32); bias[token] = 100
+    g.initializer.extend([numpy_helper.from_array(bias, 'loop_bias'), numpy_helper.from_array(np.array(2, np.int64), 'loop_axis'),
+                          numpy_helper.from_array(np.array(1, np.float32), 'loop_one')])
+    g.node.extend([helper.make_node('Shape', ['past_key_values.0.key'], ['loop_shape']),
+                   helper.make_node('Gather', ['loop_shape', 'loop_axis'], ['loop_past']),
+                   helper.make_node('Cast', ['loop_past'], ['loop_pastf'], to=TensorProto.FLOAT),
+                   helper.make_node('Min', ['loop_pastf', 'loop_one'], ['loop_on']),
+                   helper.make_node('Mul', ['loop_bias', 'loop_on'], ['loop_add']),
+                   helper.make_node('Add', ['logits_raw', 'loop_add'], ['logits'])])
+    onnx.save(m, str(f)); return Path(f)
+
 # %% ../nbs/04_convert.ipynb #f5055e72
 def _opset(f:Path)->int:
     import onnx
@@ -454,15 +625,17 @@ def export_onnx(model_path='default',        # 'default', a fine-tuned model fol
                 prompts:list=None,            # Chat prompts for verification; `VERIFY_PROMPTS` when None
                 threads:int=None,             # ONNX Runtime threads for the checks
                 opset:int=None,               # ONNX opset; Optimum's default when None
+                probes:list=None,             # Prompts for the free-running gate; `probe_prompts(gate data)` when None
+                allow_pickle:bool=False,      # Load pickle weights (`pytorch_model.bin`): only for folders you trust
                )->Path:                       # The output folder
     "Export a model to a self-contained, verified ONNX folder, optionally quantized behind a quality gate."
     from tqdm.auto import tqdm
     _check_quantize(quantize)
     t0, out = time.time(), Path(output_dir)
     stages = ['load', 'export', 'check'] + ['verify']*verify + ['quantize', 'gate']*bool(quantize) + ['write']
-    with atomic_dir(out, overwrite=overwrite) as tmp, tqdm(total=len(stages), disable=not progress, desc='convert') as bar:
+    with atomic_dir(out, overwrite=overwrite, protect=[model_path, gate_data]) as tmp, tqdm(total=len(stages), disable=not progress, desc='convert') as bar:
         def stage(name): bar.set_postfix_str(name); bar.update(1)
-        model, tok = load_model(model_path); stage('load')
+        model, tok = load_model(model_path, allow_pickle=allow_pickle); stage('load')
         import warnings
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
@@ -475,7 +648,11 @@ def export_onnx(model_path='default',        # 'default', a fine-tuned model fol
         meta_q, model_file = None, f
         if quantize:
             qf = quantize_onnx(f, tmp/quant_file(quantize), quantize); check_onnx_io(qf); stage('quantize')
-            rep = quality_gate(qf, f, gate_token_ids(tok, gate_data), quantize, gate, threads, progress); stage('gate')
+            rep = quality_gate(qf, f, gate_token_ids(tok, gate_data), quantize, gate, threads, progress)
+            if rep.passed or force:
+                rep.free_run = free_run_check(qf, f, tok, probes or probe_prompts(gate_data or training_data(model_path)),
+                                              end_of_turn_ids(tok, model.generation_config), threads=threads, progress=progress)
+            stage('gate')
             if not rep.passed and not force:
                 raise ConvchatError(f"the {quantize} model fails its quality gate, so it was not written "
                                     f"(pass force=True, or --force, to write it anyway): {rep}")
@@ -503,15 +680,35 @@ def export_onnx(model_path='default',        # 'default', a fine-tuned model fol
     return out
 
 # %% ../nbs/04_convert.ipynb #8a77f8e9
-def model_info(onnx_dir:Path)->dict:
-    "The metadata of an exported folder, with its path."
+def _check_files(d:Path, files:dict):
+    for name, rec in files.items():
+        p = d/name
+        if not p.is_file(): raise ConvchatError(f"{p}: missing, though {META_FILE} lists it; export the model again")
+        if p.stat().st_size != rec.get('bytes') or file_sha256(p) != rec.get('sha256'):
+            raise ConvchatError(f"{p}: its size or sha256 differs from the file written at export ({META_FILE}); "
+                                "it is truncated or corrupt: export the model again")
+
+def model_info(onnx_dir:Path,          # A folder written by `export_onnx` or `fused_export`
+               check_files:bool=True,  # Recompute the recorded sha256 of the graph's files
+              )->dict:
+    "The metadata of an exported folder, with its path; fails if the graph is unreadable or differs from what was written."
     d = Path(onnx_dir)
     if not d.is_dir(): raise ConvchatError(f"{d}: no such model folder")
     if not (d/META_FILE).exists(): raise ConvchatError(f"{d}: not a convchat ONNX folder (no {META_FILE}); make one with `convchat convert`")
     try: meta = json.loads((d/META_FILE).read_text())
     except json.JSONDecodeError as e: raise ConvchatError(f"{d/META_FILE}: not valid JSON ({e})") from None
-    if not (d/meta.get('model_file', ONNX_FILE)).exists(): raise ConvchatError(f"{d}: the model file {meta.get('model_file')} named in {META_FILE} is missing")
-    return {**meta, 'path': str(d)}
+    f = d/meta.get('model_file', ONNX_FILE)
+    if not f.exists(): raise ConvchatError(f"{d}: the model file {f.name} named in {META_FILE} is missing")
+    if check_files and meta.get('files'): _check_files(d, meta['files'])
+    check_onnx_file(f)
+    info = {**meta, 'path': str(d), 'model_file': f.name, 'files_checked': bool(check_files and meta.get('files'))}
+    if 'inputs' not in info: info['inputs'], info['outputs'] = onnx_io(f)        # fused folders record less
+    cfg = json.loads((d/'config.json').read_text()) if (d/'config.json').is_file() else {}
+    info.setdefault('architecture', cfg.get('model_type')); info.setdefault('vocab_size', cfg.get('vocab_size'))
+    info.setdefault('n_layers', cfg.get('num_hidden_layers') or cfg.get('n_layer'))
+    info.setdefault('source_model', meta.get('source'))
+    info.setdefault('file_size', sum(p.stat().st_size for p in d.glob(f.name + '*')))
+    return info
 
 def _io_summary(names):
     n = len([x for x in names if x.endswith('.key')])
@@ -519,22 +716,35 @@ def _io_summary(names):
     kv = [x.split('.')[0] for x in names if x.endswith('.0.key')]
     return ', '.join(plain + [f'{k}.{{0..{n-1}}}.key/value' for k in kv])
 
+def _gate_line(g:dict, forced)->str:
+    fr = g.get('free_run')
+    return (f"KL {g['kl']:.4f}, top-1 {g['top1']:.1%}, perplexity {g['ppl_increase']:+.1%}"
+            + (f", free-running {fr['n_prompts']-len(fr['failures'])}/{fr['n_prompts']} prompts" if fr else ', free-running not checked')
+            + (': passed its gate' if g['passed'] else ': FAILED its gate (forced)' if forced else ': FAILED its gate'))
+
 def format_info(info:dict)->str:
     "`model_info`'s dict as aligned lines for the terminal."
-    v, q = info.get('verification'), info.get('quantization')
+    v, q, g = info.get('verification'), info.get('quantization'), info.get('gate')
+    src = str(info.get('source_model'))
     rows = [('Model folder', info['path']),
-            ('Source', f"{info['source_model']}" + (f" ({info['source_name']})" if info.get('source_name') not in (None, info['source_model']) else '')),
-            ('Architecture', f"{info['architecture']}, {info['parameters']/1e6:.1f}M parameters, {info['n_layers']} layers, vocabulary {info['vocab_size']}"),
-            ('ONNX file', f"{info['model_file']}, {info['file_size']/1e6:.1f} MB, opset {info['opset']}"),
-            ('Inputs', _io_summary(info['inputs'])), ('Outputs', _io_summary(info['outputs'])),
-            ('Quantization', 'none (fp32)' if not q else f"{q['type']} ({q['method']}, block {q['block_size']}): "
-                f"KL {q['gate']['kl']:.4f}, top-1 {q['gate']['top1']:.1%}, perplexity {q['gate']['ppl_increase']:+.1%}, "
-                + ('passed its gate' if q['gate']['passed'] else 'FAILED its gate (forced)')),
-            ('Verification', 'skipped' if not v else f"fp32 vs PyTorch: max |logit diff| {v['max_abs_diff']:.1e}, greedy tokens "
-                f"{v['tokens_equal']}/{v['n_prompts']*v['n_tokens']} identical" + ('' if v['passed'] else ' (FAILED)')),
-            ('Stop tokens', f"eos {info['eos_token_ids']}, pad {info['pad_token_id']}"),
-            ('Runtime', f"onnxruntime {info['onnxruntime']} (exported with optimum {info['optimum']}, transformers {info['transformers']}, "
-                f"torch {info['torch']}, in {info['seconds']} s)")]
+            ('Source', src + (f" ({info['source_name']})" if info.get('source_name') not in (None, src) else '')),
+            ('Architecture', f"{info['architecture']}" + (f", {info['parameters']/1e6:.1f}M parameters" if info.get('parameters') else '')
+                + f", {info['n_layers']} layers, vocabulary {info['vocab_size']}"),
+            ('ONNX file', f"{info['model_file']}, {info['file_size']/1e6:.1f} MB" + (f", opset {info['opset']}" if info.get('opset') else '')
+                + (', sha256 checked' if info.get('files_checked') else ', no checksums recorded')),
+            ('Inputs', _io_summary(info['inputs'])), ('Outputs', _io_summary(info['outputs']))]
+    if info.get('graph'):                                                     # a fused folder
+        rows += [('Graph', f"{info['graph']}, {info.get('precision')}"),
+                 ('Quality gate', _gate_line(g, info.get('gate_forced')) + ' against the verified Optimum export' if g else 'none recorded')]
+    else:
+        rows += [('Quantization', 'none (fp32)' if not q else f"{q['type']} ({q['method']}, block {q['block_size']}): "
+                     + _gate_line(q['gate'], q.get('forced'))),
+                 ('Verification', 'skipped' if not v else f"fp32 vs PyTorch: max |logit diff| {v['max_abs_diff']:.1e}, greedy tokens "
+                     f"{v['tokens_equal']}/{v['n_prompts']*v['n_tokens']} identical" + ('' if v['passed'] else ' (FAILED)'))]
+    if 'eos_token_ids' in info: rows.append(('Stop tokens', f"eos {info['eos_token_ids']}, pad {info['pad_token_id']}"))
+    if 'onnxruntime' in info:
+        rows.append(('Runtime', f"onnxruntime {info['onnxruntime']} (exported with optimum {info['optimum']}, transformers "
+                                f"{info['transformers']}, torch {info['torch']}, in {info['seconds']} s)"))
     if info.get('post_export'): rows.insert(4, ('Post-export', ', '.join(info['post_export'])))
     return '\n'.join(f'{k:<13} {v}' for k, v in rows)
 

@@ -64,19 +64,19 @@ def build_fused_model(model:str|Path,          # 'default' or a Hugging Face mod
                       precision:str='int8',    # 'fp32', 'int8' or 'int4'
                       overwrite:bool=False,    # Replace an existing folder
                       threads:int=None,        # Threads for the builder's quantizer (default: all)
+                      allow_pickle:bool=False, # Accept pickle weights (`pytorch_model.bin`): only for folders you trust
                      )->Path:
     "Build a fused ONNX graph of `model` with onnxruntime-genai's builder into a folder `ChatModel` runs."
-    from convchat.models import resolve_model
+    from convchat.models import resolve_model, check_model_folder
     if precision not in PRECISIONS: raise ConvchatError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     src = resolve_model(model)
     if not isinstance(src, Path): raise ConvchatError(f"{model}: build_fused_model needs a local model folder or 'default'")
+    check_model_folder(src, allow_pickle)
     if not fused_supported(src):
         arch = json.loads((src/'config.json').read_text()).get('architectures')
         raise ConvchatError(f"{src}: the fused builder supports {', '.join(FUSED_ARCHS)}, not {arch}; use the Optimum export (`convchat convert`)")
-    out = Path(output_dir)
-    if out.exists() and not overwrite: raise ConvchatError(f"{out} already exists; pass overwrite=True (--overwrite) to replace it")
-    t0 = time.time()
-    with atomic_dir(out, overwrite=True) as tmp, tempfile.TemporaryDirectory() as cache:
+    out, t0 = Path(output_dir), time.time()
+    with atomic_dir(out, overwrite=overwrite, protect=[src]) as tmp, tempfile.TemporaryDirectory() as cache:
         cmd = [sys.executable, '-c', 'from convchat.optimize import _builder_main; _builder_main()',
                '-i', str(src), '-o', str(tmp), '-e', 'cpu', '-c', cache, *PRECISIONS[precision]]
         env = {**os.environ, 'OMP_NUM_THREADS': str(threads)} if threads else None
@@ -87,9 +87,11 @@ def build_fused_model(model:str|Path,          # 'default' or a Hugging Face mod
         for f in _KEEP:
             if (tmp/f).exists(): (tmp/f).unlink()             # the builder's copies; the source's are authoritative
             if (src/f).exists(): shutil.copy2(src/f, tmp/f)
-        size = sum(f.stat().st_size for f in tmp.glob('model.onnx*'))
-        atomic_write_json(tmp/'convchat-onnx.json', dict(model_file='model.onnx', graph='fused (onnxruntime-genai model builder)',
-            precision=precision, source=str(src), file_size=size, build_seconds=round(time.time()-t0, 1),
+        graph = sorted(tmp.glob('model.onnx*'))
+        files = {f.name: dict(bytes=f.stat().st_size, sha256=file_sha256(f)) for f in graph}
+        atomic_write_json(tmp/'convchat-onnx.json', dict(format='convchat-onnx', model_file='model.onnx',
+            graph='fused (onnxruntime-genai model builder)', precision=precision, source=str(src), source_model=str(model),
+            files=files, file_size=sum(r['bytes'] for r in files.values()), build_seconds=round(time.time()-t0, 1),
             builder_args=PRECISIONS[precision]))
     return out
 
@@ -127,35 +129,44 @@ def fused_export(model_path:str|Path='default', # 'default' or a model folder (e
                  precision:str='int8',     # 'fp32', 'int8' or 'int4'
                  reference:str|Path=None,  # An existing verified export of the same model (made when None)
                  keep_reference:bool=False, # Keep the reference export next to `output_dir` (as `<output_dir>.reference`)
-                 overwrite:bool=False,     # Replace an existing `output_dir`
+                 overwrite:bool=False,     # Replace an existing `output_dir` (and `<output_dir>.reference`) that convchat wrote
                  force:bool=False,         # Write the fused model even if it fails its quality gate
                  gate_data:Path=None,      # Conversations for the gate (the example conversations when None)
                  progress:bool=True,
+                 probes:list=None,         # Prompts for the free-running gate; `probe_prompts(gate data)` when None
+                 allow_pickle:bool=False,  # Accept pickle weights (`pytorch_model.bin`): only for folders you trust
                 )->Path:
     "A fused (fast) ONNX chat folder for `model_path`, gated against a verified Optimum export."
-    from convchat.convert import export_onnx, quality_gate, gate_token_ids, resolve_onnx_file
+    from convchat.convert import (export_onnx, quality_gate, gate_token_ids, resolve_onnx_file, free_run_check, probe_prompts,
+                                  training_data, end_of_turn_ids, META_FILE)
     from convchat.models import resolve_model, load_tokenizer
     if precision not in PRECISIONS: raise ConvchatError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     src, out = resolve_model(model_path), Path(output_dir)
     if not isinstance(src, Path) or not fused_supported(src):
         raise ConvchatError(f"{model_path}: the fused graph supports {', '.join(FUSED_ARCHS)} model folders; use the Optimum export")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ConvchatError(f"{out} already exists and is not empty; pass overwrite=True (--overwrite) to replace it")
-    ref = Path(reference) if reference else out.with_name(out.name + '.reference')
-    if reference is None: export_onnx(src, ref, verify=True, overwrite=True, progress=progress)
-    elif not ref.is_dir(): raise ConvchatError(f"{ref}: no such reference export")
-    try:
-        with atomic_dir(out, overwrite=overwrite) as tmp:
-            build_fused_model(src, tmp, precision, overwrite=True)
-            rep = quality_gate(resolve_onnx_file(tmp), resolve_onnx_file(ref), gate_token_ids(load_tokenizer(src), gate_data),
-                               quantization=precision, thresholds=_fused_gate(precision), progress=progress)
+    check_output_dir(out, overwrite, protect=[src, gate_data, reference])
+    keep = out.with_name(out.name + '.reference') if keep_reference and reference is None else None
+    if keep: check_output_dir(keep, overwrite, protect=[src, gate_data])
+    if reference is not None and not Path(reference).is_dir(): raise ConvchatError(f"{reference}: no such reference export")
+    out.resolve().parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.resolve().parent, prefix=f'.{out.name}.{os.getpid()}-', suffix='.partial') as scratch:
+        ref = Path(reference) if reference is not None else export_onnx(src, keep or Path(scratch)/'reference', verify=True,
+                                                                       overwrite=overwrite, progress=progress, allow_pickle=allow_pickle)
+        with atomic_dir(out, overwrite=overwrite, protect=[src, gate_data, ref]) as tmp:
+            build_fused_model(src, tmp, precision, overwrite=True, allow_pickle=allow_pickle)
+            tok = load_tokenizer(src)
+            cand, base = resolve_onnx_file(tmp), resolve_onnx_file(ref)
+            rep = quality_gate(cand, base, gate_token_ids(tok, gate_data), quantization=precision, thresholds=_fused_gate(precision),
+                               progress=progress)
+            if rep.passed or force:
+                stop = json.loads((ref/META_FILE).read_text()).get('eos_token_ids') if (ref/META_FILE).is_file() else None
+                rep.free_run = free_run_check(cand, base, tok, probes or probe_prompts(gate_data or training_data(src)),
+                                              stop or end_of_turn_ids(tok), progress=progress)
             if not rep.passed and not force:
                 raise ConvchatError(f"the fused {precision} model failed its quality gate, so it was not written: {rep}. "
-                                    f"Pass force=True (--force) to write it anyway, or use the verified export in {ref}")
+                                    f"Pass force=True (--force) to write it anyway" + (f", or use the verified export in {ref}" if keep or reference else ''))
             meta = json.loads((tmp/'convchat-onnx.json').read_text())
-            meta.update(gate=rep.to_dict(), gate_forced=not rep.passed, reference=str(ref) if keep_reference or reference else None,
+            meta.update(gate=rep.to_dict(), gate_forced=not rep.passed, reference=str(ref) if keep or reference else None,
                         verified_against='the Optimum export of the same model, itself verified against PyTorch')
             atomic_write_json(tmp/'convchat-onnx.json', meta)
-    finally:
-        if reference is None and not keep_reference: shutil.rmtree(ref, ignore_errors=True)
     return out
