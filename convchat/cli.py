@@ -160,7 +160,8 @@ def convert(model_path:str='default', # Fine-tuned model folder ('default' or a 
             fused:bool=False,         # Build the fast fused graph (Llama-style models), gated against a verified export
             no_verify:bool=False,     # Skip the ONNX Runtime vs PyTorch check (not recommended; not with --fused)
             force:bool=False,         # Write a quantized model even if it fails the quality gate
-            overwrite:bool=False,     # Replace an existing output_dir
+            allow_pickle:bool=False,  # Load pickle weights (pytorch_model.bin); only for models you trust
+            overwrite:bool=False,     # Replace an ONNX folder that convchat wrote
            )->int:
     "Export a model to ONNX with Optimum, verify it answers the same, optionally quantize it"
     _check_choice('quantize', quantize, ('int8', 'int4'))
@@ -170,12 +171,14 @@ def convert(model_path:str='default', # Fine-tuned model folder ('default' or a 
     with contextlib.redirect_stdout(sys.stderr):   # exporters print progress: keep stdout for answers
         if fused:
             from convchat.optimize import fused_export
-            out = fused_export(model_path, output_dir, precision=quantize or 'fp32', overwrite=overwrite, force=force)
+            out = fused_export(model_path, output_dir, precision=quantize or 'fp32', overwrite=overwrite, force=force,
+                               allow_pickle=allow_pickle)
             gate = json.loads((Path(out)/'convchat-onnx.json').read_text()).get('gate', {})
             say(f"Fused {quantize or 'fp32'} graph, quality gate against the verified export: KL {gate.get('kl', float('nan')):.4f}, "
                 f"top-1 agreement {gate.get('top1', float('nan')):.1%}, passed: {gate.get('passed')}")
         else:
-            out = export_onnx(model_path, output_dir, quantize=quantize, verify=not no_verify, force=force, overwrite=overwrite)
+            out = export_onnx(model_path, output_dir, quantize=quantize, verify=not no_verify, force=force, overwrite=overwrite,
+                              allow_pickle=allow_pickle)
             say(format_info(model_info(out)))
     say(f"Wrote {out}")
     return 0
