@@ -1,6 +1,9 @@
 """Chat decode speed: convchat's ONNX Runtime chat against PyTorch `generate` and Optimum `ORTModelForCausalLM`, side by side.
 
-    python benchmarks/chat_bench.py [--threads 2] [--tokens 128] [--reps 3] [--work /tmp/convchat-chat-bench]
+    python benchmarks/chat_bench.py [--threads 2] [--tokens 128] [--reps 3] [--work /tmp/convchat-chat-bench] [--int8-args "..."]
+
+`--int8-args` replaces the builder args of the fused 8-bit graph (`convchat.optimize.PRECISIONS['int8']`) for this run,
+e.g. `--int8-args "-p int8 --extra_options is_symmetric=false accuracy_level=1"`; the folder is rebuilt when they change.
 
 Model: the default SmolLM2-135M-Instruct. Prompt: one chat message rendered with the model's template (56 tokens).
 Each contender generates exactly `--tokens` greedy tokens (end-of-turn ignored) on `--threads` threads, in its own
@@ -135,6 +138,7 @@ def main():
     ap.add_argument('--tokens', type=int, default=128)
     ap.add_argument('--reps', type=int, default=3)
     ap.add_argument('--work', default='/tmp/convchat-chat-bench')
+    ap.add_argument('--int8-args', default=None, help="builder args for the fused 8-bit graph (default: convchat.optimize.PRECISIONS['int8'])")
     ap.add_argument('--only', nargs='*', default=None, help='contenders to run (default: all)')
     ap.add_argument('--one', default=None, help=argparse.SUPPRESS)
     ap.add_argument('--report', action='store_true', help='rewrite chat.md from chat.json without running anything')
@@ -146,6 +150,9 @@ def main():
         a.tokens, a.threads = old['tokens'], old['machine']['threads']
         return report(old['rounds'], names, q, old['build_seconds'], a)
     warnings.filterwarnings('ignore')
+    if a.int8_args:
+        import shlex, convchat.optimize
+        convchat.optimize.PRECISIONS['int8'] = shlex.split(a.int8_args)
     work = Path(a.work)
     steps = build(work, a.threads)
     q = quality(work)
@@ -175,13 +182,17 @@ def report(rounds, names, q, steps, a):
                           peak_rss_mb=max(r[n]['peak_rss_mb'] for r in rs), prompt_tokens=rs[0][n]['prompt_tokens'],
                           same_tokens_as_pytorch=rs[0][n]['tokens'] == rs[0]['pytorch-fp32']['tokens'],
                           quality=q.get(GRAPH.get(n)))
-    res = dict(machine=dict(platform=platform.platform(), cpus=os.cpu_count(), threads=a.threads, load_avg=os.getloadavg()),
+    from convchat.optimize import PRECISIONS
+    cpu = next((l.split(':', 1)[1].strip() for l in Path('/proc/cpuinfo').read_text().splitlines() if l.startswith('model name')), platform.processor())
+    res = dict(machine=dict(platform=platform.platform(), cpu=cpu, cpus=os.cpu_count(), threads=a.threads, load_avg=os.getloadavg()),
+               fused_int8_builder_args=PRECISIONS['int8'],
                tokens=a.tokens, reps=len(rounds), build_seconds=steps, summary=summary, rounds=rounds)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS/'chat.json').write_text(json.dumps(res, indent=2))
     lines = [f"# Chat decode speed", "",
              f"SmolLM2-135M-Instruct, {summary.get('pytorch-fp32', {}).get('prompt_tokens', '?')}-token chat prompt, {a.tokens} greedy tokens, "
-             f"{a.threads} threads, median of {len(rounds)} interleaved round(s) on a shared {os.cpu_count()}-core CPU (1-minute load average at the end: {os.getloadavg()[0]:.1f}). "
+             f"{a.threads} threads, median of {len(rounds)} interleaved round(s) on a shared {os.cpu_count()}-core {res['machine']['cpu']} (1-minute load average at the end: {os.getloadavg()[0]:.1f}). "
+             f"Fused 8-bit builder args: `{' '.join(PRECISIONS['int8'])}`. "
              "Ratios are to PyTorch in the same round. Quality: KL divergence and top-1 agreement of the graph's next-token "
              "distribution against the fp32 Optimum export on a real chat (teacher-forced). Reproduce: `python benchmarks/chat_bench.py`.", "",
              "| contender | decode tok/s | x PyTorch | x Optimum fp32 | time to first token | load | peak RSS | greedy = PyTorch | KL / top-1 |",
