@@ -50,7 +50,7 @@ def _builder_main(argv=None):
 
 # %% ../nbs/04a_optimize.ipynb #ec854d27
 FUSED_ARCHS = ('LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM', 'Qwen3ForCausalLM')
-PRECISIONS = dict(fp32=['-p', 'fp32'], int8=['-p', 'int8', '--extra_options', 'is_symmetric=false'], int4=['-p', 'int4', '--extra_options', 'algo_config=k_quant_mixed'])
+PRECISIONS = dict(fp32=['-p', 'fp32'], int8=['-p', 'int8', '--extra_options', 'is_symmetric=false', 'block_size=64'], int4=['-p', 'int4', '--extra_options', 'algo_config=k_quant_mixed'])
 _KEEP = ('tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'chat_template.jinja', 'vocab.json', 'merges.txt',
          'config.json', 'generation_config.json')
 

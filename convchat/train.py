@@ -364,7 +364,7 @@ def load_base_model(model, allow_pickle:bool=False):
     if (bad := _pickle_only(path)) and not allow_pickle:
         raise ConvchatError(f"{model}: the weights are pickle files ({', '.join(bad)}), which can run code when loaded; "
                             "convert them to safetensors, or pass allow_pickle=True (--allow-pickle) if you trust their source")
-    try: return load_model(model)
+    try: return load_model(model, allow_pickle=allow_pickle)
     except ConvchatError: raise
     except (OSError, ValueError, KeyError, ImportError) as e:
         msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
