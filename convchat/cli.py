@@ -286,7 +286,11 @@ def _pipeline(data_file, shown, model, work, epochs, max_steps, quantize, fused,
     from convchat.optimize import fused_supported
     fused = fused and fused_supported(work/'model')
     say(f"[3/4] Exporting to ONNX" + (f" (fused {quantize or 'fp32'} graph, gated against a verified export)" if fused else ''))
-    convert(str(work/'model'), str(work/'onnx'), quantize=quantize, fused=fused, overwrite=overwrite)
+    try: convert(str(work/'model'), str(work/'onnx'), quantize=quantize, fused=fused, overwrite=overwrite)
+    except ConvchatError as e:   # no 8-bit build kept the model's answers on this CPU: ship the (gated) fp32 graph
+        if not (fused and quantize) or type(e).__name__ != 'GateFailed': raise
+        say(f"  {e}\n  No {quantize} graph kept the model's answers on this CPU; writing the fused fp32 graph instead")
+        convert(str(work/'model'), str(work/'onnx'), quantize=None, fused=True, overwrite=overwrite)
     q = prompt or EXAMPLE_QUESTIONS[0][0]
     say(f"[4/4] Chatting with {work/'onnx'}")
     from convchat.chat import ChatModel

@@ -12,7 +12,8 @@ import numpy as np
 from .core import *
 
 # %% auto #0
-__all__ = ['FUSED_ARCHS', 'PRECISIONS', 'fused_supported', 'build_fused_model', 'onnx_logits', 'compare_logits', 'fused_export']
+__all__ = ['FUSED_ARCHS', 'INT8_BUILDS', 'PRECISIONS', 'fused_supported', 'build_fused_model', 'onnx_logits', 'compare_logits',
+           'GateFailed', 'fused_export']
 
 # %% ../nbs/04a_optimize.ipynb #3e99d4b0
 _MISSING_CLASSES = {'Gemma3ForConditionalGeneration', 'Lfm2VlForConditionalGeneration', 'Mistral3ForConditionalGeneration',
@@ -50,6 +51,10 @@ def _builder_main(argv=None):
 
 # %% ../nbs/04a_optimize.ipynb #ec854d27
 FUSED_ARCHS = ('LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM', 'Qwen3ForCausalLM')
+# 8 bits: tried in this order, the first that passes the gate on this CPU is written (int8 study: blocks of 64 are the
+# fastest and keep fp32's answers on AVX2 kernels; blocks of 32 keep them on AMX kernels where 64 lost one)
+INT8_BUILDS = (['-p', 'int8', '--extra_options', 'is_symmetric=false', 'block_size=64'],
+               ['-p', 'int8', '--extra_options', 'is_symmetric=false'])
 PRECISIONS = dict(fp32=['-p', 'fp32'], int8=['-p', 'int8', '--extra_options', 'is_symmetric=false', 'block_size=64'], int4=['-p', 'int4', '--extra_options', 'algo_config=k_quant_mixed'])
 _KEEP = ('tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'chat_template.jinja', 'vocab.json', 'merges.txt',
          'config.json', 'generation_config.json')
@@ -65,6 +70,7 @@ def build_fused_model(model:str|Path,          # 'default' or a Hugging Face mod
                       overwrite:bool=False,    # Replace an existing folder
                       threads:int=None,        # Threads for the builder's quantizer (default: all)
                       allow_pickle:bool=False, # Accept pickle weights (`pytorch_model.bin`): only for folders you trust
+                      args:list=None,          # Builder arguments (default: `PRECISIONS[precision]`)
                      )->Path:
     "Build a fused ONNX graph of `model` with onnxruntime-genai's builder into a folder `ChatModel` runs."
     from convchat.models import resolve_model, check_model_folder
@@ -75,10 +81,10 @@ def build_fused_model(model:str|Path,          # 'default' or a Hugging Face mod
     if not fused_supported(src):
         arch = json.loads((src/'config.json').read_text()).get('architectures')
         raise ConvchatError(f"{src}: the fused builder supports {', '.join(FUSED_ARCHS)}, not {arch}; use the Optimum export (`convchat convert`)")
-    out, t0 = Path(output_dir), time.time()
+    out, t0, args = Path(output_dir), time.time(), list(args or PRECISIONS[precision])
     with atomic_dir(out, overwrite=overwrite, protect=[src]) as tmp, tempfile.TemporaryDirectory() as cache:
         cmd = [sys.executable, '-c', 'from convchat.optimize import _builder_main; _builder_main()',
-               '-i', str(src), '-o', str(tmp), '-e', 'cpu', '-c', cache, *PRECISIONS[precision]]
+               '-i', str(src), '-o', str(tmp), '-e', 'cpu', '-c', cache, *args]
         env = {**os.environ, 'OMP_NUM_THREADS': str(threads)} if threads else None
         r = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if r.returncode != 0 or not (tmp/'model.onnx').exists():
@@ -92,7 +98,7 @@ def build_fused_model(model:str|Path,          # 'default' or a Hugging Face mod
         atomic_write_json(tmp/'convchat-onnx.json', dict(format='convchat-onnx', model_file='model.onnx',
             graph='fused (onnxruntime-genai model builder)', precision=precision, source=str(src), source_model=str(model),
             files=files, file_size=sum(r['bytes'] for r in files.values()), build_seconds=round(time.time()-t0, 1),
-            builder_args=PRECISIONS[precision]))
+            builder_args=args))
     return out
 
 # %% ../nbs/04a_optimize.ipynb #c0b28a3f
@@ -124,6 +130,9 @@ def _fused_gate(precision:str):
     return GateThresholds(1e-3, 0.99, 0.01, "the fused fp32 graph computes the same function as the reference; "
                           "measured KL ~1e-6 on SmolLM2-135M, so anything above 1e-3 is a builder bug")
 
+class GateFailed(ConvchatError):
+    "A quantized graph changed the model's answers, so it was not written."
+
 def fused_export(model_path:str|Path='default', # 'default' or a model folder (e.g. from `convchat train`)
                  output_dir:str|Path='convchat-onnx', # The fast chat folder to write
                  precision:str='int8',     # 'fp32', 'int8' or 'int4'
@@ -137,9 +146,8 @@ def fused_export(model_path:str|Path='default', # 'default' or a model folder (e
                  allow_pickle:bool=False,  # Accept pickle weights (`pytorch_model.bin`): only for folders you trust
                 )->Path:
     "A fused (fast) ONNX chat folder for `model_path`, gated against a verified Optimum export."
-    from convchat.convert import (export_onnx, quality_gate, gate_token_ids, resolve_onnx_file, free_run_check, probe_prompts,
-                                  training_data, end_of_turn_ids, META_FILE)
-    from convchat.models import resolve_model, load_tokenizer
+    from convchat.convert import export_onnx
+    from convchat.models import resolve_model
     if precision not in PRECISIONS: raise ConvchatError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     src, out = resolve_model(model_path), Path(output_dir)
     if not isinstance(src, Path) or not fused_supported(src):
@@ -152,21 +160,33 @@ def fused_export(model_path:str|Path='default', # 'default' or a model folder (e
     with tempfile.TemporaryDirectory(dir=out.resolve().parent, prefix=f'.{out.name}.{os.getpid()}-', suffix='.partial') as scratch:
         ref = Path(reference) if reference is not None else export_onnx(src, keep or Path(scratch)/'reference', verify=True,
                                                                        overwrite=overwrite, progress=progress, allow_pickle=allow_pickle)
-        with atomic_dir(out, overwrite=overwrite, protect=[src, gate_data, ref]) as tmp:
-            build_fused_model(src, tmp, precision, overwrite=True, allow_pickle=allow_pickle)
-            tok = load_tokenizer(src)
-            cand, base = resolve_onnx_file(tmp), resolve_onnx_file(ref)
-            rep = quality_gate(cand, base, gate_token_ids(tok, gate_data), quantization=precision, thresholds=_fused_gate(precision),
-                               progress=progress)
-            if rep.passed or force:
-                stop = json.loads((ref/META_FILE).read_text()).get('eos_token_ids') if (ref/META_FILE).is_file() else None
-                rep.free_run = free_run_check(cand, base, tok, probes or probe_prompts(gate_data or training_data(src)),
-                                              stop or end_of_turn_ids(tok), progress=progress)
-            if not rep.passed and not force:
-                raise ConvchatError(f"the fused {precision} model failed its quality gate, so it was not written: {rep}. "
-                                    f"Pass force=True (--force) to write it anyway" + (f", or use the verified export in {ref}" if keep or reference else ''))
-            meta = json.loads((tmp/'convchat-onnx.json').read_text())
-            meta.update(gate=rep.to_dict(), gate_forced=not rep.passed, reference=str(ref) if keep or reference else None,
-                        verified_against='the Optimum export of the same model, itself verified against PyTorch')
-            atomic_write_json(tmp/'convchat-onnx.json', meta)
+        failed = []
+        for args in (INT8_BUILDS if precision == 'int8' else [PRECISIONS[precision]]):
+            try: return _gated_build(src, out, ref, precision, args, overwrite, force, gate_data, progress, probes, allow_pickle,
+                                     failed, reference is not None or keep is not None)
+            except GateFailed as e: failed.append(dict(builder_args=args, failure=str(e)))
+        raise GateFailed(f"the fused {precision} model failed its quality gate on this CPU, so it was not written: " +
+                         ' | '.join(f"{' '.join(f['builder_args'][3:]) or 'default'}: {f['failure']}" for f in failed) +
+                         ". Pass force=True (--force) to write it anyway, or use fp32")
+
+def _gated_build(src, out, ref, precision, args, overwrite, force, gate_data, progress, probes, allow_pickle, failed, kept):
+    "Build one fused graph into `out`, or raise `GateFailed` if it does not pass the gate against `ref`."
+    from convchat.convert import (quality_gate, gate_token_ids, resolve_onnx_file, free_run_check, probe_prompts,
+                                  training_data, end_of_turn_ids, META_FILE)
+    from convchat.models import load_tokenizer
+    with atomic_dir(out, overwrite=overwrite, protect=[src, gate_data, ref]) as tmp:
+        build_fused_model(src, tmp, precision, overwrite=True, allow_pickle=allow_pickle, args=args)
+        tok = load_tokenizer(src)
+        cand, base = resolve_onnx_file(tmp), resolve_onnx_file(ref)
+        rep = quality_gate(cand, base, gate_token_ids(tok, gate_data), quantization=precision, thresholds=_fused_gate(precision),
+                           progress=progress)
+        if rep.passed or force:
+            stop = json.loads((ref/META_FILE).read_text()).get('eos_token_ids') if (ref/META_FILE).is_file() else None
+            rep.free_run = free_run_check(cand, base, tok, probes or probe_prompts(gate_data or training_data(src)),
+                                          stop or end_of_turn_ids(tok), progress=progress)
+        if not rep.passed and not force: raise GateFailed(str(rep))
+        meta = json.loads((tmp/'convchat-onnx.json').read_text())
+        meta.update(gate=rep.to_dict(), gate_forced=not rep.passed, reference=str(ref) if kept else None, builds_refused=failed,
+                    verified_against='the Optimum export of the same model, itself verified against PyTorch')
+        atomic_write_json(tmp/'convchat-onnx.json', meta)
     return out
