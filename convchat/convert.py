@@ -381,7 +381,7 @@ class GateReport:
     n_texts: int
     n_tokens: int
     thresholds: GateThresholds
-    free_run: FreeRunReport = None   # greedy replies against the fp32 graph's (`free_run_check`)
+    free_run: object = None          # a `FreeRunReport`: greedy replies against the fp32 graph's (`free_run_check`)
 
     @property
     def ppl_increase(self)->float: return self.ppl/self.ppl_fp32 - 1
