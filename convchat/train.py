@@ -373,11 +373,7 @@ def load_base_model(model, allow_pickle:bool=False):
 # %% ../nbs/03_train.ipynb #0ccc8ddf
 def _earlier(ckpts:Path)->Path: return ckpts.with_name(f'.{ckpts.name}.earlier-{os.getpid()}')
 
-def _pid_alive(pid:int)->bool:
-    try: os.kill(pid, 0)
-    except ProcessLookupError: return False
-    except (PermissionError, OverflowError): pass
-    return True
+from .core import _pid_alive   # the same liveness test core uses for partial folders
 
 def _recover_earlier(ckpts:Path):
     "Put back the earlier checkpoints that a killed run had moved aside, if it wrote none of its own."
