@@ -12,14 +12,15 @@ from pathlib import Path
 from fastcore.basics import patch
 from .core import *
 from .models import load_model, resolve_model, is_default
-from .data import (load_conversations, ensure_chat_template, resize_embeddings, build_dataset, split_dataset,
-                           tokenize_conversation, DataCollator, DataError)
+from .data import load_conversations
+from .tokenization import (ensure_chat_template, resize_embeddings, build_dataset, split_dataset, end_of_turn_ids,
+                                   DataCollator)
 
 # %% auto #0
 __all__ = ['TrainConfig', 'save_schedule', 'make_config', 'cpu_has_bf16', 'resolve_precision', 'label_loss', 'LLMTrainer',
-           'EpochLengthGroupedSampler', 'checkpoints_dir', 'end_of_turn_ids', 'oom_advice', 'add_lora', 'merge_lora',
-           'training_args', 'SaveEvery', 'SaveOnSignal', 'TrainingInterrupted', 'save_model', 'TrainResult',
-           'load_base_model', 'train', 'plot_loss', 'greedy_answer', 'cpu_info']
+           'EpochLengthGroupedSampler', 'checkpoints_dir', 'oom_advice', 'add_lora', 'merge_lora', 'training_args',
+           'SaveEvery', 'SaveOnSignal', 'TrainingInterrupted', 'save_model', 'TrainResult', 'load_base_model', 'train',
+           'plot_loss', 'greedy_answer', 'cpu_info']
 
 # %% ../nbs/03_train.ipynb #fd0fd6fc
 @dataclass
@@ -199,13 +200,6 @@ def _resume_path(resume, ckpts:Path):
     if not (p/'trainer_state.json').exists(): raise ConvchatError(f"{p} is not a training checkpoint (no trainer_state.json)")
     return str(p)
 
-# %% ../nbs/03_train.ipynb #0569696b
-def end_of_turn_ids(tokenizer)->list[int]:
-    "Token ids that end an assistant turn: the token closing an answer in the chat template, then `eos`."
-    x = tokenize_conversation([{'role':'user', 'content':'Hi'}, {'role':'assistant', 'content':'Hello'}], tokenizer, max_length=10_000)
-    closing = [l for l in x['labels'] if l != -100][-1]
-    return list(dict.fromkeys([closing, tokenizer.eos_token_id]))
-
 # %% ../nbs/03_train.ipynb #fbc4b181
 def _is_oom(e:BaseException)->bool:
     import torch
@@ -305,14 +299,6 @@ class TrainingInterrupted(ConvchatError):
     "Training stopped on a signal after writing a checkpoint to resume from."
 
 # %% ../nbs/03_train.ipynb #95dbf6c6
-def _versions()->dict:
-    import torch, transformers, convchat
-    v = dict(convchat=convchat.__version__, torch=torch.__version__, transformers=transformers.__version__, python=platform.python_version())
-    try:
-        import peft; v['peft'] = peft.__version__
-    except ImportError: pass
-    return v
-
 def save_model(model, tokenizer,         # The trained model (LoRA merged or not) and its tokenizer
                output_dir:Path,          # Folder to write
                record:dict=None,         # The training record for `convchat-train.json`
@@ -466,7 +452,7 @@ def train(data_file:Path,              # Conversations file (JSON/JSONL, any for
                   data_file=str(data_file.resolve()), data_sha256=file_sha256(data_file), data=str(rep),
                   n_train=len(train_ds), n_eval=len(eval_ds) if eval_ds is not None else 0,
                   config=asdict(cfg), precision=precision, device='cuda' if cuda else 'cpu',
-                  resumed_from=str(resume) if resume else None, metrics=metrics, versions=_versions())
+                  resumed_from=str(resume) if resume else None, metrics=metrics, versions=package_versions())
     final = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)   # drop the autocast wrapper of the forward
     if trainer.is_world_process_zero():
         save_model(final, tok, output_dir, record, overwrite=overwrite, protect=protect)
