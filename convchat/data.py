@@ -1,4 +1,4 @@
-"""Conversations in, clean training examples out: read and write three formats, validate with messages that name the problem, and tokenize so the model learns only from the assistant.
+"""Conversations in and out: read and write three formats, and validate them with messages that name the problem.
 
 Docs: https://convchat.github.io/convchat/data.html.md"""
 
@@ -9,15 +9,13 @@ from __future__ import annotations
 import io, json, sys, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 from .core import *
 
 # %% auto #0
-__all__ = ['ROLES', 'FORMATS', 'SHAREGPT_ROLES', 'SHAREGPT_FROM', 'EXAMPLE_QUESTIONS', 'DEFAULT_CHAT_TEMPLATE', 'PAD_CANDIDATES',
-           'DataError', 'Conversation', 'Problem', 'check_record', 'iter_records', 'ValidationReport', 'validate_file',
-           'load_conversations', 'save_conversations', 'to_dataset', 'from_dataset', 'example_conversations_path',
-           'ensure_chat_template', 'resize_embeddings', 'tokenize_conversation', 'DataReport', 'build_dataset',
-           'render_example', 'split_dataset', 'packing_supported', 'DataCollator']
+__all__ = ['ROLES', 'FORMATS', 'SHAREGPT_ROLES', 'SHAREGPT_FROM', 'EXAMPLE_QUESTIONS', 'DataError', 'Conversation', 'Problem',
+           'check_record', 'iter_records', 'ValidationReport', 'validate_file', 'load_conversations',
+           'save_conversations', 'to_dataset', 'from_dataset', 'example_conversations_path']
 
 # %% ../nbs/02_data.ipynb #c7f8a848
 ROLES = ('system', 'user', 'assistant')
@@ -80,6 +78,74 @@ def _dumps(x)->str|None:
 
 def _short(x)->str: return (_dumps(x) or type(x).__name__)[:40]
 
+
+# %% ../nbs/02_data.ipynb #5af1fa5d
+class _Schema(NamedTuple):
+    key: str        # The list of messages
+    rkey: str       # A message's role
+    ckey: str       # A message's content
+    sharegpt: bool
+
+def _schema(obj:dict, fmt:str)->_Schema:
+    if fmt == 'auto': fmt = 'sharegpt' if 'conversations' in obj and 'messages' not in obj else 'convchat'
+    return _Schema('conversations', 'from', 'value', True) if fmt == 'sharegpt' else _Schema('messages', 'role', 'content', False)
+
+def _messages_problem(obj:dict, s:_Schema)->str|None:
+    "Why `obj` holds no list of messages, or None."
+    if s.key not in obj:
+        other = 'messages' if s.sharegpt else 'conversations'
+        kind = 'convchat/OpenAI' if s.sharegpt else 'ShareGPT'
+        hint = f" (this record has {other!r}: is it {kind}? try fmt='auto')" if other in obj else ''
+        return f"missing {s.key!r}: expected a list of messages{hint}"
+    msgs = obj[s.key]
+    if not isinstance(msgs, list) or not msgs: return f"expected a non-empty list of messages, got {_short(msgs)}"
+
+# %% ../nbs/02_data.ipynb #3fc9c8dc
+def _header_problems(cid, meta)->list[tuple]:
+    "Problems with a record's `id` and `metadata`, as `(text, field)`."
+    out = []
+    if cid is not None and not isinstance(cid, (str, int)): out.append((f"expected a string id, got {type(cid).__name__}", 'id'))
+    if not isinstance(meta, dict): out.append((f"expected an object, got {type(meta).__name__}", 'metadata'))
+    if isinstance(cid, str) and (why := _not_text(cid)): out.append((why, 'id'))
+    if isinstance(meta, dict) and meta and (why := _not_text(_dumps(meta) or '', where=False)): out.append((why, 'metadata'))
+    return out
+
+# %% ../nbs/02_data.ipynb #7c4e0b6d
+def _role(r, sharegpt:bool)->str|None:
+    "The convchat role of a message's role value, or None."
+    return SHAREGPT_ROLES.get(r) if sharegpt and isinstance(r, str) else (r if r in ROLES else None)
+
+def _message_problem(m, s:_Schema)->tuple|None:
+    "What is wrong with one message, as `(text, field)`, or None."
+    if not isinstance(m, dict): return f"expected a message object, got {type(m).__name__}", None
+    if s.rkey not in m: return f"missing role; expected {_expected_roles(s.sharegpt)}", s.rkey
+    if _role(m[s.rkey], s.sharegpt) is None: return f"unknown role {m[s.rkey]!r}; expected {_expected_roles(s.sharegpt)}", s.rkey
+    if s.ckey not in m: return "missing content; expected a non-empty string", s.ckey
+    content = m[s.ckey]
+    if not isinstance(content, str): return f"expected a string, got {type(content).__name__} (convchat trains on text only)", s.ckey
+    if not content.strip(): return "empty content; expected a non-empty string", s.ckey
+    if why := _not_text(content): return why, s.ckey
+
+# %% ../nbs/02_data.ipynb #157be7f1
+def _turn_problems(turns:list, s:_Schema)->list[tuple]:
+    "Problems with the order of valid turns `(index, role, content)`, as `(text, message, field)`."
+    out = []
+    for k, (j, role, _) in enumerate(turns):
+        if role == 'system' and k != 0: out.append((f"a system message must be the first message, not message {j}", j, s.rkey))
+        if k and role == turns[k-1][1] and role != 'system':
+            out.append((f"two {role!r} turns in a row (messages {turns[k-1][0]} and {j}); convchat does not merge them: "
+                        "join them into one message", j, s.rkey))
+    if not any(r == 'assistant' for _, r, _ in turns):
+        out.append(("no assistant turn: there is nothing to learn from this conversation", None, s.key))
+    return out
+
+def _trailing_warning(turns:list)->tuple|None:
+    "A warning `(text, message)` about the turns after the last answer, or None."
+    last = max(k for k, (_, r, _) in enumerate(turns) if r == 'assistant')
+    n = len(turns)-1-last
+    if n: return f"{n} turn(s) after the last assistant answer teach nothing and are ignored when training", turns[last+1][0]
+
+# %% ../nbs/02_data.ipynb #7d7189a2
 def check_record(obj,                 # A parsed JSON record
                  path:str,            # File name, for messages
                  fmt:str='auto',      # 'auto', 'convchat', 'openai' or 'sharegpt'
@@ -89,45 +155,17 @@ def check_record(obj,                 # A parsed JSON record
     "Validate one record and convert it to a `Conversation`."
     P = lambda text, message=None, field=None: Problem(str(path), text, line=line, record=record, message=message, field=field)
     if not isinstance(obj, dict): return None, [P(f"expected a JSON object (a conversation), got {type(obj).__name__}")], []
-    if fmt == 'auto': fmt = 'sharegpt' if 'conversations' in obj and 'messages' not in obj else 'convchat'
-    sharegpt = fmt == 'sharegpt'
-    key, rkey, ckey = ('conversations', 'from', 'value') if sharegpt else ('messages', 'role', 'content')
-    errs, warns = [], []
-    if key not in obj:
-        other = 'messages' if sharegpt else 'conversations'
-        hint = f" (this record has {other!r}: is it {'convchat/OpenAI' if sharegpt else 'ShareGPT'}? try fmt='auto')" if other in obj else ''
-        return None, [P(f"missing {key!r}: expected a list of messages{hint}", field=key)], []
-    msgs = obj[key]
-    if not isinstance(msgs, list) or not msgs:
-        return None, [P(f"expected a non-empty list of messages, got {_short(msgs)}", field=key)], []
+    s = _schema(obj, fmt)
+    if why := _messages_problem(obj, s): return None, [P(why, field=s.key)], []
     cid, meta = obj.get('id'), obj.get('metadata', {})
-    if cid is not None and not isinstance(cid, (str, int)): errs.append(P(f"expected a string id, got {type(cid).__name__}", field='id'))
-    if not isinstance(meta, dict): errs.append(P(f"expected an object, got {type(meta).__name__}", field='metadata')); meta = {}
-    if isinstance(cid, str) and (why := _not_text(cid)): errs.append(P(why, field='id'))
-    if meta and (why := _not_text(_dumps(meta) or '', where=False)): errs.append(P(why, field='metadata'))
-    out = []
-    for j, m in enumerate(msgs):
-        if not isinstance(m, dict): errs.append(P(f"expected a message object, got {type(m).__name__}", j)); continue
-        if rkey not in m: errs.append(P(f"missing role; expected {_expected_roles(sharegpt)}", j, rkey)); continue
-        r = m[rkey]
-        role = SHAREGPT_ROLES.get(r) if sharegpt and isinstance(r, str) else (r if r in ROLES else None)
-        if role is None: errs.append(P(f"unknown role {r!r}; expected {_expected_roles(sharegpt)}", j, rkey)); continue
-        if ckey not in m: errs.append(P(f"missing content; expected a non-empty string", j, ckey)); continue
-        content = m[ckey]
-        if not isinstance(content, str): errs.append(P(f"expected a string, got {type(content).__name__} (convchat trains on text only)", j, ckey)); continue
-        if not content.strip(): errs.append(P(f"empty content; expected a non-empty string", j, ckey)); continue
-        if why := _not_text(content): errs.append(P(why, j, ckey)); continue
-        out.append((j, role, content))
-    if errs: return None, errs, warns
-    for k, (j, role, _) in enumerate(out):
-        if role == 'system' and k != 0: errs.append(P(f"a system message must be the first message, not message {j}", j, rkey))
-        if k and role == out[k-1][1] and role != 'system':
-            errs.append(P(f"two {role!r} turns in a row (messages {out[k-1][0]} and {j}); convchat does not merge them: join them into one message", j, rkey))
-    if not any(r == 'assistant' for _, r, _ in out): errs.append(P("no assistant turn: there is nothing to learn from this conversation", field=key))
-    if errs: return None, errs, warns
-    last = max(k for k, (_, r, _) in enumerate(out) if r == 'assistant')
-    if last < len(out)-1: warns.append(P(f"{len(out)-1-last} turn(s) after the last assistant answer teach nothing and are ignored when training", out[last+1][0]))
-    conv = Conversation([{'role': r, 'content': c} for _, r, c in out], id=None if cid is None else str(cid), metadata=meta)
+    errs, turns = [P(text, field=f) for text, f in _header_problems(cid, meta)], []
+    for j, m in enumerate(obj[s.key]):
+        if bad := _message_problem(m, s): errs.append(P(bad[0], j, bad[1]))
+        else: turns.append((j, _role(m[s.rkey], s.sharegpt), m[s.ckey]))
+    if not errs: errs = [P(*p) for p in _turn_problems(turns, s)]
+    if errs: return None, errs, []
+    warns = [P(*w)] if (w := _trailing_warning(turns)) else []
+    conv = Conversation([{'role': r, 'content': c} for _, r, c in turns], id=None if cid is None else str(cid), metadata=meta)
     return conv, [], warns
 
 # %% ../nbs/02_data.ipynb #a51fd64b
@@ -333,195 +371,3 @@ def example_conversations_path()->Path:
     "The example conversations shipped with convchat (`convchat/assets/example_conversations.json`)."
     import convchat
     return Path(convchat.__file__).parent/'assets'/'example_conversations.json'
-
-# %% ../nbs/02_data.ipynb #178a5af5
-DEFAULT_CHAT_TEMPLATE = (
-    "{%- for message in messages %}"
-    "{{ message['role'] | capitalize + ': ' + message['content'] + eos_token + '\\n' }}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{ 'Assistant:' }}{%- endif %}")
-PAD_CANDIDATES = ('<|pad|>', '<pad>', '[PAD]', '<|finetune_right_pad_id|>', '<|endoftext|>')
-
-def ensure_chat_template(tokenizer, # A transformers tokenizer; changed in place
-                        ):
-    "Give `tokenizer` a chat template if it has none, and a pad token distinct from its eos token."
-    if tokenizer.eos_token is None: raise DataError("the tokenizer has no end-of-sequence token; convchat cannot teach the model to stop")
-    if not tokenizer.chat_template: tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
-    if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
-        vocab = tokenizer.get_vocab()
-        reuse = [t for t in PAD_CANDIDATES if t in vocab and vocab[t] != tokenizer.eos_token_id]
-        if not reuse and tokenizer.unk_token is not None and tokenizer.unk_token_id != tokenizer.eos_token_id: reuse = [tokenizer.unk_token]
-        if reuse: tokenizer.pad_token = reuse[0]
-        else: tokenizer.add_special_tokens({'pad_token': '<|pad|>'})
-    tokenizer.padding_side = 'right'
-    return tokenizer
-
-def resize_embeddings(model, tokenizer)->bool:
-    "Grow `model`'s embeddings to `len(tokenizer)` if `ensure_chat_template` added a token; True if it did."
-    if model.get_input_embeddings().num_embeddings >= len(tokenizer): return False
-    model.resize_token_embeddings(len(tokenizer))
-    return True
-
-# %% ../nbs/02_data.ipynb #83db43b1
-def _render(tok, msgs, gen=False)->str:
-    return tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
-
-def _special_ids(tok)->set:
-    return set(tok.all_special_ids) | {i for i, t in tok.added_tokens_decoder.items() if t.special}
-
-def _pieces(msgs, tok)->list[tuple[str, bool]]:
-    "Split the rendered conversation into `(text, is_assistant_answer)` pieces, by incremental rendering."
-    pieces, done = [], ''
-    for k, m in enumerate(msgs):
-        if m['role'] != 'assistant': continue
-        before, after = _render(tok, msgs[:k], gen=True), _render(tok, msgs[:k+1])
-        if not before.startswith(done) or not after.startswith(before):
-            raise DataError("the chat template does not render conversations incrementally (an earlier turn changes when a later one is "
-                            "added), so convchat cannot tell which tokens are the assistant's")
-        pieces += [(before[len(done):], False), (after[len(before):], True)]
-        done = after
-    return pieces
-
-def _tokenize_pieces(pieces, tok):
-    special = _special_ids(tok)
-    ids, labels = [], []
-    for text, learn in pieces:
-        if not text: continue
-        t = tok(text, add_special_tokens=False).input_ids
-        if not learn: ids += t; labels += [-100]*len(t); continue
-        start = next((i for i, x in enumerate(t) if x not in special), len(t))  # skip a header the template put in the answer
-        end = next((i for i in range(start, len(t)) if t[i] in special), len(t)-1)  # the token that closes the answer
-        ids += t; labels += [-100]*start + t[start:end+1] + [-100]*(len(t)-end-1)
-    return ids, labels
-
-def _rounds(msgs)->tuple[list, list[list]]:
-    "The system message and the exchanges (each ending with an assistant turn), without trailing turns."
-    sys_ = msgs[:1] if msgs and msgs[0]['role'] == 'system' else []
-    rest = msgs[len(sys_):]
-    last = max(i for i, m in enumerate(rest) if m['role'] == 'assistant')
-    rounds, cur = [], []
-    for m in rest[:last+1]:
-        cur.append(m)
-        if m['role'] == 'assistant': rounds.append(cur); cur = []
-    return sys_, rounds
-
-def tokenize_conversation(conv:Conversation,   # A validated conversation
-                          tokenizer,           # Tokenizer with a chat template (see `ensure_chat_template`)
-                          max_length:int=1024, # Longest example in tokens
-                         )->dict|None:         # `input_ids`, `attention_mask`, `labels`, `n_dropped_turns`; None if the last answer cannot fit
-    "Tokenize `conv` with labels only on the assistant's answers and the tokens that close them."
-    msgs = conv.messages if isinstance(conv, Conversation) else conv
-    sys_, rounds = _rounds(msgs)
-    for skip in range(len(rounds)):
-        kept = sys_ + [m for r in rounds[skip:] for m in r]
-        ids, labels = _tokenize_pieces(_pieces(kept, tokenizer), tokenizer)
-        if len(ids) <= max_length: break
-    else: return None
-    n_learn = sum(l != -100 for l in labels)
-    if n_learn == 0 or n_learn == len(labels):
-        raise DataError(f"conversation {conv.id if isinstance(conv, Conversation) else ''}: tokenized with {n_learn} of {len(labels)} "
-                        "tokens learning; the chat template hides the assistant's answers or the prompt")
-    return dict(input_ids=ids, attention_mask=[1]*len(ids), labels=labels, n_dropped_turns=len(msgs)-len(kept))
-
-# %% ../nbs/02_data.ipynb #47462ce1
-@dataclass
-class DataReport:
-    "What `build_dataset` did."
-    n_conversations: int = 0
-    n_examples: int = 0
-    n_dropped: int = 0          # Conversations whose last answer does not fit in max_length
-    n_truncated: int = 0        # Examples that lost earlier turns to fit
-    n_tokens: int = 0           # All tokens
-    n_label_tokens: int = 0     # Tokens with a label (assistant answers and their end tokens)
-    max_length: int = 1024
-    dropped_ids: list = field(default_factory=list)
-
-    def __str__(self):
-        s = (f"{self.n_examples} examples from {self.n_conversations} conversations, {self.n_tokens} tokens, "
-             f"{self.n_label_tokens} learning ({self.n_label_tokens/max(self.n_tokens,1):.0%})")
-        if self.n_truncated: s += f"; {self.n_truncated} lost earlier turns to fit max_length={self.max_length}"
-        if self.n_dropped: s += f"; {self.n_dropped} dropped: last answer longer than max_length={self.max_length} ({', '.join(map(str, self.dropped_ids[:10]))})"
-        return s
-
-def build_dataset(convs:list[Conversation], # Validated conversations
-                  tokenizer,                # Tokenizer with a chat template (see `ensure_chat_template`)
-                  max_length:int=1024,      # Longest example in tokens
-                  progress:bool=True,       # Show a progress bar
-                 )->tuple:                  # (datasets.Dataset, DataReport)
-    "Tokenize `convs` into a training `Dataset` with assistant-only labels."
-    from datasets import Dataset
-    from tqdm.auto import tqdm
-    if not tokenizer.chat_template: raise DataError("the tokenizer has no chat template; call ensure_chat_template(tokenizer) first")
-    rep, rows = DataReport(n_conversations=len(convs), max_length=max_length), dict(input_ids=[], attention_mask=[], labels=[])
-    for i, c in enumerate(tqdm(convs, desc='tokenizing', disable=not progress or len(convs) < 100)):
-        x = tokenize_conversation(c, tokenizer, max_length)
-        if x is None: rep.n_dropped += 1; rep.dropped_ids.append(c.id if c.id is not None else i); continue
-        for k in rows: rows[k].append(x[k])
-        rep.n_truncated += x['n_dropped_turns'] > 0
-        rep.n_tokens += len(x['input_ids']); rep.n_label_tokens += sum(l != -100 for l in x['labels'])
-    rep.n_examples = len(rows['input_ids'])
-    if not rep.n_examples: raise DataError(f"no trainable example: {rep}")
-    return Dataset.from_dict(rows), rep
-
-# %% ../nbs/02_data.ipynb #ad42ec0b
-def render_example(example:dict, # A row of `build_dataset`'s dataset, or `tokenize_conversation`'s result
-                   tokenizer,
-                  )->str:
-    "The example as text, with the tokens that have labels between ⟦ and ⟧."
-    out, cur, learn = [], [], None
-    for i, l in zip(example['input_ids'], example['labels']):
-        if (l != -100) != learn and cur:
-            s = tokenizer.decode(cur); out.append(f'⟦{s}⟧' if learn else s); cur = []
-        learn = l != -100; cur.append(i)
-    if cur: s = tokenizer.decode(cur); out.append(f'⟦{s}⟧' if learn else s)
-    return ''.join(out)
-
-# %% ../nbs/02_data.ipynb #ab214cd4
-def split_dataset(ds,                      # A `datasets.Dataset`
-                  eval_fraction:float=0.1, # Share held out for evaluation
-                  seed:int=42,             # Seed of the shuffle
-                 )->tuple:                 # (train_ds, eval_ds or None)
-    "Deterministic train/eval split that keeps most of a small dataset for training."
-    n = len(ds)
-    if not 0 <= eval_fraction < 1: raise DataError(f"eval_fraction must be in [0, 1), not {eval_fraction}")
-    n_eval = 0 if eval_fraction == 0 or n < 3 else min(max(1, round(n*eval_fraction)), n//3)
-    if n_eval == 0: return ds, None
-    sp = ds.train_test_split(test_size=n_eval, seed=seed, shuffle=True)
-    return sp['train'], sp['test']
-
-# %% ../nbs/02_data.ipynb #057ca8a2
-def packing_supported(model)->bool:
-    "Whether `model` keeps packed examples apart: its logits on two packed sequences equal its logits on each alone."
-    import torch
-    g = torch.Generator().manual_seed(0)
-    a, b = (torch.randint(3, model.config.vocab_size, (1, n), generator=g).to(model.device) for n in (6, 5))
-    pos = torch.tensor([list(range(6)) + list(range(5))], device=model.device)
-    was = model.training; model.eval()
-    try:
-        with torch.no_grad():
-            packed = model(input_ids=torch.cat([a, b], 1), position_ids=pos, use_cache=False).logits.float()          # (1, 11, vocab)
-            alone = torch.cat([model(input_ids=x, use_cache=False).logits.float() for x in (a, b)], 1)               # (1, 11, vocab)
-    except Exception: return False
-    finally: model.train(was)
-    return torch.allclose(packed, alone, atol=1e-3 if model.dtype == torch.float32 else 5e-2)
-
-class DataCollator:
-    "Pad a list of examples into a batch of torch tensors, labels padded with -100; or pack them into one row."
-    def __init__(self, tokenizer,                       # Tokenizer whose pad id fills the padding
-                 pad_to_multiple_of:int|None=None,      # Round padded length up to a multiple of this
-                 packing:bool=False,                    # Concatenate examples into one row with restarting position_ids
-                 model=None):                           # Required with packing: checked with `packing_supported`
-        from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
-        if tokenizer.pad_token_id is None: raise DataError("the tokenizer has no pad token; call ensure_chat_template(tokenizer) first")
-        if packing and model is None: raise DataError("packing=True needs the model, to check that it keeps packed examples apart")
-        if packing and not packing_supported(model):
-            raise DataError(f"packing is not correct for this {model.config.model_type!r} model (its attention mixes packed examples); "
-                            "train without packing")
-        self.tokenizer, self.pad_to_multiple_of, self.packing = tokenizer, pad_to_multiple_of, packing
-        self._pad = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, pad_to_multiple_of=pad_to_multiple_of, return_tensors='pt')
-        self._pack = DataCollatorWithFlattening(return_position_ids=True, separator_id=-100)
-
-    def __call__(self, features:list[dict])->dict:
-        if self.packing:   # one row (1, total); a key-value cache would turn off the packed-sequence mask, so it is switched off
-            return {**self._pack([{k: f[k] for k in ('input_ids', 'labels')} for f in features]), 'use_cache': False}
-        return dict(self._pad([{k: f[k] for k in ('input_ids', 'attention_mask', 'labels')} for f in features]))
