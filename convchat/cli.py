@@ -295,7 +295,7 @@ def _pipeline(data_file, shown, model, work, epochs, max_steps, graph, bits, pro
     convert(str(work/'model'), str(work/'onnx'), graph=graph, bits=bits or 'none', overwrite=overwrite)
     q = prompt or EXAMPLE_QUESTIONS[0][0]
     say(f"[4/4] Chatting with {work/'onnx'}")
-    from convchat.chat import ChatModel
+    from convchat.runtime import ChatModel
     reply = ChatModel(work/'onnx').generate([{'role':'user', 'content':q}], max_new_tokens=64).text
     say(f"You: {q}")
     print(reply)
