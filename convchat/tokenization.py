@@ -99,7 +99,7 @@ def _rounds(msgs)->tuple[list, list[list]]:
 def tokenize_conversation(conv:Conversation,   # A validated conversation
                           tokenizer,           # Tokenizer with a chat template (see `ensure_chat_template`)
                           max_length:int=1024, # Longest example in tokens
-                         )->dict|None:         # `input_ids`, `attention_mask`, `labels`, `n_dropped_turns`; None if the last answer cannot fit
+                         )->dict|None:         # `input_ids`, `attention_mask`, `labels`, `n_dropped_turns`; None if it cannot fit
     "Tokenize `conv` with labels only on the assistant's answers and the tokens that close them."
     msgs = conv.messages if isinstance(conv, Conversation) else conv
     sys_, rounds = _rounds(msgs)
@@ -144,7 +144,9 @@ class DataReport:
         s = (f"{self.n_examples} examples from {self.n_conversations} conversations, {self.n_tokens} tokens, "
              f"{self.n_label_tokens} learning ({self.n_label_tokens/max(self.n_tokens,1):.0%})")
         if self.n_truncated: s += f"; {self.n_truncated} lost earlier turns to fit max_length={self.max_length}"
-        if self.n_dropped: s += f"; {self.n_dropped} dropped: last answer longer than max_length={self.max_length} ({', '.join(map(str, self.dropped_ids[:10]))})"
+        if self.n_dropped:
+            ids = ', '.join(map(str, self.dropped_ids[:10]))
+            s += f"; {self.n_dropped} dropped: last answer longer than max_length={self.max_length} ({ids})"
         return s
 
 # %% ../nbs/02a_tokenization.ipynb #fd38cab8
