@@ -26,7 +26,8 @@ CONFIGS = {  # name: (trainer, precision, extra TrainConfig options for ours)
 def bench_conversations(n:int, max_tokens:int, tok):
     "`n` multi-turn conversations of up to ~`max_tokens` tokens, made by joining the example conversations' exchanges."
     import random
-    from convchat.data import load_conversations, example_conversations_path, Conversation, tokenize_conversation
+    from convchat.data import load_conversations, example_conversations_path, Conversation
+    from convchat.tokenization import tokenize_conversation
     rounds = []
     for c in load_conversations(example_conversations_path()):
         ms = [m for m in c.messages if m['role'] != 'system']
@@ -56,7 +57,8 @@ def worker(name:str, steps:int, warmup:int, threads:int, batch:int, max_tokens:i
     torch.set_num_threads(threads)
     from transformers import Trainer, TrainingArguments, TrainerCallback, set_seed
     from convchat.models import load_model
-    from convchat.data import save_conversations, build_dataset, DataCollator, ensure_chat_template
+    from convchat.data import save_conversations
+    from convchat.tokenization import build_dataset, DataCollator, ensure_chat_template
     import convchat.train as T
     kind, precision, extra = CONFIGS[name]
     tmp = Path(tempfile.mkdtemp())

@@ -10,8 +10,8 @@ import os, sys, json, re, shutil, tempfile, hashlib, contextlib
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['OWNER_FILE', 'ConvchatError', 'cache_dir', 'atomic_write_text', 'atomic_write_json', 'check_output_dir',
-           'clean_leftovers', 'atomic_dir', 'file_sha256']
+__all__ = ['OWNER_FILE', 'PACKAGES', 'ConvchatError', 'cache_dir', 'atomic_write_text', 'atomic_write_json', 'check_output_dir',
+           'clean_leftovers', 'atomic_dir', 'package_versions', 'file_sha256']
 
 # %% ../nbs/00_core.ipynb #223f8846
 class ConvchatError(Exception):
@@ -125,6 +125,19 @@ def atomic_dir(dest:Path,             # Final folder
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+# %% ../nbs/00_core.ipynb #9fa80bf1
+PACKAGES = ('convchat', 'torch', 'transformers', 'peft', 'datasets', 'optimum', 'onnx', 'onnxruntime', 'onnxruntime-genai')
+
+def package_versions(names:tuple=PACKAGES, # Distribution names to report
+                    )->dict:               # {'python': ..., name: version} for the installed ones
+    "Python's version and the versions of the installed packages among `names`."
+    import platform
+    from importlib.metadata import version, PackageNotFoundError
+    v = dict(python=platform.python_version())
+    for n in names:
+        with contextlib.suppress(PackageNotFoundError): v[n] = version(n)
+    return v
 
 # %% ../nbs/00_core.ipynb #b8c082f0
 def file_sha256(path:Path, chunk:int=1<<20)->str:

@@ -11,15 +11,16 @@ from dataclasses import dataclass, field, asdict, fields, replace
 from pathlib import Path
 from fastcore.basics import patch
 from .core import *
-from .models import load_model, resolve_model, is_default
-from .data import (load_conversations, ensure_chat_template, resize_embeddings, build_dataset, split_dataset,
-                           tokenize_conversation, DataCollator, DataError)
+from .models import load_model, resolve_model
+from .data import load_conversations
+from .tokenization import (ensure_chat_template, resize_embeddings, build_dataset, split_dataset, end_of_turn_ids,
+                                   DataCollator)
 
 # %% auto #0
-__all__ = ['TrainConfig', 'save_schedule', 'make_config', 'cpu_has_bf16', 'resolve_precision', 'label_loss', 'LLMTrainer',
-           'EpochLengthGroupedSampler', 'checkpoints_dir', 'end_of_turn_ids', 'oom_advice', 'add_lora', 'merge_lora',
-           'training_args', 'SaveEvery', 'SaveOnSignal', 'TrainingInterrupted', 'save_model', 'TrainResult',
-           'load_base_model', 'train', 'plot_loss', 'greedy_answer', 'cpu_info']
+__all__ = ['TrainConfig', 'save_schedule', 'make_config', 'cpu_has_bf16', 'resolve_precision', 'label_loss', 'ConvchatTrainer',
+           'EpochLengthGroupedSampler', 'checkpoints_dir', 'oom_advice', 'add_lora', 'merge_lora', 'training_args',
+           'SaveEvery', 'SaveOnSignal', 'TrainingInterrupted', 'save_model', 'TrainResult', 'load_base_model', 'train',
+           'plot_loss', 'greedy_answer', 'cpu_info']
 
 # %% ../nbs/03_train.ipynb #fd0fd6fc
 @dataclass
@@ -132,7 +133,7 @@ def label_loss(model, inputs:dict, num_items_in_batch=None):
 # %% ../nbs/03_train.ipynb #ba7d1ddc
 from transformers import Trainer
 
-class LLMTrainer(Trainer):
+class ConvchatTrainer(Trainer):
     "A transformers `Trainer` whose loss computes logits only at positions with a label (see `label_loss`)."
     def __init__(self, *args, label_logits_only:bool=True, **kwargs):
         super().__init__(*args, **kwargs)
@@ -160,8 +161,8 @@ class EpochLengthGroupedSampler(LengthGroupedSampler):
         self.generator = torch.Generator().manual_seed(self.seed + epoch)
 
 @patch
-def _get_train_sampler(self:LLMTrainer, train_dataset=None):
-    s = super(LLMTrainer, self)._get_train_sampler(train_dataset)
+def _get_train_sampler(self:ConvchatTrainer, train_dataset=None):
+    s = super(ConvchatTrainer, self)._get_train_sampler(train_dataset)
     if type(s) is not LengthGroupedSampler: return s
     return EpochLengthGroupedSampler(s.batch_size, s.lengths, seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed)
 
@@ -198,13 +199,6 @@ def _resume_path(resume, ckpts:Path):
     p = Path(resume)
     if not (p/'trainer_state.json').exists(): raise ConvchatError(f"{p} is not a training checkpoint (no trainer_state.json)")
     return str(p)
-
-# %% ../nbs/03_train.ipynb #0569696b
-def end_of_turn_ids(tokenizer)->list[int]:
-    "Token ids that end an assistant turn: the token closing an answer in the chat template, then `eos`."
-    x = tokenize_conversation([{'role':'user', 'content':'Hi'}, {'role':'assistant', 'content':'Hello'}], tokenizer, max_length=10_000)
-    closing = [l for l in x['labels'] if l != -100][-1]
-    return list(dict.fromkeys([closing, tokenizer.eos_token_id]))
 
 # %% ../nbs/03_train.ipynb #fbc4b181
 def _is_oom(e:BaseException)->bool:
@@ -305,14 +299,6 @@ class TrainingInterrupted(ConvchatError):
     "Training stopped on a signal after writing a checkpoint to resume from."
 
 # %% ../nbs/03_train.ipynb #95dbf6c6
-def _versions()->dict:
-    import torch, transformers, convchat
-    v = dict(convchat=convchat.__version__, torch=torch.__version__, transformers=transformers.__version__, python=platform.python_version())
-    try:
-        import peft; v['peft'] = peft.__version__
-    except ImportError: pass
-    return v
-
 def save_model(model, tokenizer,         # The trained model (LoRA merged or not) and its tokenizer
                output_dir:Path,          # Folder to write
                record:dict=None,         # The training record for `convchat-train.json`
@@ -351,20 +337,10 @@ def _eval_metrics(history)->dict:
     return dict(eval_loss_before=first, eval_loss=last, eval_perplexity=math.exp(min(last, 50)), eval_perplexity_before=math.exp(min(first, 50)))
 
 # %% ../nbs/03_train.ipynb #002445ec
-def _pickle_only(path)->list:
-    "Pickle weight files of a local model folder that has no safetensors weights."
-    p = Path(path)
-    if not p.is_dir() or any(p.glob('*.safetensors')): return []
-    return sorted(x.name for x in p.iterdir() if x.suffix in ('.bin', '.pt', '.pth', '.ckpt', '.pkl'))
-
 def load_base_model(model, allow_pickle:bool=False):
     "`(model, tokenizer)` for training; pickle weights only with `allow_pickle`, and no code from the model folder."
     if isinstance(model, tuple): return model
-    path = resolve_model(model)
-    if (bad := _pickle_only(path)) and not allow_pickle:
-        raise ConvchatError(f"{model}: the weights are pickle files ({', '.join(bad)}), which can run code when loaded; "
-                            "convert them to safetensors, or pass allow_pickle=True (--allow-pickle) if you trust their source")
-    try: return load_model(model, allow_pickle=allow_pickle)
+    try: return load_model(model, allow_pickle=allow_pickle)   # `check_model_folder` refuses pickles and custom code first
     except ConvchatError: raise
     except (OSError, ValueError, KeyError, ImportError) as e:
         msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
@@ -401,6 +377,75 @@ class _DropEarlier(TrainerCallback):
     def on_save(self, args, state, control, **kw):
         if self.old is not None: shutil.rmtree(self.old, ignore_errors=True); self.old = None
 
+# %% ../nbs/03_train.ipynb #dd3abd30
+def _check_inputs(data_file:Path, output_dir:Path, model, overwrite:bool, resume)->tuple:
+    "Refuse bad inputs before anything is written: `(protect, checkpoints folder, resume checkpoint)`."
+    if data_file.is_dir(): raise ConvchatError(f"{data_file} is a folder; pass a conversations file (.json or .jsonl)")
+    protect = [data_file] + ([Path(model)] if isinstance(model, (str, Path)) and Path(model).exists() else [])
+    check_output_dir(output_dir, overwrite, protect)
+    ckpts = checkpoints_dir(output_dir)
+    _recover_earlier(ckpts); _check_checkpoints(ckpts)
+    return protect, ckpts, _resume_path(resume, ckpts)
+
+# %% ../nbs/03_train.ipynb #3e05062b
+def _prepare(data_file:Path, model, cfg:TrainConfig, allow_pickle:bool, progress:bool)->tuple:
+    "Load the conversations and the base model, tokenize and split: `(model, tokenizer, train_ds, eval_ds, DataReport)`."
+    convs = load_conversations(data_file)
+    m, tok = load_base_model(model, allow_pickle)
+    ensure_chat_template(tok); resize_embeddings(m, tok)
+    ds, rep = build_dataset(convs, tok, cfg.max_length, progress=progress)
+    train_ds, eval_ds = split_dataset(ds, cfg.eval_fraction, cfg.seed)
+    if cfg.lora: m = add_lora(m, cfg)
+    return m, tok, train_ds, eval_ds, rep
+
+# %% ../nbs/03_train.ipynb #d14777b0
+def _make_trainer(m, tok, train_ds, eval_ds, cfg:TrainConfig, ckpts:Path, precision:str, resume, old:Path|None,
+                  callbacks:list, progress:bool)->tuple:
+    "The `ConvchatTrainer` for this run and its `SaveOnSignal` callback."
+    from transformers import EarlyStoppingCallback
+    args = training_args(cfg, ckpts, eval_ds is not None, progress, precision)
+    args.eval_on_start = eval_ds is not None and resume is None
+    sig, minutes = SaveOnSignal(), save_schedule(cfg.save_every)[1]
+    cbs = list(callbacks or []) + [sig, _DropEarlier(old)] + ([SaveEvery(minutes)] if minutes else [])
+    if cfg.early_stopping_patience and eval_ds is not None: cbs.append(EarlyStoppingCallback(cfg.early_stopping_patience))
+    trainer = ConvchatTrainer(model=m, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tok,
+                              data_collator=DataCollator(tok, packing=cfg.packing, model=m if cfg.packing else None),
+                              callbacks=cbs, label_logits_only=cfg.label_logits_only)
+    return trainer, sig
+
+# %% ../nbs/03_train.ipynb #9d88f94a
+def _fit(trainer, sig:SaveOnSignal, resume, old:Path|None, ckpts:Path, cfg:TrainConfig, device:str):
+    "Run `trainer`; on failure or a signal put the earlier checkpoints back, on success drop them."
+    try:
+        with sig.installed(): out = trainer.train(resume_from_checkpoint=resume)
+    except BaseException as e:
+        _put_back(old, ckpts)
+        if isinstance(e, Exception) and _is_oom(e): raise ConvchatError(oom_advice(cfg, device)) from e
+        raise
+    if sig.received:
+        _put_back(old, ckpts)
+        raise TrainingInterrupted(f"training stopped by {sig.received} at step {trainer.state.global_step}; the checkpoint is in {ckpts}: "
+                                  "continue with resume='last' (--resume last)")
+    if old is not None: shutil.rmtree(old, ignore_errors=True)    # this run is complete: the earlier one is superseded
+    return out
+
+# %% ../nbs/03_train.ipynb #b731f831
+def _final_metrics(trainer, out, has_eval:bool)->dict:
+    "Training loss, steps and the eval metrics of the model about to be saved."
+    history = trainer.state.log_history
+    if has_eval and (trainer.args.load_best_model_at_end or not any('eval_loss' in h for h in history[-2:])):
+        trainer.evaluate()     # the model about to be saved (with early stopping: the best one, loaded at the end)
+    return dict(train_loss=out.training_loss, steps=trainer.state.global_step, epochs=trainer.state.epoch, **_eval_metrics(history))
+
+def _train_record(model, data_file:Path, rep, train_ds, eval_ds, cfg:TrainConfig, precision:str, device:str, resume, metrics:dict)->dict:
+    "The contents of `convchat-train.json`."
+    base = getattr(model[0].config, 'name_or_path', 'in-memory model') if isinstance(model, tuple) else str(model)
+    return dict(base_model=base, base_model_path=base if isinstance(model, tuple) else str(resolve_model(model)),
+                data_file=str(data_file.resolve()), data_sha256=file_sha256(data_file), data=str(rep),
+                n_train=len(train_ds), n_eval=len(eval_ds) if eval_ds is not None else 0,
+                config=asdict(cfg), precision=precision, device=device,
+                resumed_from=str(resume) if resume else None, metrics=metrics, versions=package_versions())
+
 # %% ../nbs/03_train.ipynb #b2fa6d56
 def train(data_file:Path,              # Conversations file (JSON/JSONL, any format `load_conversations` reads)
           output_dir:Path,             # Folder for the fine-tuned model
@@ -416,62 +461,26 @@ def train(data_file:Path,              # Conversations file (JSON/JSONL, any for
          )->TrainResult:
     "Fine-tune `model` on the conversations in `data_file` and save it to `output_dir`."
     import torch
-    from transformers import set_seed, EarlyStoppingCallback
-    t0 = time.time()
-    cfg = make_config(config, **config_overrides)
-    output_dir, data_file = Path(output_dir), Path(data_file)
-    if data_file.is_dir(): raise ConvchatError(f"{data_file} is a folder; pass a conversations file (.json or .jsonl)")
-    protect = [data_file] + ([Path(model)] if isinstance(model, (str, Path)) and Path(model).exists() else [])
-    check_output_dir(output_dir, overwrite, protect)
-    ckpts = checkpoints_dir(output_dir)
-    _recover_earlier(ckpts); _check_checkpoints(ckpts)
-    resume = _resume_path(resume if resume is not None else resume_from_checkpoint, ckpts)
+    from transformers import set_seed
+    t0, cfg = time.time(), make_config(config, **config_overrides)
+    data_file, output_dir = Path(data_file), Path(output_dir)
+    resume = resume if resume is not None else resume_from_checkpoint
+    protect, ckpts, resume = _check_inputs(data_file, output_dir, model, overwrite, resume)
     if cfg.num_threads: torch.set_num_threads(cfg.num_threads)
     set_seed(cfg.seed)
-    convs = load_conversations(data_file)
-    m, tok = load_base_model(model, allow_pickle)
-    base = getattr(m.config, 'name_or_path', 'in-memory model') if isinstance(model, tuple) else str(model)
-    ensure_chat_template(tok); resize_embeddings(m, tok)
-    ds, rep = build_dataset(convs, tok, cfg.max_length, progress=progress)
-    train_ds, eval_ds = split_dataset(ds, cfg.eval_fraction, cfg.seed)
-    cuda = torch.cuda.is_available()
-    precision = resolve_precision(cfg.precision, cuda)
-    if cfg.lora: m = add_lora(m, cfg)
-    args = training_args(cfg, ckpts, eval_ds is not None, progress, precision)
-    args.eval_on_start = eval_ds is not None and resume is None
+    m, tok, train_ds, eval_ds, rep = _prepare(data_file, model, cfg, allow_pickle, progress)
+    device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    precision = resolve_precision(cfg.precision, device == 'cuda')
     old = _set_aside(ckpts) if resume is None else None     # inputs are good: the earlier checkpoints go once we write one
-    sig, minutes = SaveOnSignal(), save_schedule(cfg.save_every)[1]
-    cbs = list(callbacks or []) + [sig, _DropEarlier(old)] + ([SaveEvery(minutes)] if minutes else [])
-    if cfg.early_stopping_patience and eval_ds is not None: cbs.append(EarlyStoppingCallback(cfg.early_stopping_patience))
-    trainer = LLMTrainer(model=m, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tok,
-                         data_collator=DataCollator(tok, packing=cfg.packing, model=m if cfg.packing else None),
-                         callbacks=cbs, label_logits_only=cfg.label_logits_only)
-    try:
-        with sig.installed(): out = trainer.train(resume_from_checkpoint=resume)
-    except BaseException as e:
-        _put_back(old, ckpts)
-        if isinstance(e, Exception) and _is_oom(e): raise ConvchatError(oom_advice(cfg, 'cuda' if cuda else 'cpu')) from e
-        raise
-    if sig.received:
-        _put_back(old, ckpts)
-        raise TrainingInterrupted(f"training stopped by {sig.received} at step {trainer.state.global_step}; the checkpoint is in {ckpts}: "
-                                  "continue with resume='last' (--resume last)")
-    if old is not None: shutil.rmtree(old, ignore_errors=True)    # this run is complete: the earlier one is superseded
-    history = trainer.state.log_history
-    if eval_ds is not None and (args.load_best_model_at_end or not any('eval_loss' in h for h in history[-2:])):
-        trainer.evaluate()     # the model about to be saved (with early stopping: the best one, loaded at the end)
-    metrics = dict(train_loss=out.training_loss, steps=trainer.state.global_step, epochs=trainer.state.epoch,
-                   **_eval_metrics(history), wall_time_s=round(time.time()-t0, 1))
-    record = dict(base_model=base, base_model_path=str(resolve_model(model)) if not isinstance(model, tuple) else base,
-                  data_file=str(data_file.resolve()), data_sha256=file_sha256(data_file), data=str(rep),
-                  n_train=len(train_ds), n_eval=len(eval_ds) if eval_ds is not None else 0,
-                  config=asdict(cfg), precision=precision, device='cuda' if cuda else 'cpu',
-                  resumed_from=str(resume) if resume else None, metrics=metrics, versions=_versions())
+    trainer, sig = _make_trainer(m, tok, train_ds, eval_ds, cfg, ckpts, precision, resume, old, callbacks, progress)
+    out = _fit(trainer, sig, resume, old, ckpts, cfg, device)
+    metrics = dict(**_final_metrics(trainer, out, eval_ds is not None), wall_time_s=round(time.time()-t0, 1))
+    record = _train_record(model, data_file, rep, train_ds, eval_ds, cfg, precision, device, resume, metrics)
     final = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)   # drop the autocast wrapper of the forward
     if trainer.is_world_process_zero():
         save_model(final, tok, output_dir, record, overwrite=overwrite, protect=protect)
         if not cfg.keep_checkpoints: _remove_checkpoints(ckpts)
-    return TrainResult(output_dir, metrics, history, record)
+    return TrainResult(output_dir, metrics, trainer.state.log_history, record)
 
 # %% ../nbs/03_train.ipynb #6330628f
 def plot_loss(history_or_result, # A `TrainResult` or `Trainer`'s log history
