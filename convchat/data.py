@@ -1,4 +1,4 @@
-"""Conversations in, clean training examples out: read and write three formats, validate with messages that name the problem, and tokenize so the model learns only from the assistant.
+"""Conversations in and out: read and write three formats, and validate them with messages that name the problem.
 
 Docs: https://convchat.github.io/convchat/data.html.md"""
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import io, json, sys, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 from .core import *
 
 # %% auto #0
@@ -78,6 +78,74 @@ def _dumps(x)->str|None:
 
 def _short(x)->str: return (_dumps(x) or type(x).__name__)[:40]
 
+
+# %% ../nbs/02_data.ipynb #5af1fa5d
+class _Schema(NamedTuple):
+    key: str        # The list of messages
+    rkey: str       # A message's role
+    ckey: str       # A message's content
+    sharegpt: bool
+
+def _schema(obj:dict, fmt:str)->_Schema:
+    if fmt == 'auto': fmt = 'sharegpt' if 'conversations' in obj and 'messages' not in obj else 'convchat'
+    return _Schema('conversations', 'from', 'value', True) if fmt == 'sharegpt' else _Schema('messages', 'role', 'content', False)
+
+def _messages_problem(obj:dict, s:_Schema)->str|None:
+    "Why `obj` holds no list of messages, or None."
+    if s.key not in obj:
+        other = 'messages' if s.sharegpt else 'conversations'
+        kind = 'convchat/OpenAI' if s.sharegpt else 'ShareGPT'
+        hint = f" (this record has {other!r}: is it {kind}? try fmt='auto')" if other in obj else ''
+        return f"missing {s.key!r}: expected a list of messages{hint}"
+    msgs = obj[s.key]
+    if not isinstance(msgs, list) or not msgs: return f"expected a non-empty list of messages, got {_short(msgs)}"
+
+# %% ../nbs/02_data.ipynb #3fc9c8dc
+def _header_problems(cid, meta)->list[tuple]:
+    "Problems with a record's `id` and `metadata`, as `(text, field)`."
+    out = []
+    if cid is not None and not isinstance(cid, (str, int)): out.append((f"expected a string id, got {type(cid).__name__}", 'id'))
+    if not isinstance(meta, dict): out.append((f"expected an object, got {type(meta).__name__}", 'metadata'))
+    if isinstance(cid, str) and (why := _not_text(cid)): out.append((why, 'id'))
+    if isinstance(meta, dict) and meta and (why := _not_text(_dumps(meta) or '', where=False)): out.append((why, 'metadata'))
+    return out
+
+# %% ../nbs/02_data.ipynb #7c4e0b6d
+def _role(r, sharegpt:bool)->str|None:
+    "The convchat role of a message's role value, or None."
+    return SHAREGPT_ROLES.get(r) if sharegpt and isinstance(r, str) else (r if r in ROLES else None)
+
+def _message_problem(m, s:_Schema)->tuple|None:
+    "What is wrong with one message, as `(text, field)`, or None."
+    if not isinstance(m, dict): return f"expected a message object, got {type(m).__name__}", None
+    if s.rkey not in m: return f"missing role; expected {_expected_roles(s.sharegpt)}", s.rkey
+    if _role(m[s.rkey], s.sharegpt) is None: return f"unknown role {m[s.rkey]!r}; expected {_expected_roles(s.sharegpt)}", s.rkey
+    if s.ckey not in m: return "missing content; expected a non-empty string", s.ckey
+    content = m[s.ckey]
+    if not isinstance(content, str): return f"expected a string, got {type(content).__name__} (convchat trains on text only)", s.ckey
+    if not content.strip(): return "empty content; expected a non-empty string", s.ckey
+    if why := _not_text(content): return why, s.ckey
+
+# %% ../nbs/02_data.ipynb #157be7f1
+def _turn_problems(turns:list, s:_Schema)->list[tuple]:
+    "Problems with the order of valid turns `(index, role, content)`, as `(text, message, field)`."
+    out = []
+    for k, (j, role, _) in enumerate(turns):
+        if role == 'system' and k != 0: out.append((f"a system message must be the first message, not message {j}", j, s.rkey))
+        if k and role == turns[k-1][1] and role != 'system':
+            out.append((f"two {role!r} turns in a row (messages {turns[k-1][0]} and {j}); convchat does not merge them: "
+                        "join them into one message", j, s.rkey))
+    if not any(r == 'assistant' for _, r, _ in turns):
+        out.append(("no assistant turn: there is nothing to learn from this conversation", None, s.key))
+    return out
+
+def _trailing_warning(turns:list)->tuple|None:
+    "A warning `(text, message)` about the turns after the last answer, or None."
+    last = max(k for k, (_, r, _) in enumerate(turns) if r == 'assistant')
+    n = len(turns)-1-last
+    if n: return f"{n} turn(s) after the last assistant answer teach nothing and are ignored when training", turns[last+1][0]
+
+# %% ../nbs/02_data.ipynb #7d7189a2
 def check_record(obj,                 # A parsed JSON record
                  path:str,            # File name, for messages
                  fmt:str='auto',      # 'auto', 'convchat', 'openai' or 'sharegpt'
@@ -87,45 +155,17 @@ def check_record(obj,                 # A parsed JSON record
     "Validate one record and convert it to a `Conversation`."
     P = lambda text, message=None, field=None: Problem(str(path), text, line=line, record=record, message=message, field=field)
     if not isinstance(obj, dict): return None, [P(f"expected a JSON object (a conversation), got {type(obj).__name__}")], []
-    if fmt == 'auto': fmt = 'sharegpt' if 'conversations' in obj and 'messages' not in obj else 'convchat'
-    sharegpt = fmt == 'sharegpt'
-    key, rkey, ckey = ('conversations', 'from', 'value') if sharegpt else ('messages', 'role', 'content')
-    errs, warns = [], []
-    if key not in obj:
-        other = 'messages' if sharegpt else 'conversations'
-        hint = f" (this record has {other!r}: is it {'convchat/OpenAI' if sharegpt else 'ShareGPT'}? try fmt='auto')" if other in obj else ''
-        return None, [P(f"missing {key!r}: expected a list of messages{hint}", field=key)], []
-    msgs = obj[key]
-    if not isinstance(msgs, list) or not msgs:
-        return None, [P(f"expected a non-empty list of messages, got {_short(msgs)}", field=key)], []
+    s = _schema(obj, fmt)
+    if why := _messages_problem(obj, s): return None, [P(why, field=s.key)], []
     cid, meta = obj.get('id'), obj.get('metadata', {})
-    if cid is not None and not isinstance(cid, (str, int)): errs.append(P(f"expected a string id, got {type(cid).__name__}", field='id'))
-    if not isinstance(meta, dict): errs.append(P(f"expected an object, got {type(meta).__name__}", field='metadata')); meta = {}
-    if isinstance(cid, str) and (why := _not_text(cid)): errs.append(P(why, field='id'))
-    if meta and (why := _not_text(_dumps(meta) or '', where=False)): errs.append(P(why, field='metadata'))
-    out = []
-    for j, m in enumerate(msgs):
-        if not isinstance(m, dict): errs.append(P(f"expected a message object, got {type(m).__name__}", j)); continue
-        if rkey not in m: errs.append(P(f"missing role; expected {_expected_roles(sharegpt)}", j, rkey)); continue
-        r = m[rkey]
-        role = SHAREGPT_ROLES.get(r) if sharegpt and isinstance(r, str) else (r if r in ROLES else None)
-        if role is None: errs.append(P(f"unknown role {r!r}; expected {_expected_roles(sharegpt)}", j, rkey)); continue
-        if ckey not in m: errs.append(P(f"missing content; expected a non-empty string", j, ckey)); continue
-        content = m[ckey]
-        if not isinstance(content, str): errs.append(P(f"expected a string, got {type(content).__name__} (convchat trains on text only)", j, ckey)); continue
-        if not content.strip(): errs.append(P(f"empty content; expected a non-empty string", j, ckey)); continue
-        if why := _not_text(content): errs.append(P(why, j, ckey)); continue
-        out.append((j, role, content))
-    if errs: return None, errs, warns
-    for k, (j, role, _) in enumerate(out):
-        if role == 'system' and k != 0: errs.append(P(f"a system message must be the first message, not message {j}", j, rkey))
-        if k and role == out[k-1][1] and role != 'system':
-            errs.append(P(f"two {role!r} turns in a row (messages {out[k-1][0]} and {j}); convchat does not merge them: join them into one message", j, rkey))
-    if not any(r == 'assistant' for _, r, _ in out): errs.append(P("no assistant turn: there is nothing to learn from this conversation", field=key))
-    if errs: return None, errs, warns
-    last = max(k for k, (_, r, _) in enumerate(out) if r == 'assistant')
-    if last < len(out)-1: warns.append(P(f"{len(out)-1-last} turn(s) after the last assistant answer teach nothing and are ignored when training", out[last+1][0]))
-    conv = Conversation([{'role': r, 'content': c} for _, r, c in out], id=None if cid is None else str(cid), metadata=meta)
+    errs, turns = [P(text, field=f) for text, f in _header_problems(cid, meta)], []
+    for j, m in enumerate(obj[s.key]):
+        if bad := _message_problem(m, s): errs.append(P(bad[0], j, bad[1]))
+        else: turns.append((j, _role(m[s.rkey], s.sharegpt), m[s.ckey]))
+    if not errs: errs = [P(*p) for p in _turn_problems(turns, s)]
+    if errs: return None, errs, []
+    warns = [P(*w)] if (w := _trailing_warning(turns)) else []
+    conv = Conversation([{'role': r, 'content': c} for _, r, c in turns], id=None if cid is None else str(cid), metadata=meta)
     return conv, [], warns
 
 # %% ../nbs/02_data.ipynb #a51fd64b
