@@ -29,7 +29,7 @@ RESULTS = Path(__file__).parent/'results'
 QUESTION = "I am planning a trip to Paris next spring with my family. Can you suggest a three day itinerary with museums and parks?"
 
 def _ids(model_dir):
-    from convchat.chat import ChatModel
+    from convchat.runtime import ChatModel
     m = ChatModel(model_dir, threads=1)
     return m.encode([{'role':'user', 'content':QUESTION}])
 
@@ -46,7 +46,7 @@ def run_one(name, work, threads, tokens):
     work = Path(work)
     t0 = time.perf_counter()
     if name.startswith('convchat-'):
-        from convchat.chat import ChatModel
+        from convchat.runtime import ChatModel
         d = {'convchat-optimum-fp32': work/'optimum', 'convchat-optimum-int8': work/'optimum-int8',
              'convchat-fused-fp32': work/'fused-fp32', 'convchat-fused-int8': work/'fused-int8', 'convchat-fused-int4': work/'fused-int4'}[name]
         m = ChatModel(d, threads=threads); m.eos_ids = []               # exactly `tokens` tokens (genai: max_length)
@@ -117,8 +117,8 @@ def build(work, threads):
 
 def quality(work):
     "KL / top-1 of each ONNX graph against the fp32 Optimum export on a real chat."
-    from convchat.optimize import compare_logits
-    from convchat.chat import ChatModel
+    from convchat.runtime import compare_logits
+    from convchat.runtime import ChatModel
     m = ChatModel(work/'optimum', threads=2)
     chat = [{'role':'user', 'content':'What is the capital of France? Tell me about its history.'},
             {'role':'assistant', 'content':'The capital of France is Paris. The Romans called it Lutetia; it became the seat of the French kings in the Middle Ages, and today it is known for the Eiffel Tower and the Louvre.'},

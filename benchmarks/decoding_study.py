@@ -13,8 +13,8 @@ import argparse, json, platform, subprocess, time
 from collections import Counter
 from pathlib import Path
 import numpy as np
-import convchat.chat as cc
-from convchat.chat import ChatModel, _looping
+import convchat.runtime as cc
+from convchat.runtime import ChatModel, _looping
 
 SETTINGS = [dict(name='off (plain greedy)', repetition_penalty=1.0, repeat_last_n=64),
             dict(name='1.05, last 64', repetition_penalty=1.05, repeat_last_n=64),
@@ -45,8 +45,7 @@ def run(model, prompts, s, max_new, noise=0.0, seed=0):
     try:
         kw = dict(max_new_tokens=max_new, repetition_penalty=s['repetition_penalty'], repeat_last_n=s['repeat_last_n'], loop_guard=False)
         conv = [[{'role': 'user', 'content': p['prompt']}] for p in prompts]
-        if model.og_model is None: return model.generate_batch(conv, batch_size=len(conv), **kw)   # same replies as one by one, faster
-        return [model.generate(c, **kw) for c in conv]
+        return model.generate_batch(conv, batch_size=len(conv), **kw)   # same replies as one by one, faster
     finally: cc.next_tokens = orig
 
 def score(model, prompts, gens):

@@ -113,7 +113,7 @@ def build(work, names):
 # ---- one process: replies or speed --------------------------------------------------------------------------------
 def probe_one(d, n_prompts, max_new):
     "Greedy replies of the graph in `d` to the probe prompts (JSON list on stdout)."
-    from convchat.chat import ChatModel
+    from convchat.runtime import ChatModel
     m = ChatModel(d, threads=int(os.environ.get('STUDY_THREADS', '2')))
     res, t0, budget = [], time.perf_counter(), float(os.environ.get('STUDY_PROBE_BUDGET', 'inf'))
     for p in json.loads(PROBES.read_text())[:n_prompts]:
@@ -137,7 +137,7 @@ def speed_one(d, tokens, threads):
             t = time.perf_counter(); m.generate(x, max_new_tokens=1, min_new_tokens=1, **kw); ttft = time.perf_counter()-t
             t = time.perf_counter(); m.generate(x, max_new_tokens=tokens, min_new_tokens=tokens, **kw); total = time.perf_counter()-t
         print(json.dumps(dict(decode_tok_s=(tokens-1)/(total-ttft)))); return
-    from convchat.chat import ChatModel
+    from convchat.runtime import ChatModel
     m = ChatModel(d, threads=threads); m.eos_ids = []
     w = m.generate(msgs, max_new_tokens=4)
     if w.total_s-w.ttft_s > 3*0.5: tokens = min(tokens, 16)      # over 0.5 s a token (fp32 compute of 8-bit weights on AVX2): fewer tokens

@@ -92,7 +92,7 @@ def load(client, model_id:str, clients:int, n_requests:int, max_seconds:float, m
 
 def bench_model(which:str, work:Path, a)->dict:
     from openai import OpenAI
-    from convchat.chat import ChatModel
+    from convchat.runtime import ChatModel
     t0 = time.perf_counter()
     d = export_model(which, work, a.quantize if which == 'default' else None)
     print(f"[{which}] model at {d} ({time.perf_counter()-t0:.0f} s)", file=sys.stderr)

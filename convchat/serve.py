@@ -6,16 +6,16 @@ Docs: https://convchat.github.io/convchat/serve.html.md"""
 
 # %% auto #0
 __all__ = ['MIN_TEMPERATURE', 'log', 'GONE', 'APIError', 'validation_error', 'ChatMessage', 'StreamOptions', 'ChatRequest',
-           'generation_args', 'fit_runtime', 'completion_response', 'usage', 'sse_chunk', 'Gate', 'Ticket',
-           'unless_disconnected', 'BodyLimit', 'local_host', 'Guard', 'make_app', 'is_loopback', 'listen_socket',
-           'BackgroundServer', 'run_server']
+           'generation_args', 'completion_response', 'usage', 'sse_chunk', 'Gate', 'Ticket', 'unless_disconnected',
+           'BodyLimit', 'local_host', 'Guard', 'add_error_handlers', 'health_check', 'list_models', 'get_model',
+           'chat_completions', 'make_app', 'is_loopback', 'listen_socket', 'BackgroundServer', 'run_server']
 
 # %% ../nbs/06_serve.ipynb #ec631fe1
 import os, re, sys, copy, hmac, json, time, uuid, socket, logging, threading, ipaddress
 from pathlib import Path
 from typing import Literal
 from .core import *
-from .chat import ChatModel, ChatTemplateError
+from .runtime import ChatModel, ChatTemplateError, GenerationConfig
 try:
     import anyio, uvicorn
     from fastapi import FastAPI, APIRouter, Request, HTTPException as FastAPIHTTPException
@@ -142,8 +142,8 @@ class ChatRequest(BaseModel):
 # %% ../nbs/06_serve.ipynb #22ae492b
 def generation_args(req:ChatRequest,  # A validated request
                     model_id:str,     # The id this server answers to
-                   )->dict:           # Keyword arguments for `ChatModel.generate`/`.stream`
-    "Check `req` against what the server supports and map it to generation arguments."
+                   )->GenerationConfig:
+    "Check `req` against what the server supports and map it to generation options."
     if req.model is not None and req.model != model_id:
         raise APIError(404, f"The model {req.model!r} does not exist on this server; it serves {model_id!r} (see GET /v1/models)", param='model', code='model_not_found')
     if (req.n or 1) != 1: raise APIError(400, "n: only one choice per request is supported (n=1); send several requests instead", param='n', code='unsupported_value')
@@ -156,17 +156,8 @@ def generation_args(req:ChatRequest,  # A validated request
     kw = dict(max_new_tokens=req.max_completion_tokens or req.max_tokens, temperature=req.temperature, top_p=req.top_p,
               top_k=req.top_k, repetition_penalty=req.repetition_penalty, seed=req.seed,
               stop=[req.stop] if isinstance(req.stop, str) else req.stop)
-    return {k:v for k,v in kw.items() if v is not None}
-
-# %% ../nbs/06_serve.ipynb #a7b3c9d1
-def fit_runtime(model, kw:dict)->dict:
-    "`kw` adapted to what `model`'s runtime takes, or a 400 `APIError`."
-    if getattr(model, 'og_model', None) is None: return kw
-    if kw.get('seed', 0) >= 2**31:
-        raise APIError(400, f"seed: {model.model_id} runs on onnxruntime-genai, whose seeds are below 2**31 (2147483648)", param='seed', code='invalid_value')
-    vocab = json.loads((Path(model.model_dir)/'genai_config.json').read_text())['model'].get('vocab_size')
-    if vocab and kw.get('top_k', 0) >= vocab: kw = {**kw, 'top_k': 0}   # every token, as asked
-    return kw
+    try: return GenerationConfig().replace(**kw)
+    except ConvchatError as e: raise APIError(400, str(e), code='invalid_value') from None
 
 # %% ../nbs/06_serve.ipynb #d0a6cce1
 def completion_response(gen,            # A `Generation` from `ChatModel.generate`
@@ -247,13 +238,13 @@ async def unless_disconnected(receive, # The request's ASGI `receive` (its body 
     if err is not None: raise err
     return out
 
-def _generate(model, messages:list, kw:dict, gone:threading.Event):
+def _generate(model, messages:list, config:GenerationConfig, gone:threading.Event):
     "One plain generation, run token by token in a worker thread; it stops (returning None) once `gone` is set."
-    it = model._stream_gen(messages, **kw)   # text deltas, then the final Generation
+    it = model.events(messages, config)
     try:
         for ev in it:
             if gone.is_set(): return None
-        return ev
+        return ev.generation
     finally: it.close()
 
 class _Streamed(StreamingResponse):
@@ -345,6 +336,70 @@ class Guard:
         await e.response()(scope, receive, send)
 
 # %% ../nbs/06_serve.ipynb #e93632a4
+async def _api_error(request, e:APIError): return e.response()
+
+async def _invalid(request, e:RequestValidationError): return validation_error(e.errors()).response()
+
+async def _http_error(request, e:HTTPException):
+    if e.status_code == 413: return BodyLimit(None, request.app.state.max_body_bytes).error().response()
+    if e.status_code == 400 and e.detail == 'There was an error parsing the body':   # FastAPI's words for bad UTF-8 or too deep nesting
+        return APIError(400, 'The request body could not be parsed: send UTF-8 JSON nested at most a few hundred levels deep', code='invalid_json').response()
+    msg = {404: f"No such endpoint: {request.method} {request.url.path}", 405: f"{request.method} is not allowed on {request.url.path}"}.get(e.status_code, str(e.detail))
+    return APIError(e.status_code, msg, headers=e.headers).response()
+
+async def _bug(request, e:Exception): return APIError(500, f"Internal server error: {type(e).__name__}", code='internal_error').response()
+
+def add_error_handlers(app:FastAPI):
+    "Answer every error `app` raises in OpenAI's shape."
+    for exc, handler in ((APIError, _api_error), (RequestValidationError, _invalid), (HTTPException, _http_error), (Exception, _bug)):
+        app.add_exception_handler(exc, handler)
+
+# %% ../nbs/06_serve.ipynb #b22951a5
+def _model_card(s)->dict: return dict(id=s.model_id, object='model', created=s.started, owned_by='convchat')
+
+def health_check(request:Request):
+    "Liveness and load: the model's id, and how many generations run and wait."
+    s = request.app.state
+    return dict(status='ok', model=s.model_id, running=s.gate.active, waiting=s.gate.admitted-s.gate.active)
+
+def list_models(request:Request): return dict(object='list', data=[_model_card(request.app.state)])
+
+def get_model(name:str, request:Request):
+    s = request.app.state
+    if name != s.model_id: raise APIError(404, f"The model {name!r} does not exist on this server; it serves {s.model_id!r}", param='model', code='model_not_found')
+    return _model_card(s)
+
+# %% ../nbs/06_serve.ipynb #a6938e0f
+async def _checked(s, req:ChatRequest)->tuple[GenerationConfig, list]:
+    "The generation options and messages of `req`, or a 4xx `APIError` if the model cannot answer them."
+    config, messages = generation_args(req, s.model_id), [m.to_dict(i) for i,m in enumerate(req.messages)]
+    try: n_prompt = len(await anyio.to_thread.run_sync(s.model.encode, messages))
+    except Exception as e: raise _model_error(e) from e
+    if n_prompt >= s.model.context_length:
+        raise APIError(400, f"The messages take {n_prompt} tokens but {s.model_id}'s context holds {s.model.context_length}; shorten them",
+                       param='messages', code='context_length_exceeded')
+    return config, messages
+
+async def _complete(s, request:Request, ticket:Ticket, messages:list, config:GenerationConfig, rid:str, created:int):
+    "A plain completion, generated in a worker thread that stops if the client hangs up."
+    async def run(gone):
+        async with ticket: return await anyio.to_thread.run_sync(_generate, s.model, messages, config, gone)
+    try: gen = await unless_disconnected(request.receive, run)
+    except Exception as e: raise _model_error(e) from e
+    finally: ticket.close()
+    if gen is GONE or gen is None: return Response(status_code=499)   # the client hung up: nobody to answer
+    return completion_response(gen, s.model_id, rid, created)
+
+async def chat_completions(req:ChatRequest, request:Request):
+    "`POST /v1/chat/completions`, streamed or not."
+    s = request.app.state
+    config, messages = await _checked(s, req)
+    rid, created, ticket = f'chatcmpl-{uuid.uuid4().hex}', int(time.time()), s.gate.admit()
+    if not req.stream: return await _complete(s, request, ticket, messages, config, rid, created)
+    include_usage = bool(req.stream_options and req.stream_options.include_usage)
+    return _Streamed(ticket, _sse(s.model, messages, config, rid, s.model_id, created, include_usage))
+
+# %% ../nbs/06_serve.ipynb #dac78294
 def make_app(model_or_dir,                 # A loaded `ChatModel`, or an exported model folder to load
              max_concurrency:int=2,        # Generations that run at once
              max_body_bytes:int=4<<20,     # Largest request body accepted (413 beyond); 4 MiB
@@ -354,80 +409,29 @@ def make_app(model_or_dir,                 # A loaded `ChatModel`, or an exporte
              allowed_hosts:list|None=None, # `Host` names served besides loopback ones when on loopback ('*': any)
             )->FastAPI:
     "An OpenAI-compatible FastAPI app serving one model."
-    model = model_or_dir if hasattr(model_or_dir, 'stream') else ChatModel(model_or_dir)
-    model_id = model_name or model.model_id
-    gate, started = Gate(max_concurrency, max_queue), int(time.time())
-    app = FastAPI(title='convchat', summary=f'OpenAI-compatible chat API for {model_id}', docs_url=None, redoc_url=None)
-    app.state.model,app.state.model_id,app.state.gate = model,model_id,gate
-
-    @app.exception_handler(APIError)
-    async def _api_error(request, e:APIError): return e.response()
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request, e:RequestValidationError): return validation_error(e.errors()).response()
-    @app.exception_handler(HTTPException)
-    async def _http(request, e:HTTPException):
-        if e.status_code == 413: return BodyLimit(None, max_body_bytes).error().response()
-        if e.status_code == 400 and e.detail == 'There was an error parsing the body':   # FastAPI's words for bad UTF-8 or too deep nesting
-            return APIError(400, 'The request body could not be parsed: send UTF-8 JSON nested at most a few hundred levels deep', code='invalid_json').response()
-        msg = {404: f"No such endpoint: {request.method} {request.url.path}", 405: f"{request.method} is not allowed on {request.url.path}"}.get(e.status_code, str(e.detail))
-        return APIError(e.status_code, msg, headers=e.headers).response()
-
-    @app.exception_handler(Exception)
-    async def _bug(request, e:Exception): return APIError(500, f"Internal server error: {type(e).__name__}", code='internal_error').response()
-
-    v1 = APIRouter(prefix='/v1')
+    model = model_or_dir if hasattr(model_or_dir, 'events') else ChatModel(model_or_dir)
+    app = FastAPI(title='convchat', summary=f'OpenAI-compatible chat API for {model_name or model.model_id}', docs_url=None, redoc_url=None)
+    s = app.state
+    s.model, s.model_id, s.gate, s.started, s.max_body_bytes = model, model_name or model.model_id, Gate(max_concurrency, max_queue), int(time.time()), max_body_bytes
+    add_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(Guard, api_key=api_key, allowed_hosts=allowed_hosts or ())   # outermost: before the body is read
-
-    def _model_card(): return dict(id=model_id, object='model', created=started, owned_by='convchat')
-
-    @app.get('/health')
-    def health(): return dict(status='ok', model=model_id, running=gate.active, waiting=gate.admitted-gate.active)
-
-    @v1.get('/models')
-    def list_models(): return dict(object='list', data=[_model_card()])
-
-    @v1.get('/models/{name:path}')
-    def get_model(name:str):
-        if name != model_id: raise APIError(404, f"The model {name!r} does not exist on this server; it serves {model_id!r}", param='model', code='model_not_found')
-        return _model_card()
-
-    @v1.post('/chat/completions')
-    async def chat_completions(req:ChatRequest, request:Request):
-        kw = fit_runtime(model, generation_args(req, model_id))
-        messages = [m.to_dict(i) for i,m in enumerate(req.messages)]
-        rid, created = f'chatcmpl-{uuid.uuid4().hex}', int(time.time())
-        try: n_prompt = len(await anyio.to_thread.run_sync(model.encode, messages))
-        except Exception as e: raise _model_error(e) from e
-        if n_prompt >= model.context_length:
-            raise APIError(400, f"The messages take {n_prompt} tokens but {model_id}'s context holds {model.context_length}; shorten them",
-                           param='messages', code='context_length_exceeded')
-        ticket = gate.admit()
-        if req.stream:
-            include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            return _Streamed(ticket, _sse(model, messages, kw, rid, model_id, created, include_usage))
-        async def run(gone):
-            async with ticket: return await anyio.to_thread.run_sync(_generate, model, messages, kw, gone)
-        try: gen = await unless_disconnected(request.receive, run)
-        except Exception as e: raise _model_error(e) from e
-        finally: ticket.close()
-        if gen is GONE or gen is None: return Response(status_code=499)   # the client hung up: nobody to answer
-        return completion_response(gen, model_id, rid, created)
+    app.get('/health')(health_check)
+    v1 = APIRouter(prefix='/v1')
+    v1.get('/models')(list_models); v1.get('/models/{name:path}')(get_model); v1.post('/chat/completions')(chat_completions)
     app.include_router(v1)
     return app
 
 # %% ../nbs/06_serve.ipynb #e0cd2c81
-async def _sse(model, messages:list, kw:dict, rid:str, model_id:str, created:int, include_usage:bool):
+async def _sse(model, messages:list, config:GenerationConfig, rid:str, model_id:str, created:int, include_usage:bool):
     "Server-sent events for one streamed completion."
     chunk = lambda *a, **k: sse_chunk(rid, model_id, created, *a, **k)
     yield chunk({'role': 'assistant', 'content': ''})
-    it = model._stream_gen(messages, **kw)   # text deltas, then the final Generation
-    gen = None
+    it, gen = model.events(messages, config), None
     try:
         while (ev := await anyio.to_thread.run_sync(next, it, _END)) is not _END:
-            if isinstance(ev, str):
-                if ev: yield chunk({'content': ev})
-            else: gen = ev
+            if ev.text: yield chunk({'content': ev.text})
+            if ev.generation: gen = ev.generation
     except Exception as e:
         yield f"data: {json.dumps(_model_error(e).body())}\n\n"
         return
@@ -485,19 +489,19 @@ class BackgroundServer:
     def __exit__(self, *exc): self.stop()
 
 # %% ../nbs/06_serve.ipynb #686b4002
-def run_server(model_dir:str|Path,        # Exported ONNX model folder
+def run_server(onnx_dir:str|Path,         # Exported ONNX model folder
                host:str='127.0.0.1',      # Interface to bind; loopback by default
                port:int=8000,             # Port; 0 picks a free one
                threads:int|None=None,     # ONNX Runtime threads (default: the cores shared out among `max_concurrency` generations)
                log_level:str='info',      # uvicorn's log level
                **kw,                      # `make_app`'s options: max_concurrency, max_body_bytes, max_queue, model_name, api_key (default: $CONVCHAT_API_KEY), allowed_hosts
               ):
-    "Serve `model_dir` over an OpenAI-compatible HTTP API until interrupted (blocking)."
+    "Serve `onnx_dir` over an OpenAI-compatible HTTP API until interrupted (blocking)."
     if kw.get('api_key') is None: kw['api_key'] = os.environ.get('CONVCHAT_API_KEY') or None
     sock = listen_socket(host, port)
     try:
         threads = threads or max(1, (os.cpu_count() or 1) // kw.get('max_concurrency', 2))
-        app = make_app(ChatModel(model_dir, threads=threads), **kw)
+        app = make_app(ChatModel(onnx_dir, threads=threads), **kw)
         port = sock.getsockname()[1]
         url = f"http://{'['+host+']' if ':' in host else host}:{port}/v1"
         if not is_loopback(host):
