@@ -38,17 +38,18 @@ def _check_num(name, value, lo, hi=None, above=False, zero=False):
 # %% ../nbs/07_cli.ipynb #c1a0c002
 MIN_TEMPERATURE = 1e-4  # above 0 and below this, logits/temperature can overflow float32 and sampling meets NaN
 
-def _check_gen(max_new_tokens=None, temperature=None, top_p=None, top_k=None, repetition_penalty=None, seed=None, threads=None)->dict:
-    "Check the generation options given on the command line; return those that were given (the others keep the runtime's defaults)."
-    _check_num('max_new_tokens', max_new_tokens, 1)
+def _gen_config(max_new_tokens=None, temperature=None, top_p=None, top_k=None, repetition_penalty=None, seed=None):
+    "The `GenerationConfig` the generation flags make (flags left unset keep its defaults), checked against the ranges the CLI accepts."
+    from convchat.runtime import GenerationConfig
     _check_num('temperature', temperature, MIN_TEMPERATURE, 2, zero=True)
     _check_num('top_p', top_p, 0, 1, above=True)
-    _check_num('top_k', top_k, 0)
     _check_num('repetition_penalty', repetition_penalty, 0.01, 100)
     _check_num('seed', seed, 0, 2**32-1)
-    _check_num('threads', threads, 1)
-    gen = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k, repetition_penalty=repetition_penalty, seed=seed)
-    return {k: v for k, v in gen.items() if v is not None}
+    try: return GenerationConfig().replace(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
+                                           repetition_penalty=repetition_penalty, seed=seed)
+    except ConvchatError as e:                             # 'top_k must be ...': name the flag
+        name, sep, rest = str(e).partition(' must ')
+        raise ConvchatError(_opt(name) + sep + rest if sep else str(e)) from None
 
 # %% ../nbs/07_cli.ipynb #c1a0c005
 def _check_file(path, what='file'):
@@ -205,21 +206,23 @@ def chat(model_path:str='convchat-onnx', # Exported ONNX model folder
         )->int:
     "Chat with an exported model using ONNX Runtime alone (no torch)"
     if prompt is not None and batch_file is not None: raise ConvchatError("give --prompt or --batch-file, not both")
-    gen = _check_gen(max_new_tokens, temperature, top_p, top_k, repetition_penalty, seed, threads)
+    config = _gen_config(max_new_tokens, temperature, top_p, top_k, repetition_penalty, seed)
+    _check_num('threads', threads, 1)
     if not Path(model_path).is_dir(): raise ConvchatError(f"{model_path}: no such model folder (make one with `convchat convert`)")
     if batch_file is not None: _check_file(batch_file, 'batch file')
     for name, v in (('--prompt', prompt), ('--system', system)):
         if v is not None: _check_text(name, v)
-    from convchat.chat import ChatModel, interactive, load_prompts
+    from convchat.runtime import ChatModel
+    from convchat.chat import interactive, load_prompts
     prompts = None if batch_file is None else _load_prompts(load_prompts, batch_file)
     with _model_load_errors(model_path): m = ChatModel(model_path, threads=threads)
-    if prompt is None and batch_file is None: return interactive(m, system=system, **gen) or 0
+    if prompt is None and batch_file is None: return interactive(m, system=system, config=config) or 0
     sysm = [{'role':'system', 'content':system}] if system else []
     if prompt is not None:
-        print(m.generate(sysm + [{'role':'user', 'content':prompt}], **gen).text)
+        print(m.generate(sysm + [{'role':'user', 'content':prompt}], config).text)
         return 0
     convs = [p if isinstance(p, list) else sysm + [{'role':'user', 'content':p}] for p in prompts]
-    for g in m.generate_batch(convs, **gen): print(g.text.replace('\n', ' '))
+    for g in m.generate_batch(convs, config): print(g.text.replace('\n', ' '))
     return 0
 
 def _load_prompts(load_prompts, batch_file):
