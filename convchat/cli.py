@@ -12,7 +12,8 @@ from fastcore.script import anno_parser
 from .core import *
 
 # %% auto #0
-__all__ = ['MIN_TEMPERATURE', 'COMMANDS', 'say', 'validate', 'train', 'convert', 'info', 'chat', 'serve', 'pipeline', 'main']
+__all__ = ['MIN_TEMPERATURE', 'COMMANDS', 'HIDDEN', 'say', 'validate', 'train', 'convert', 'info', 'chat', 'serve', 'pipeline',
+           'main']
 
 # %% ../nbs/07_cli.ipynb #96ad3a36
 def say(*args):
@@ -155,40 +156,47 @@ def _train(data_file, output_dir, model, overwrite, resume, **opts)->int:
     return 0
 
 # %% ../nbs/07_cli.ipynb #2dcd1011
-def convert(model_path:str='default', # Fine-tuned model folder ('default' or a hub id work too)
+_OLD_QUANTIZE = {'int8': '8', 'int4': '4', 'none': 'none'}
+
+def _graph_bits(graph, bits, quantize=None, fused=False)->tuple:
+    "`--graph` and `--bits` checked, with the old spellings `--quantize int8|int4|none` and `--fused` mapped onto them."
+    if quantize is not None: _check_choice('quantize', quantize, tuple(_OLD_QUANTIZE)); bits = _OLD_QUANTIZE[quantize]
+    graph, bits = 'fused' if fused else graph, str(bits).lower()
+    _check_choice('graph', graph, ('auto', 'fused', 'plain'))
+    _check_choice('bits', bits, ('auto', 'none', '8', '4'))
+    return graph, None if bits == 'none' else bits
+
+def convert(model:str='default',    # Model to export: a fine-tuned folder, 'default' or a hub id
             output_dir:str='convchat-onnx', # Where the ONNX model folder is written
-            quantize:str=None,        # 'int8' or 'int4' weight-only quantization (gated on quality)
-            fused:bool=False,         # Build the fast fused graph (Llama-style models), gated against a verified export
-            no_verify:bool=False,     # Skip the ONNX Runtime vs PyTorch check (not recommended; not with --fused)
-            force:bool=False,         # Write a quantized model even if it fails the quality gate
-            allow_pickle:bool=False,  # Load pickle weights (pytorch_model.bin); only for models you trust
-            overwrite:bool=False,     # Replace an ONNX folder that convchat wrote
+            graph:str='auto',       # 'fused' (fast), 'plain' (the Optimum export) or 'auto': fused where the architecture allows it
+            bits:str='auto',        # Weight bits, 'none' (fp32), 8 or 4; 'auto': 8 on a fused graph, fp32 if no 8-bit build keeps the answers
+            no_verify:bool=False,   # Skip the ONNX Runtime vs PyTorch check (plain graph only; not recommended)
+            force:bool=False,       # Write a fused graph even if it fails its quality gate
+            threads:int=None,       # ONNX Runtime threads for the checks (default: all cores)
+            allow_pickle:bool=False, # Load pickle weights (pytorch_model.bin); only for models you trust
+            overwrite:bool=False,   # Replace an ONNX folder that convchat wrote
+            model_path:str=None,    # Old spelling of --model
+            quantize:str=None,      # Old spelling of --bits (int8, int4 or none)
+            fused:bool=False,       # Old spelling of --graph fused
            )->int:
-    "Export a model to ONNX with Optimum, verify it answers the same, optionally quantize it"
-    _check_choice('quantize', quantize, ('int8', 'int4'))
-    _check_model(model_path)
-    check_output_dir(output_dir, overwrite, protect=[model_path])
-    from convchat.convert import export_onnx, model_info, format_info
+    "Export a model to a verified ONNX folder: the fast fused graph, with 8-bit weights where they keep the answers"
+    model, (graph, bits) = model_path or model, _graph_bits(graph, bits, quantize, fused)
+    _check_num('threads', threads, 1)
+    _check_model(model)
+    check_output_dir(output_dir, overwrite, protect=[model])
+    from convchat.convert import export, model_info, format_info
     with contextlib.redirect_stdout(sys.stderr):   # exporters print progress: keep stdout for answers
-        if fused:
-            from convchat.optimize import fused_export
-            out = fused_export(model_path, output_dir, precision=quantize or 'fp32', overwrite=overwrite, force=force,
-                               allow_pickle=allow_pickle)
-            gate = json.loads((Path(out)/'convchat-onnx.json').read_text()).get('gate', {})
-            say(f"Fused {quantize or 'fp32'} graph, quality gate against the verified export: KL {gate.get('kl', float('nan')):.4f}, "
-                f"top-1 agreement {gate.get('top1', float('nan')):.1%}, passed: {gate.get('passed')}")
-        else:
-            out = export_onnx(model_path, output_dir, quantize=quantize, verify=not no_verify, force=force, overwrite=overwrite,
-                              allow_pickle=allow_pickle)
-            say(format_info(model_info(out)))
+        out = export(model, output_dir, graph=graph, bits=bits, overwrite=overwrite, threads=threads, verify=not no_verify,
+                     force=force, allow_pickle=allow_pickle)
+    say(format_info(model_info(out)))
     say(f"Wrote {out}")
     return 0
 
-def info(model_dir:str, # An exported ONNX model folder
+def info(onnx_dir:str, # An exported ONNX model folder
         )->int:
-    "Print what an exported model folder holds: architecture, size, quantization, verification figures"
+    "Print what an exported model folder holds: architecture, graph, bits, size, gate and verification figures"
     from convchat.convert import model_info, format_info
-    print(format_info(model_info(model_dir)))
+    print(format_info(model_info(onnx_dir)))
     return 0
 
 # %% ../nbs/07_cli.ipynb #ca73974e
@@ -262,14 +270,14 @@ def pipeline(data_file:str=None,        # Conversations; the built-in examples w
              work_dir:str='convchat-run', # Folder for the fine-tuned model (model/) and its ONNX export (onnx/)
              epochs:float=None,         # Training epochs (default: the trainer's)
              max_steps:int=None,        # Stop training after this many optimizer steps
-             quantize:str='int8',       # Quantize the chat model: 'int8' (near-lossless), 'int4' or 'none'
-             fused:bool=True,           # Fast fused graph for Llama-style models (--no-fused: the plain Optimum export)
+             graph:str='auto',          # ONNX graph: 'fused', 'plain' or 'auto' (fused where the architecture allows it)
+             bits:str='auto',           # Weight bits of the chat model: 'none', 8, 4 or 'auto' (8 where they keep the answers)
              prompt:str=None,           # Question for the final chat (default: one from the example data)
              overwrite:bool=False,      # Replace earlier results in work_dir
+             quantize:str=None,         # Old spelling of --bits (int8, int4 or none)
             )->int:
     "Data, fine-tune, ONNX export and a chat reply, end to end"
-    _check_choice('quantize', quantize, ('int8', 'int4', 'none'))
-    quantize = None if quantize == 'none' else quantize
+    graph, bits = _graph_bits(graph, bits, quantize)
     _check_num('epochs', epochs, 0, above=True); _check_num('max_steps', max_steps, 1)
     if data_file is not None: _check_file(data_file)
     _check_model(model)
@@ -277,26 +285,20 @@ def pipeline(data_file:str=None,        # Conversations; the built-in examples w
     for d in (work/'model', work/'onnx'): check_output_dir(d, overwrite, protect=[data_file, model])
     from convchat.data import example_conversations_path
     with _regular_file(data_file) as f:
-        return _pipeline(f or example_conversations_path(), data_file, model, work, epochs, max_steps, quantize, fused, prompt, overwrite)
+        return _pipeline(f or example_conversations_path(), data_file, model, work, epochs, max_steps, graph, bits, prompt, overwrite)
 
-def _pipeline(data_file, shown, model, work, epochs, max_steps, quantize, fused, prompt, overwrite)->int:
+def _pipeline(data_file, shown, model, work, epochs, max_steps, graph, bits, prompt, overwrite)->int:
     from convchat.data import EXAMPLE_QUESTIONS
     t0 = time.time()
     say(f"[1/4] Checking {shown or data_file}")
     _check_data(data_file, shown)
     say(f"[2/4] Fine-tuning {model}")
     _train(str(data_file), str(work/'model'), model, overwrite, None, epochs=epochs, max_steps=max_steps)
-    from convchat.optimize import fused_supported
-    fused = fused and fused_supported(work/'model')
-    say(f"[3/4] Exporting to ONNX" + (f" (fused {quantize or 'fp32'} graph, gated against a verified export)" if fused else ''))
-    try: convert(str(work/'model'), str(work/'onnx'), quantize=quantize, fused=fused, overwrite=overwrite)
-    except ConvchatError as e:   # no 8-bit build kept the model's answers on this CPU: ship the (gated) fp32 graph
-        if not (fused and quantize) or type(e).__name__ != 'GateFailed': raise
-        say(f"  {e}\n  No {quantize} graph kept the model's answers on this CPU; writing the fused fp32 graph instead")
-        convert(str(work/'model'), str(work/'onnx'), quantize=None, fused=True, overwrite=overwrite)
+    say("[3/4] Exporting to ONNX")
+    convert(str(work/'model'), str(work/'onnx'), graph=graph, bits=bits or 'none', overwrite=overwrite)
     q = prompt or EXAMPLE_QUESTIONS[0][0]
     say(f"[4/4] Chatting with {work/'onnx'}")
-    from convchat.chat import ChatModel
+    from convchat.runtime import ChatModel
     reply = ChatModel(work/'onnx').generate([{'role':'user', 'content':q}], max_new_tokens=64).text
     say(f"You: {q}")
     print(reply)
@@ -305,6 +307,7 @@ def _pipeline(data_file, shown, model, work, epochs, max_steps, quantize, fused,
 
 # %% ../nbs/07_cli.ipynb #a9a617ab
 COMMANDS = dict(train=train, convert=convert, chat=chat, pipeline=pipeline, validate=validate, info=info, serve=serve)
+HIDDEN = dict(convert=('model_path', 'quantize', 'fused'), pipeline=('quantize',))  # old spellings, kept out of --help
 
 def _usage()->str:
     w = max(map(len, COMMANDS))
@@ -319,6 +322,7 @@ def _usage_error(cmd):
 
 def main(argv:list=None)->int:
     "Run `convchat COMMAND ...`; returns the exit status."
+    from argparse import SUPPRESS
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ('-h', '--help'):
         print(_usage()); return 0 if argv else 2
@@ -332,6 +336,8 @@ def main(argv:list=None)->int:
         fn = COMMANDS[cmd]
         p = anno_parser(fn, prog=f'convchat {cmd}')
         p.error = _usage_error(cmd)
+        for a in p._actions:
+            if a.dest in HIDDEN.get(cmd, ()): a.help = SUPPRESS
         args = vars(p.parse_args(rest))
         for k in ('pdb', 'xtra'): args.pop(k, None)
         return fn(**args) or 0
