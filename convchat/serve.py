@@ -343,8 +343,10 @@ async def _invalid(request, e:RequestValidationError): return validation_error(e
 async def _http_error(request, e:HTTPException):
     if e.status_code == 413: return BodyLimit(None, request.app.state.max_body_bytes).error().response()
     if e.status_code == 400 and e.detail == 'There was an error parsing the body':   # FastAPI's words for bad UTF-8 or too deep nesting
-        return APIError(400, 'The request body could not be parsed: send UTF-8 JSON nested at most a few hundred levels deep', code='invalid_json').response()
-    msg = {404: f"No such endpoint: {request.method} {request.url.path}", 405: f"{request.method} is not allowed on {request.url.path}"}.get(e.status_code, str(e.detail))
+        return APIError(400, 'The request body could not be parsed: send UTF-8 JSON nested at most a few hundred levels deep',
+                        code='invalid_json').response()
+    msg = {404: f"No such endpoint: {request.method} {request.url.path}",
+           405: f"{request.method} is not allowed on {request.url.path}"}.get(e.status_code, str(e.detail))
     return APIError(e.status_code, msg, headers=e.headers).response()
 
 async def _bug(request, e:Exception): return APIError(500, f"Internal server error: {type(e).__name__}", code='internal_error').response()
@@ -354,7 +356,7 @@ def add_error_handlers(app:FastAPI):
     for exc, handler in ((APIError, _api_error), (RequestValidationError, _invalid), (HTTPException, _http_error), (Exception, _bug)):
         app.add_exception_handler(exc, handler)
 
-# %% ../nbs/06_serve.ipynb #b22951a5
+# %% ../nbs/06_serve.ipynb #95788d49
 def _model_card(s)->dict: return dict(id=s.model_id, object='model', created=s.started, owned_by='convchat')
 
 def health_check(request:Request):
@@ -366,10 +368,11 @@ def list_models(request:Request): return dict(object='list', data=[_model_card(r
 
 def get_model(name:str, request:Request):
     s = request.app.state
-    if name != s.model_id: raise APIError(404, f"The model {name!r} does not exist on this server; it serves {s.model_id!r}", param='model', code='model_not_found')
+    if name != s.model_id:
+        raise APIError(404, f"The model {name!r} does not exist on this server; it serves {s.model_id!r}", param='model', code='model_not_found')
     return _model_card(s)
 
-# %% ../nbs/06_serve.ipynb #a6938e0f
+# %% ../nbs/06_serve.ipynb #60a7aa4a
 async def _checked(s, req:ChatRequest)->tuple[GenerationConfig, list]:
     "The generation options and messages of `req`, or a 4xx `APIError` if the model cannot answer them."
     config, messages = generation_args(req, s.model_id), [m.to_dict(i) for i,m in enumerate(req.messages)]
@@ -399,7 +402,7 @@ async def chat_completions(req:ChatRequest, request:Request):
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
     return _Streamed(ticket, _sse(s.model, messages, config, rid, s.model_id, created, include_usage))
 
-# %% ../nbs/06_serve.ipynb #dac78294
+# %% ../nbs/06_serve.ipynb #0caa6c39
 def make_app(model_or_dir,                 # A loaded `ChatModel`, or an exported model folder to load
              max_concurrency:int=2,        # Generations that run at once
              max_body_bytes:int=4<<20,     # Largest request body accepted (413 beyond); 4 MiB
@@ -410,9 +413,11 @@ def make_app(model_or_dir,                 # A loaded `ChatModel`, or an exporte
             )->FastAPI:
     "An OpenAI-compatible FastAPI app serving one model."
     model = model_or_dir if hasattr(model_or_dir, 'events') else ChatModel(model_or_dir)
-    app = FastAPI(title='convchat', summary=f'OpenAI-compatible chat API for {model_name or model.model_id}', docs_url=None, redoc_url=None)
+    app = FastAPI(title='convchat', summary=f'OpenAI-compatible chat API for {model_name or model.model_id}',
+                  docs_url=None, redoc_url=None)
     s = app.state
-    s.model, s.model_id, s.gate, s.started, s.max_body_bytes = model, model_name or model.model_id, Gate(max_concurrency, max_queue), int(time.time()), max_body_bytes
+    s.model, s.model_id, s.gate = model, model_name or model.model_id, Gate(max_concurrency, max_queue)
+    s.started, s.max_body_bytes = int(time.time()), max_body_bytes
     add_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(Guard, api_key=api_key, allowed_hosts=allowed_hosts or ())   # outermost: before the body is read
