@@ -27,7 +27,7 @@ def fused_supported(config)->bool: # A transformers config, its dict, or a model
     "Whether `build_fused` can write a fused graph for this model."
     return _config(config).get('model_type') in FUSED_TYPES
 
-# %% ../nbs/04b_fuse.ipynb #a1daa763
+# %% ../nbs/04b_fuse.ipynb #b4a8f961
 # 8 bits: tried in this order by the gate, the first that passes on this CPU is kept (blocks of 64 are the fastest and keep
 # fp32's answers on AVX2 kernels; blocks of 32 keep them on AMX kernels where 64 lost one)
 INT8_BUILDS = (dict(block_size=64, symmetric=False), dict(block_size=32, symmetric=False))
@@ -82,7 +82,7 @@ def _builder_main(argv=None):
     sys.argv = ['onnxruntime_genai.models.builder'] + list(sys.argv[1:] if argv is None else argv)
     runpy.run_module('onnxruntime_genai.models.builder', run_name='__main__')
 
-# %% ../nbs/04b_fuse.ipynb #3c9c0cb2
+# %% ../nbs/04b_fuse.ipynb #ef8dbd83
 def _build_genai(src:Path, dest:Path, bits:int|None, opts:dict|list, threads:int=None):
     "Run onnxruntime-genai's builder on `src` in a child process (it imports torch), writing `dest/model.onnx`."
     with tempfile.TemporaryDirectory() as cache:
@@ -94,7 +94,7 @@ def _build_genai(src:Path, dest:Path, bits:int|None, opts:dict|list, threads:int
         tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ['no output']
         raise ConvchatError(f"building the fused model from {src} failed: {tail[0]}")
 
-# %% ../nbs/04b_fuse.ipynb #fd63f343
+# %% ../nbs/04b_fuse.ipynb #c0292184
 def _optimum_graph(src:Path, dest:Path)->Path:
     "Optimum's export of the model in `src` with its KV cache (`dest/model.onnx`), without Optimum's validation."
     from optimum.exporters.onnx import main_export
@@ -104,7 +104,7 @@ def _optimum_graph(src:Path, dest:Path)->Path:
     finally: hf_logging.set_verbosity(verbosity)
     return dest/'model.onnx'
 
-# %% ../nbs/04b_fuse.ipynb #a94eb69f
+# %% ../nbs/04b_fuse.ipynb #4b158fb4
 def _constant_weights(model):
     "Give every linear layer a `MatMul` with a constant weight (tied LM head, `Gemm`s), so the quantizer sees them all."
     from onnx import numpy_helper, helper
@@ -123,7 +123,31 @@ def _constant_weights(model):
         g.node.insert(i, helper.make_node('MatMul', [n.input[0], n.input[1]], [n.name + '_mm'], name=n.name + '_matmul'))
     return model
 
-# %% ../nbs/04b_fuse.ipynb #d4d83d41
+# %% ../nbs/04b_fuse.ipynb #9e9cd185
+def _fuse_attention(model, num_heads:int)->int:
+    "Replace each layer's attention ops in Optimum's GPT-2 graph by one `MultiHeadAttention` (causal, KV cache, padding mask)."
+    from onnx import helper
+    from onnxruntime.transformers.onnx_model import OnnxModel
+    g, m = model.graph, OnnxModel(model)
+    made, used = m.output_name_to_node(), m.input_name_to_nodes()
+    mask = helper.make_node('Cast', ['attention_mask'], ['attention_mask_int32'], name='attention_mask_int32', to=6)
+    n_fused = 0
+    for i in range(sum(o.name.startswith('present.') for o in g.output)//2):
+        cat_k, cat_v = made.get(f'present.{i}.key'), made.get(f'present.{i}.value')
+        path = m.match_parent_path(cat_k, ['Transpose', 'Reshape', 'Split'], [1, 0, 0]) if cat_k else None
+        av = [n for n in used.get(f'present.{i}.value', []) if n.op_type == 'MatMul']
+        out = m.match_child_path(av[0], ['Transpose', 'Reshape']) if av else None
+        if not path or not out or cat_v is None or cat_v.op_type != 'Concat': continue
+        q, k, v = path[-1].output
+        g.node.append(helper.make_node('MultiHeadAttention', [q, k, v, '', mask.output[0], '', cat_k.input[0], cat_v.input[0]],
+            [out[-1].output[0], cat_k.output[0], cat_v.output[0]], name=f'MultiHeadAttention_{i}', domain='com.microsoft',
+            num_heads=num_heads, unidirectional=1))
+        m.remove_nodes([cat_k, cat_v, out[-1]]); n_fused += 1
+    if n_fused: g.node.append(mask)
+    m.prune_graph(); m.topological_sort()
+    return n_fused
+
+# %% ../nbs/04b_fuse.ipynb #45b731fe
 @contextmanager
 def _quiet(level=logging.INFO):
     "Silence log records up to `level` (ONNX Runtime's optimizer and quantizer log every node)."
@@ -133,11 +157,12 @@ def _quiet(level=logging.INFO):
     finally: logging.disable(old)
 
 def _fuse_gpt2(plain:Path, config:dict, bits:int|None, opts:dict):
-    "ONNX Runtime's GPT-2 fusions on Optimum's graph, linear weights made constant, then optionally `MatMulNBits` weights."
+    "ONNX Runtime's GPT-2 fusions and ours (attention) on Optimum's graph, then optionally `MatMulNBits` weights."
     from onnxruntime.transformers.optimizer import optimize_model
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
     with _quiet():
         opt = optimize_model(str(plain), model_type='gpt2', num_heads=config['n_head'], hidden_size=config['n_embd'], opt_level=0)
+        _fuse_attention(opt.model, config['n_head'])
         model = _constant_weights(opt.model)
         if bits is None: return model
         q = MatMulNBitsQuantizer(model, bits=bits, block_size=opts.get('block_size', 32), is_symmetric=opts.get('symmetric', False),
@@ -145,7 +170,7 @@ def _fuse_gpt2(plain:Path, config:dict, bits:int|None, opts:dict):
         q.process()
     return q.model.model
 
-# %% ../nbs/04b_fuse.ipynb #3c29af96
+# %% ../nbs/04b_fuse.ipynb #cbd6c4d3
 _KEEP = ('tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'chat_template.jinja', 'vocab.json', 'merges.txt',
          'config.json', 'generation_config.json')
 GRAPHS = dict(genai='fused (onnxruntime-genai model builder)', gpt2='fused (ONNX Runtime transformer optimizer, Optimum IO)')
