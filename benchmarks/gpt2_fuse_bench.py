@@ -76,12 +76,12 @@ def fidelity(ref:np.ndarray, cand:np.ndarray)->dict:
 
 # ---- decoding ------------------------------------------------------------------------------------------------------
 class OnnxContender:
-    "convchat's decode loop (runtime.Decoder when present, else chat.ChatModel's) on one graph."
+    "convchat's decode loop (`runtime.Decoder`, or `chat.ChatModel`'s before it existed) on one graph."
     def __init__(self, d, threads):
         try:
             from convchat.runtime import Decoder, GenerationConfig
-            self.dec, self.cfg = Decoder(d/'model.onnx', threads=threads), GenerationConfig.greedy()
-            self.steps = lambda p, n: (s.tokens for s in self.dec.steps([p], GenerationConfig(**{**self.cfg.__dict__, 'max_new_tokens': n})))
+            dec = Decoder(d, threads=threads)
+            self.steps = lambda p, n: (s.tokens for s in dec.steps([p], GenerationConfig.greedy(max_new_tokens=n)))
         except ImportError:
             from convchat.chat import ChatModel
             m = ChatModel(d, threads=threads, providers=['CPUExecutionProvider'])

@@ -27,7 +27,7 @@ def fused_supported(config)->bool: # A transformers config, its dict, or a model
     "Whether `build_fused` can write a fused graph for this model."
     return _config(config).get('model_type') in FUSED_TYPES
 
-# %% ../nbs/04b_fuse.ipynb #b4a8f961
+# %% ../nbs/04b_fuse.ipynb #9344b11c
 # 8 bits: tried in this order by the gate, the first that passes on this CPU is kept (blocks of 64 are the fastest and keep
 # fp32's answers on AVX2 kernels; blocks of 32 keep them on AMX kernels where 64 lost one)
 INT8_BUILDS = (dict(block_size=64, symmetric=False), dict(block_size=32, symmetric=False))
@@ -82,7 +82,7 @@ def _builder_main(argv=None):
     sys.argv = ['onnxruntime_genai.models.builder'] + list(sys.argv[1:] if argv is None else argv)
     runpy.run_module('onnxruntime_genai.models.builder', run_name='__main__')
 
-# %% ../nbs/04b_fuse.ipynb #ef8dbd83
+# %% ../nbs/04b_fuse.ipynb #9ce3ee04
 def _build_genai(src:Path, dest:Path, bits:int|None, opts:dict|list, threads:int=None):
     "Run onnxruntime-genai's builder on `src` in a child process (it imports torch), writing `dest/model.onnx`."
     with tempfile.TemporaryDirectory() as cache:
@@ -94,7 +94,7 @@ def _build_genai(src:Path, dest:Path, bits:int|None, opts:dict|list, threads:int
         tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ['no output']
         raise ConvchatError(f"building the fused model from {src} failed: {tail[0]}")
 
-# %% ../nbs/04b_fuse.ipynb #c0292184
+# %% ../nbs/04b_fuse.ipynb #7f6b55ed
 def _optimum_graph(src:Path, dest:Path)->Path:
     "Optimum's export of the model in `src` with its KV cache (`dest/model.onnx`), without Optimum's validation."
     from optimum.exporters.onnx import main_export
@@ -104,7 +104,7 @@ def _optimum_graph(src:Path, dest:Path)->Path:
     finally: hf_logging.set_verbosity(verbosity)
     return dest/'model.onnx'
 
-# %% ../nbs/04b_fuse.ipynb #4b158fb4
+# %% ../nbs/04b_fuse.ipynb #87de04bd
 def _constant_weights(model):
     "Give every linear layer a `MatMul` with a constant weight (tied LM head, `Gemm`s), so the quantizer sees them all."
     from onnx import numpy_helper, helper
@@ -123,12 +123,17 @@ def _constant_weights(model):
         g.node.insert(i, helper.make_node('MatMul', [n.input[0], n.input[1]], [n.name + '_mm'], name=n.name + '_matmul'))
     return model
 
-# %% ../nbs/04b_fuse.ipynb #9e9cd185
-def _fuse_attention(model, num_heads:int)->int:
+# %% ../nbs/04b_fuse.ipynb #04320622
+def _plain_scaling(config:dict)->bool:
+    "Whether attention is scaled by 1/sqrt(head size) alone (transformers' eager and SDPA paths disagree on the other options)."
+    return config.get('scale_attn_weights', True) and not config.get('scale_attn_by_inverse_layer_idx')
+
+def _fuse_attention(model, config:dict)->int:
     "Replace each layer's attention ops in Optimum's GPT-2 graph by one `MultiHeadAttention` (causal, KV cache, padding mask)."
     from onnx import helper
     from onnxruntime.transformers.onnx_model import OnnxModel
     g, m = model.graph, OnnxModel(model)
+    if 'attention_mask' not in {i.name for i in g.input} or not _plain_scaling(config): return 0
     made, used = m.output_name_to_node(), m.input_name_to_nodes()
     mask = helper.make_node('Cast', ['attention_mask'], ['attention_mask_int32'], name='attention_mask_int32', to=6)
     n_fused = 0
@@ -141,13 +146,13 @@ def _fuse_attention(model, num_heads:int)->int:
         q, k, v = path[-1].output
         g.node.append(helper.make_node('MultiHeadAttention', [q, k, v, '', mask.output[0], '', cat_k.input[0], cat_v.input[0]],
             [out[-1].output[0], cat_k.output[0], cat_v.output[0]], name=f'MultiHeadAttention_{i}', domain='com.microsoft',
-            num_heads=num_heads, unidirectional=1))
+            num_heads=config['n_head'], unidirectional=1))
         m.remove_nodes([cat_k, cat_v, out[-1]]); n_fused += 1
     if n_fused: g.node.append(mask)
     m.prune_graph(); m.topological_sort()
     return n_fused
 
-# %% ../nbs/04b_fuse.ipynb #45b731fe
+# %% ../nbs/04b_fuse.ipynb #2545e52e
 @contextmanager
 def _quiet(level=logging.INFO):
     "Silence log records up to `level` (ONNX Runtime's optimizer and quantizer log every node)."
@@ -162,7 +167,7 @@ def _fuse_gpt2(plain:Path, config:dict, bits:int|None, opts:dict):
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
     with _quiet():
         opt = optimize_model(str(plain), model_type='gpt2', num_heads=config['n_head'], hidden_size=config['n_embd'], opt_level=0)
-        _fuse_attention(opt.model, config['n_head'])
+        _fuse_attention(opt.model, config)
         model = _constant_weights(opt.model)
         if bits is None: return model
         q = MatMulNBitsQuantizer(model, bits=bits, block_size=opts.get('block_size', 32), is_symmetric=opts.get('symmetric', False),
@@ -170,7 +175,7 @@ def _fuse_gpt2(plain:Path, config:dict, bits:int|None, opts:dict):
         q.process()
     return q.model.model
 
-# %% ../nbs/04b_fuse.ipynb #cbd6c4d3
+# %% ../nbs/04b_fuse.ipynb #c615bb8b
 _KEEP = ('tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'chat_template.jinja', 'vocab.json', 'merges.txt',
          'config.json', 'generation_config.json')
 GRAPHS = dict(genai='fused (onnxruntime-genai model builder)', gpt2='fused (ONNX Runtime transformer optimizer, Optimum IO)')
