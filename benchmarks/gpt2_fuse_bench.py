@@ -1,6 +1,7 @@
 """GPT-2 fused graphs: decode speed and fidelity of `convchat.fuse.build_fused` on a DistilGPT-2-sized model, side by side.
 
     python benchmarks/gpt2_fuse_bench.py [--threads 2] [--tokens 128] [--reps 3] [--work /tmp/convchat-gpt2-bench]
+                                         [--speed-only --name gpt2_fuse_1thread]
 
 Model: a GPT2Config of DistilGPT-2's size (6 layers, 768 wide, 12 heads, vocabulary 50,257, 82M parameters) with random
 weights (no weights are downloaded here); speed does not depend on the weights. Prompt: 50 fixed token ids.
@@ -16,7 +17,8 @@ Fidelity, teacher-forced on 128 random token ids, against the plain export: max 
 agreement, on the default initialisation (std 0.02, nearly flat predictions) and on a sharper one (std 0.2), plus
 whether 64 greedy tokens of the sharper model agree.
 
-Results go to benchmarks/results/gpt2_fuse.json and gpt2_fuse.md.
+Results go to benchmarks/results/gpt2_fuse.json and gpt2_fuse.md (`--name` changes the stem; `--speed-only` reuses the
+graphs already built in `--work` and skips the fidelity checks).
 """
 import argparse, json, os, platform, statistics, sys, time, warnings
 from pathlib import Path
@@ -144,11 +146,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--threads', type=int, default=2); ap.add_argument('--tokens', type=int, default=128)
     ap.add_argument('--reps', type=int, default=3); ap.add_argument('--work', default='/tmp/convchat-gpt2-bench')
+    ap.add_argument('--speed-only', action='store_true'); ap.add_argument('--name', default='gpt2_fuse')
     a = ap.parse_args()
+    if a.speed_only: return speed_only(a)
     work = Path(a.work); work.mkdir(parents=True, exist_ok=True)
     prompt = np.random.default_rng(0).integers(0, SIZE['vocab_size'], 50).tolist()
     dirs, build_s = build_all(work/'std0.02', 0.02)
-    fp = lambda d: {k: v for k, v in json.loads((d/'convchat-onnx.json').read_text()).items() if k in ('graph', 'bits', 'build', 'file_size')}
+    meta = lambda d: json.loads((d/'convchat-onnx.json').read_text())
+    fp = lambda d: {k: v for k, v in meta(d).items() if k in ('graph', 'bits', 'build', 'file_size')}
     q_default, _ = quality(work/'std0.02', 0.02)
     q_sharp, sharp_dirs = quality(work/'std0.2', 0.2)
     res = dict(model='GPT2Config ' + json.dumps(SIZE) + ', random weights', prompt_tokens=len(prompt), new_tokens=a.tokens,
@@ -163,6 +168,22 @@ def main():
     (RESULTS/'gpt2_fuse.json').write_text(json.dumps(res, indent=2) + '\n')
     (RESULTS/'gpt2_fuse.md').write_text(report(res))
     print(report(res))
+
+def speed_only(a):
+    "Decode speed alone, on the graphs a full run built in `--work`."
+    w = Path(a.work)/'std0.02'
+    dirs = dict(hf=w/'hf', **{'optimum-fp32': w/'plain'}, **{d.name: d for d in sorted(w.glob('fused-*'))})
+    prompt = np.random.default_rng(0).integers(0, SIZE['vocab_size'], 50).tolist()
+    res = dict(model='GPT2Config ' + json.dumps(SIZE) + ', random weights', prompt_tokens=len(prompt), new_tokens=a.tokens,
+               threads=a.threads, reps=a.reps, **cpu_info(), speed=speed(dirs, a.threads, a.tokens, a.reps, prompt))
+    s = res['speed']
+    (RESULTS/f'{a.name}.json').write_text(json.dumps(res, indent=2) + '\n')
+    md = [f"# GPT-2 fused graphs, decode speed only ({a.threads} thread{'s' if a.threads > 1 else ''})", '',
+          f"{res['model']}; {res['prompt_tokens']}-token prompt, {a.tokens} greedy tokens, median of {a.reps} interleaved rounds. "
+          f"CPU: {res['cpu']} ({', '.join(res['flags'])}), load average at start {', '.join(f'{x:.1f}' for x in res['loadavg'])}.", '',
+          '| graph | decode tok/s | x PyTorch |', '|---|---|---|']
+    md += [f"| {n} | {v} | {s['median_ratio_to_pytorch'][n]:.2f} |" for n, v in s['median_decode_tok_s'].items()]
+    (RESULTS/f'{a.name}.md').write_text('\n'.join(md) + '\n'); print('\n'.join(md))
 
 def report(r)->str:
     s = r['speed']

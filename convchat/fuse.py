@@ -27,7 +27,7 @@ def fused_supported(config)->bool: # A transformers config, its dict, or a model
     "Whether `build_fused` can write a fused graph for this model."
     return _config(config).get('model_type') in FUSED_TYPES
 
-# %% ../nbs/04b_fuse.ipynb #9344b11c
+# %% ../nbs/04b_fuse.ipynb #4014374d
 # 8 bits: tried in this order by the gate, the first that passes on this CPU is kept (blocks of 64 are the fastest and keep
 # fp32's answers on AVX2 kernels; blocks of 32 keep them on AMX kernels where 64 lost one)
 INT8_BUILDS = (dict(block_size=64, symmetric=False), dict(block_size=32, symmetric=False))
@@ -82,7 +82,7 @@ def _builder_main(argv=None):
     sys.argv = ['onnxruntime_genai.models.builder'] + list(sys.argv[1:] if argv is None else argv)
     runpy.run_module('onnxruntime_genai.models.builder', run_name='__main__')
 
-# %% ../nbs/04b_fuse.ipynb #9ce3ee04
+# %% ../nbs/04b_fuse.ipynb #91263329
 def _build_genai(src:Path, dest:Path, bits:int|None, opts:dict|list, threads:int=None):
     "Run onnxruntime-genai's builder on `src` in a child process (it imports torch), writing `dest/model.onnx`."
     with tempfile.TemporaryDirectory() as cache:
@@ -94,7 +94,7 @@ def _build_genai(src:Path, dest:Path, bits:int|None, opts:dict|list, threads:int
         tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ['no output']
         raise ConvchatError(f"building the fused model from {src} failed: {tail[0]}")
 
-# %% ../nbs/04b_fuse.ipynb #7f6b55ed
+# %% ../nbs/04b_fuse.ipynb #efebb661
 def _optimum_graph(src:Path, dest:Path)->Path:
     "Optimum's export of the model in `src` with its KV cache (`dest/model.onnx`), without Optimum's validation."
     from optimum.exporters.onnx import main_export
@@ -104,7 +104,7 @@ def _optimum_graph(src:Path, dest:Path)->Path:
     finally: hf_logging.set_verbosity(verbosity)
     return dest/'model.onnx'
 
-# %% ../nbs/04b_fuse.ipynb #87de04bd
+# %% ../nbs/04b_fuse.ipynb #2a9a6952
 def _constant_weights(model):
     "Give every linear layer a `MatMul` with a constant weight (tied LM head, `Gemm`s), so the quantizer sees them all."
     from onnx import numpy_helper, helper
@@ -123,7 +123,7 @@ def _constant_weights(model):
         g.node.insert(i, helper.make_node('MatMul', [n.input[0], n.input[1]], [n.name + '_mm'], name=n.name + '_matmul'))
     return model
 
-# %% ../nbs/04b_fuse.ipynb #04320622
+# %% ../nbs/04b_fuse.ipynb #19b72fc9
 def _plain_scaling(config:dict)->bool:
     "Whether attention is scaled by 1/sqrt(head size) alone (transformers' eager and SDPA paths disagree on the other options)."
     return config.get('scale_attn_weights', True) and not config.get('scale_attn_by_inverse_layer_idx')
@@ -152,7 +152,7 @@ def _fuse_attention(model, config:dict)->int:
     m.prune_graph(); m.topological_sort()
     return n_fused
 
-# %% ../nbs/04b_fuse.ipynb #2545e52e
+# %% ../nbs/04b_fuse.ipynb #7886a480
 @contextmanager
 def _quiet(level=logging.INFO):
     "Silence log records up to `level` (ONNX Runtime's optimizer and quantizer log every node)."
@@ -168,14 +168,14 @@ def _fuse_gpt2(plain:Path, config:dict, bits:int|None, opts:dict):
     with _quiet():
         opt = optimize_model(str(plain), model_type='gpt2', num_heads=config['n_head'], hidden_size=config['n_embd'], opt_level=0)
         _fuse_attention(opt.model, config)
+        if bits is None: return opt.model
         model = _constant_weights(opt.model)
-        if bits is None: return model
         q = MatMulNBitsQuantizer(model, bits=bits, block_size=opts.get('block_size', 32), is_symmetric=opts.get('symmetric', False),
                                  accuracy_level=4)                  # int8 activations: the fast CPU kernel
         q.process()
     return q.model.model
 
-# %% ../nbs/04b_fuse.ipynb #c615bb8b
+# %% ../nbs/04b_fuse.ipynb #9fcd0ff0
 _KEEP = ('tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'chat_template.jinja', 'vocab.json', 'merges.txt',
          'config.json', 'generation_config.json')
 GRAPHS = dict(genai='fused (onnxruntime-genai model builder)', gpt2='fused (ONNX Runtime transformer optimizer, Optimum IO)')
