@@ -37,10 +37,10 @@ def export(model, onnx_dir, graph='auto', bits='auto'):
     except ImportError: return _interim_export(model, onnx_dir, graph, bits)
     return export(model, onnx_dir, graph=graph, bits=bits, overwrite=True)
 
-def build_fused(plain_dir, out_dir, bits):
-    "The fast graph of a model the fuse module knows (GPT-2 here), from its plain export"
+def build_fused(model_dir, out_dir, bits, plain=None):
+    "fuse.build_fused: one fused graph of the model (GPT-2: from its plain export's ONNX file `plain`), not gated"
     from convchat.fuse import build_fused
-    return build_fused(plain_dir, out_dir, bits=bits)
+    return build_fused(model_dir, out_dir, bits=bits, overwrite=True, plain=plain)
 
 def graph_file(onnx_dir)->Path:
     "The ONNX file of an exported folder"
@@ -58,12 +58,9 @@ def greedy_steps(onnx_dir, threads):
     dec = Decoder(graph_file(onnx_dir), threads=threads)
     return lambda ids, n: (s.tokens for s in dec.steps([ids], replace(GenerationConfig.greedy(), max_new_tokens=n)))
 
-def quality(reference_dir, candidate_dir, ids)->dict:
+def quality(reference_dir, candidate_dir, ids)->dict|None:
     "KL and top-1 of the candidate graph against the reference on `ids`, teacher-forced"
-    try: from convchat.runtime import compare_logits
-    except ImportError:
-        from convchat.optimize import compare_logits
-        INTERIM.add('convchat.optimize.compare_logits'); return compare_logits(reference_dir, candidate_dir, ids)
+    from convchat.runtime import compare_logits
     return compare_logits(graph_file(reference_dir), graph_file(candidate_dir), ids)
 
 def default_model()->Path:
@@ -72,11 +69,8 @@ def default_model()->Path:
 
 def _interim_export(model, onnx_dir, graph, bits):
     from convchat.convert import export_onnx
-    from convchat.optimize import build_fused_model, fused_export
-    INTERIM.add('convchat.convert.export_onnx / convchat.optimize')
-    if graph == 'plain': return export_onnx(model, onnx_dir, verify=False, overwrite=True, progress=False)
-    if bits is None: return build_fused_model(model, onnx_dir, 'fp32', overwrite=True)
-    return fused_export(model, onnx_dir, 'int8', overwrite=True, progress=False)
+    if graph == 'plain': INTERIM.add('convert.export_onnx'); return export_onnx(model, onnx_dir, verify=False, overwrite=True, progress=False)
+    INTERIM.add('fuse.build_fused (not gated)'); return build_fused(model, onnx_dir, 8 if bits == 'auto' else bits)
 
 # ---- the models and contenders --------------------------------------------------------------------------------------
 def gpt2_folder(work):
@@ -99,8 +93,8 @@ CONTENDERS = {
     'smol-fused-fp32':  ('SmolLM2-135M', 'fused fp32', lambda src, w: export(src, w/'smol-fused-fp32', graph='fused', bits=None)),
     'gpt2-pytorch':     ('GPT-2 (distilgpt2 size)', 'PyTorch fp32', None),
     'gpt2-plain':       ('GPT-2 (distilgpt2 size)', 'plain export fp32', lambda src, w: export(src, w/'gpt2-plain', graph='plain', bits=None)),
-    'gpt2-fused-fp32':  ('GPT-2 (distilgpt2 size)', 'fused fp32', lambda src, w: build_fused(w/'gpt2-plain', w/'gpt2-fused-fp32', None)),
-    'gpt2-fused-int8':  ('GPT-2 (distilgpt2 size)', 'fused 8-bit', lambda src, w: build_fused(w/'gpt2-plain', w/'gpt2-fused-int8', 8)),
+    'gpt2-fused-fp32':  ('GPT-2 (distilgpt2 size)', 'fused fp32', lambda src, w: build_fused(src, w/'gpt2-fused-fp32', None, graph_file(w/'gpt2-plain'))),
+    'gpt2-fused-int8':  ('GPT-2 (distilgpt2 size)', 'fused 8-bit', lambda src, w: build_fused(src, w/'gpt2-fused-int8', 8, graph_file(w/'gpt2-plain'))),
 }
 def family(name): return name.split('-')[0]
 def source(name, work): return default_model() if family(name) == 'smol' else gpt2_folder(work)
@@ -228,8 +222,7 @@ def main():
     warnings.filterwarnings('ignore')
     os.environ.setdefault('OMP_NUM_THREADS', str(a.threads))
     names = a.only or list(CONTENDERS)
-    for n in list(names):   # every ratio needs its model's PyTorch row
-        if f'{family(n)}-pytorch' not in names: names.insert(0, f'{family(n)}-pytorch')
+    names += [f'{family(n)}-{k}' for n in names for k in ('pytorch', 'plain')]   # the ratios' baseline, the quality reference
     names = [n for n in CONTENDERS if n in names]
     machine = cpu_info(a.threads)
     print(f"CPU: {machine['cpu']} ({' '.join(machine['flags'])}), {machine['cores']} cores, {a.threads} threads", file=sys.stderr)
