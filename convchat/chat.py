@@ -1,4 +1,4 @@
-"""Chat with an exported model through ONNX Runtime alone: greedy and sampled decoding over the KV cache, streaming without broken characters, batches, multi-turn history that never overflows silently, and a terminal loop.
+"""An interactive chat with an exported model: multi-turn history that never overflows silently, a system prompt, batch files, and a terminal loop.
 
 Docs: https://convchat.github.io/convchat/chat.html.md"""
 
@@ -6,489 +6,17 @@ Docs: https://convchat.github.io/convchat/chat.html.md"""
 
 # %% ../nbs/05_chat.ipynb #3ceb7d28
 from __future__ import annotations
-import os, sys, json, math, time, datetime
-from dataclasses import dataclass, field
+import sys, json
 from pathlib import Path
-from typing import Iterator, Callable
-import numpy as np
+from typing import Callable
 from fastcore.basics import patch
 from .core import *
+from .runtime import ChatModel, GenerationConfig, _config, _check_text, _check_messages
 
 # %% auto #0
-__all__ = ['GEN_DEFAULTS', 'HELP', 'ChatInterface', 'ChatTemplateError', 'render_chat', 'Generation', 'ChatModel', 'next_tokens',
-           'TextStream', 'load_prompts', 'ChatSession', 'interactive']
+__all__ = ['HELP', 'load_prompts', 'ChatSession', 'interactive']
 
-# %% ../nbs/05_chat.ipynb #5ca38a9d
-def _line(e)->str: return ' '.join(str(e).split())[:300]     # an error message on one line
-
-def _jinja_env():
-    import jinja2
-    from jinja2.ext import Extension, loopcontrols
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-    class _Generation(Extension):
-        "`{% generation %}...{% endgeneration %}` renders its body (transformers uses it to mark assistant tokens)."
-        tags = {'generation'}
-        def parse(self, parser):
-            lineno = next(parser.stream).lineno
-            body = parser.parse_statements(['name:endgeneration'], drop_needle=True)
-            return jinja2.nodes.Scope(body, lineno=lineno)
-    def raise_exception(message): raise jinja2.exceptions.TemplateError(message)
-    def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
-        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[_Generation, loopcontrols])
-    env.filters['tojson'] = tojson
-    env.globals.update(raise_exception=raise_exception, strftime_now=lambda f: datetime.datetime.now().strftime(f))
-    return env
-
-class ChatTemplateError(ConvchatError):
-    "The chat template refused the messages (`reason`), or is itself broken (`syntax`)."
-    def __init__(self, msg, reason='', syntax=False): super().__init__(msg); self.reason,self.syntax = reason,syntax
-
-def render_chat(template:str,          # Jinja chat template
-                messages:list[dict],    # [{'role':..., 'content':...}, ...]
-                add_generation_prompt:bool=True, # End with the assistant's turn header
-                **special,              # Variables such as bos_token, eos_token
-               )->str:
-    "Render `messages` with `template` as transformers' `apply_chat_template(tokenize=False)` does."
-    try: return _jinja_env().from_string(template).render(messages=messages, add_generation_prompt=add_generation_prompt, **special)
-    except Exception as e:
-        import jinja2
-        raise ChatTemplateError(f"the chat template failed: {type(e).__name__}: {_line(e)}", _line(e),
-                                isinstance(e, jinja2.TemplateSyntaxError)) from None
-
-# %% ../nbs/05_chat.ipynb #1cec7b43
-def _read_json(p:Path)->dict:
-    if not p.exists(): return {}
-    try: return json.loads(p.read_text(encoding='utf-8'))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ConvchatError(f"{p}: not valid JSON ({_line(e)})") from None
-
-def _inside(d:Path, name:str)->bool:
-    "Whether `name` (relative to `d`, or absolute) is a path inside the folder `d`."
-    return (d/name).resolve().is_relative_to(d.resolve())
-
-def _token_str(t): return t.get('content') if isinstance(t, dict) else t
-
-def _as_list(x): return [] if x is None else list(x) if isinstance(x, (list, tuple)) else [x]
-
-def _session_options(threads):
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.intra_op_num_threads = int(threads or os.cpu_count() or 1)
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.log_severity_level = 3
-    return so
-
-# %% ../nbs/05_chat.ipynb #fef7b253
-def _check_genai_config(d:Path, x=None, field=''):
-    "Refuse a `genai_config.json` that loads a library or names a file outside `d` (a model folder is untrusted input)."
-    f = d/'genai_config.json'
-    if x is None: x = _read_json(f)
-    if isinstance(x, list): x = dict(enumerate(x))
-    if not isinstance(x, dict):
-        if isinstance(x, str) and any(w in field.rsplit('.', 1)[-1].lower() for w in ('file', 'path', 'dir')) and not _inside(d, x):
-            raise ConvchatError(f"{f}: {field} = {x!r} points outside the model folder; convchat refuses to load it")
-        return
-    for k, v in x.items():
-        name = f"{field}.{k}" if field else str(k)
-        if any(w in str(k).lower() for w in ('librar', 'custom_op', 'plugin')) or (k == 'provider_options' and v):
-            raise ConvchatError(f"{f}: {name} asks to load a shared library or execution provider; convchat refuses to run such a folder "
-                                "(rebuild it with `convchat.optimize.fused_export`)")
-        _check_genai_config(d, v, name)
-
-def _genai_model(d:Path, threads:int=None):
-    "onnxruntime-genai's model for a fused folder (one with `genai_config.json`), or None."
-    if not (d/'genai_config.json').exists(): return None
-    try: import onnxruntime_genai as og
-    except ImportError: return None
-    _check_genai_config(d)
-    try:
-        cfg = og.Config(str(d))
-        so = {'intra_op_num_threads': int(threads or os.cpu_count() or 1), 'inter_op_num_threads': 1, 'log_severity_level': 3}
-        cfg.overlay(json.dumps({'model': {'decoder': {'session_options': so}}}))
-        return og.Model(cfg)
-    except Exception as e:
-        f = d/str(_read_json(d/'genai_config.json').get('model', {}).get('decoder', {}).get('filename', 'model.onnx'))
-        raise ConvchatError(f"{f}: onnxruntime-genai cannot load it ({_line(e)}); build the folder again with `convchat.optimize`") from None
-
-@dataclass
-class Generation:
-    "One reply: its text and token ids, why it ended, and how long it took."
-    text:str                  # The reply, special tokens removed
-    token_ids:list            # Generated token ids (the stop token included when it ended on one)
-    finish_reason:str         # 'stop' (a stop token or string) or 'length' (max_new_tokens or the context was reached)
-    prompt_tokens:int         # Tokens in the rendered prompt
-    completion_tokens:int     # Tokens generated
-    ttft_s:float=0.0          # Seconds to the first token (prompt processing)
-    total_s:float=0.0         # Seconds for the whole generation
-    @property
-    def decode_tokens_per_s(self)->float:
-        "Tokens per second after the first one."
-        n, dt = self.completion_tokens-1, self.total_s-self.ttft_s
-        return n/dt if n > 0 and dt > 0 else 0.0
-
-class ChatModel:
-    "An exported ONNX chat model run with ONNX Runtime alone."
-    def __init__(self, model_dir:str|Path,  # Folder written by `convchat convert`
-                 threads:int=None,          # ONNX Runtime intra-op threads (default: all cores)
-                 providers:list=None,       # ONNX Runtime execution providers (default: CPU)
-                ):
-        import onnxruntime as ort
-        from tokenizers import Tokenizer
-        d = Path(model_dir).expanduser()
-        if not d.is_dir(): raise ConvchatError(f"{d}: no such model folder (make one with `convchat convert`)")
-        self.model_dir, self.model_id = d, d.name
-        self.meta = _read_json(d/'convchat-onnx.json')
-        onnx_file = d/self.meta.get('model_file', 'model.onnx')
-        if not _inside(d, onnx_file): raise ConvchatError(f"{d/'convchat-onnx.json'}: model_file {onnx_file.name!r} points outside the model folder")
-        if not onnx_file.exists(): raise ConvchatError(f"{d} holds no ONNX model ({onnx_file.name} is missing); export one with `convchat convert`")
-        if not (d/'tokenizer.json').exists(): raise ConvchatError(f"{d} has no tokenizer.json; export the model again with `convchat convert`")
-        self.tokenizer = Tokenizer.from_file(str(d/'tokenizer.json'))
-        tc, gc, cfg = _read_json(d/'tokenizer_config.json'), _read_json(d/'generation_config.json'), _read_json(d/'config.json')
-        self.special = {k: _token_str(tc[k]) for k in ('bos_token', 'eos_token', 'unk_token', 'pad_token') if tc.get(k)}
-        tpl = d/'chat_template.jinja'
-        self.template_file = tpl if tpl.exists() else d/'tokenizer_config.json'
-        try: self.chat_template = tpl.read_text(encoding='utf-8') if tpl.exists() else tc.get('chat_template')
-        except UnicodeDecodeError as e: raise ConvchatError(f"{tpl}: not UTF-8 text ({_line(e)})") from None
-        eos = set(_as_list(gc.get('eos_token_id')) + _as_list(cfg.get('eos_token_id')))
-        if 'eos_token' in self.special: eos.add(self.tokenizer.token_to_id(self.special['eos_token']))
-        self.eos_ids = sorted(i for i in eos if i is not None)
-        pad = gc.get('pad_token_id', cfg.get('pad_token_id'))
-        if pad is None and 'pad_token' in self.special: pad = self.tokenizer.token_to_id(self.special['pad_token'])
-        self.pad_id = pad if pad is not None else (self.eos_ids[0] if self.eos_ids else 0)
-        self.context_length = int(cfg.get('max_position_embeddings') or cfg.get('n_positions') or cfg.get('n_ctx') or 2048)
-        self.onnx_file, self.threads, self.providers, self._session = onnx_file, threads, providers, None
-        self.og_model = _genai_model(d, threads) if providers is None else None
-        if self.og_model is None: self.session
-
-    @property
-    def session(self):
-        "The ONNX Runtime session for convchat's own loop (created on first use when onnxruntime-genai runs the folder)."
-        if self._session is None:
-            import onnxruntime as ort
-            try: self._session = ort.InferenceSession(str(self.onnx_file), sess_options=_session_options(self.threads),
-                                                      providers=self.providers or ['CPUExecutionProvider'])
-            except Exception as e:
-                raise ConvchatError(f"{self.onnx_file}: ONNX Runtime cannot load it ({_line(e)}); export the model again with `convchat convert`") from None
-            self._init_io()
-        return self._session
-
-    def __repr__(self): return f"ChatModel({self.model_id!r}, context={self.context_length}, runtime={'onnxruntime-genai' if self.og_model else 'convchat'})"
-
-# %% ../nbs/05_chat.ipynb #35795bf1
-_NP = {'tensor(float)': np.float32, 'tensor(float16)': np.float16, 'tensor(int64)': np.int64, 'tensor(int32)': np.int32}
-
-@patch
-def _init_io(self:ChatModel):
-    ins = {i.name: i for i in self.session.get_inputs()}
-    outs = [o.name for o in self.session.get_outputs()]
-    past = sorted((n for n in ins if n.startswith('past_key_values.')), key=lambda n: (int(n.split('.')[1]), n.split('.')[2]))
-    self.n_layers = len(past)//2
-    if 'input_ids' not in ins or 'logits' not in outs or not past or any(f'present.{i}.key' not in outs for i in range(self.n_layers)):
-        raise ConvchatError(f"{self.model_dir}: the ONNX graph is not a decoder with a KV cache (needs input_ids, past_key_values.*, logits, present.*); "
-                            "export it with `convchat convert`")
-    k = ins['past_key_values.0.key']
-    cfg = _read_json(self.model_dir/'config.json')
-    heads = cfg.get('num_attention_heads') or cfg.get('n_head')
-    dims = dict(kv_heads=cfg.get('num_key_value_heads') or heads, head_dim=cfg.get('head_dim') or (cfg.get('hidden_size') or cfg.get('n_embd') or 0)//(heads or 1))
-    self.kv_heads, self.head_dim = [s if isinstance(s, int) else dims[n] for s, n in ((k.shape[1], 'kv_heads'), (k.shape[3], 'head_dim'))]
-    self.kv_dtype = _NP.get(k.type, np.float32)
-    self.past_names, self.present_names = past, [n.replace('past_key_values', 'present') for n in past]
-    self.has_mask, self.has_pos = 'attention_mask' in ins, 'position_ids' in ins
-    self.int_dtype = _NP[ins['input_ids'].type]
-
-# %% ../nbs/05_chat.ipynb #beb3e97b
-def _check_text(s:str, what:str):
-    "Refuse text that is not valid Unicode (a lone UTF-16 surrogate such as '\\ud800' cannot be encoded)."
-    try: s.encode('utf-8')
-    except UnicodeEncodeError as e: raise ConvchatError(f"{what}: not valid Unicode text (a lone surrogate at character {e.start})") from None
-
-def _check_messages(messages):
-    if not isinstance(messages, (list, tuple)) or not messages: raise ConvchatError("messages must be a non-empty list of {'role', 'content'} dicts")
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or not isinstance(m.get('role'), str) or not isinstance(m.get('content'), str):
-            raise ConvchatError(f"message {i}: expected {{'role': str, 'content': str}}, got {m!r}"[:200])
-        for k in ('role', 'content'): _check_text(m[k], f"message {i} {k}")
-
-@patch
-def prompt_text(self:ChatModel, messages:list|str)->str:
-    "The rendered prompt: the chat template applied to `messages`, or a raw string as it is."
-    if isinstance(messages, str): _check_text(messages, 'the prompt'); return messages
-    _check_messages(messages)
-    if not self.chat_template:
-        raise ConvchatError(f"{self.model_dir} has no chat template; give a plain text prompt, or fine-tune it with `convchat train` (which adds one)")
-    try: return render_chat(self.chat_template, list(messages), True, **self.special)
-    except ChatTemplateError as e: raise ChatTemplateError(f"{self.template_file}: {e}", e.reason, e.syntax) from None
-
-@patch
-def encode(self:ChatModel, messages:list|str)->list:
-    "Token ids of the rendered prompt."
-    return self.tokenizer.encode(self.prompt_text(messages), add_special_tokens=False).ids
-
-@patch
-def decode(self:ChatModel, ids:list)->str: return self.tokenizer.decode(list(ids), skip_special_tokens=True)
-
-# %% ../nbs/05_chat.ipynb #7021f85d
-_BIG = 1e30                                                                 # logits are clipped to +-_BIG so no option can make inf or NaN
-
-def next_tokens(logits:np.ndarray,     # (B, vocab) last-position logits
-                seen:list=None,         # Per row, the token ids the repetition penalty applies to
-                temperature:float=0.0,  # 0: greedy
-                top_k:int=0,            # Keep the k most likely (0: all)
-                top_p:float=1.0,        # Keep the smallest set with this probability mass
-                repetition_penalty:float=1.0,
-                rng:np.random.Generator=None,
-               )->np.ndarray:           # (B,) token ids
-    "Greedy or sampled next token ids for a batch of logits."
-    x = logits.astype(np.float64, copy=True)                               # (B, V)
-    with np.errstate(over='ignore', under='ignore', invalid='ignore'):
-        if repetition_penalty != 1.0 and seen is not None:
-            for row, ids in zip(x, seen):
-                ids = np.unique(np.asarray(ids, dtype=np.int64))
-                v = row[ids]; row[ids] = np.where(v > 0, v/repetition_penalty, v*repetition_penalty)
-        x = np.nan_to_num(np.clip(x, -_BIG, _BIG), nan=-_BIG)
-        if not temperature: return x.argmax(-1)
-        x = (x - x.max(-1, keepdims=True))/temperature                     # <= 0, the best 0: exp never overflows
-    if top_k and top_k < x.shape[-1]:
-        kth = np.partition(x, -top_k, axis=-1)[:, -top_k, None]
-        x = np.where(x < kth, -np.inf, x)
-    p = np.exp(x); p /= p.sum(-1, keepdims=True)
-    if top_p < 1.0:
-        order = np.argsort(-p, axis=-1)
-        sp = np.take_along_axis(p, order, -1)
-        drop = np.cumsum(sp, -1) - sp >= top_p                             # keep tokens until the mass reaches top_p
-        np.put_along_axis(p, order, np.where(drop, 0.0, sp), -1)
-        p /= p.sum(-1, keepdims=True)
-    rng = rng or np.random.default_rng()
-    return np.array([rng.choice(len(r), p=r) for r in p])
-
-def _recent(seen:list, n:int)->list:
-    "The tokens the penalty sees: the last `n` (-1: all, 0: none)."
-    return seen if n < 0 else seen[-n:] if n else []
-
-# %% ../nbs/05_chat.ipynb #a1ca1b6b
-@patch
-def _empty_past(self:ChatModel, b:int):
-    import onnxruntime as ort
-    z = np.zeros((b, self.kv_heads, 0, self.head_dim), dtype=self.kv_dtype)
-    return [ort.OrtValue.ortvalue_from_numpy(z) for _ in self.past_names]
-
-@patch
-def _run(self:ChatModel, ids:np.ndarray, mask:np.ndarray, pos:np.ndarray, past:list):
-    "One forward pass; returns last-position logits (B, V) and the new cache as OrtValues."
-    io = self.session.io_binding()
-    io.bind_cpu_input('input_ids', np.ascontiguousarray(ids, dtype=self.int_dtype))
-    if self.has_mask: io.bind_cpu_input('attention_mask', np.ascontiguousarray(mask, dtype=self.int_dtype))
-    if self.has_pos: io.bind_cpu_input('position_ids', np.ascontiguousarray(pos, dtype=self.int_dtype))
-    for n, v in zip(self.past_names, past): io.bind_ortvalue_input(n, v)
-    io.bind_output('logits')
-    for n in self.present_names: io.bind_output(n)
-    self.session.run_with_iobinding(io)
-    outs = io.get_outputs()
-    return outs[0].numpy()[:, -1, :], outs[1:]
-
-@patch
-def _steps(self:ChatModel, prompts:list, max_new_tokens:int, temperature=0.0, top_k=0, top_p=1.0,
-           repetition_penalty=1.0, seed=None, repeat_last_n=-1)->Iterator[np.ndarray]:
-    "Yield the (B,) next tokens for each step; the caller decides when to stop."
-    self.session
-    b, n = len(prompts), max(len(p) for p in prompts)
-    ids = np.full((b, n), self.pad_id, dtype=np.int64); mask = np.zeros((b, n), dtype=np.int64)
-    for i, p in enumerate(prompts): ids[i, n-len(p):], mask[i, n-len(p):] = p, 1
-    pos = np.clip(mask.cumsum(-1) - 1, 0, None)                              # (B, T)
-    seen = [list(p) for p in prompts] if repetition_penalty != 1.0 and repeat_last_n else None
-    rng, past = np.random.default_rng(seed), self._empty_past(b)
-    for step in range(max_new_tokens):
-        logits, past = self._run(ids, mask, pos, past)                        # (B, V)
-        tok = next_tokens(logits, seen and [_recent(s, repeat_last_n) for s in seen], temperature, top_k, top_p, repetition_penalty, rng)
-        yield tok
-        if seen is not None:
-            for s, t in zip(seen, tok): s.append(int(t))
-        ids, pos = tok[:, None], pos[:, -1:] + 1
-        mask = np.concatenate([mask, np.ones((b, 1), dtype=np.int64)], -1)
-
-# %% ../nbs/05_chat.ipynb #216908f6
-@patch
-def _og_steps(self:ChatModel, prompts:list, max_new_tokens:int, temperature=0.0, top_k=0, top_p=1.0,
-              repetition_penalty=1.0, seed=None, repeat_last_n=-1)->Iterator[np.ndarray]:
-    "Like `_steps`, for one prompt: onnxruntime-genai runs the model, `next_tokens` chooses each token."
-    import onnxruntime_genai as og
-    (ids,) = prompts
-    p = og.GeneratorParams(self.og_model)
-    p.set_search_options(max_length=len(ids)+max_new_tokens)
-    g = og.Generator(self.og_model, p)
-    g.append_tokens([list(ids)])
-    seen, rng = list(ids), np.random.default_rng(seed)
-    for step in range(max_new_tokens):
-        tok = next_tokens(np.asarray(g.get_logits())[:, -1], [_recent(seen, repeat_last_n)], temperature, top_k, top_p, repetition_penalty, rng)
-        yield tok
-        seen.append(int(tok[0]))
-        if step < max_new_tokens-1: g.append_tokens([[int(tok[0])]])
-
-# %% ../nbs/05_chat.ipynb #9ef58fc5
-class TextStream:
-    "Incremental detokenizer: feed token ids, get text deltas that never end inside a UTF-8 character or a stop string."
-    def __init__(self, decode:Callable, stop:list=None):
-        self.decode, self.stop, self.ids, self.sent, self.text = decode, [s for s in _as_list(stop) if s], [], 0, ''
-        self.stopped = False
-
-    def put(self, tok:int)->str:
-        "Add a token; return the text that is now safe to show."
-        self.ids.append(int(tok))
-        self.text = self.decode(self.ids)
-        return self._release(final=False)
-
-    def _release(self, final):
-        text = self.text
-        for s in self.stop:
-            i = text.find(s)
-            if i >= 0: text, self.stopped, final = text[:i], True, True
-        end = len(text)
-        if not final:
-            if text.endswith('\ufffd'): end = len(text.rstrip('\ufffd'))
-            for s in self.stop:                                    # hold back a possible start of a stop string
-                for k in range(min(len(s)-1, end), 0, -1):
-                    if text[:end].endswith(s[:k]): end -= k; break
-        end = max(end, self.sent)
-        out, self.sent = text[self.sent:end], end
-        self.text = text if self.stopped else self.text
-        return out
-
-    def flush(self)->str:
-        "The rest of the text, at the end of generation."
-        return self._release(final=True)
-
-# %% ../nbs/05_chat.ipynb #fb7f343a
-GEN_DEFAULTS = dict(max_new_tokens=256, temperature=0.0, top_p=1.0, top_k=0, repetition_penalty=1.1, repeat_last_n=64,
-                    loop_guard=True, seed=None, stop=None)
-
-def _num(name, v, ok, what, whole=False):
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v) or not ok(v) or (whole and v != int(v)):
-        raise ConvchatError(f"{name} must be {what}, not {v!r}")
-
-def _check_gen(max_new_tokens, temperature, top_p, top_k, repetition_penalty, repeat_last_n=-1, **_):
-    _num('max_new_tokens', max_new_tokens, lambda v: v >= 1, 'at least 1 (a whole number)', True)
-    _num('temperature', temperature, lambda v: v >= 0, '>= 0 (0 is greedy)')
-    _num('top_p', top_p, lambda v: 0 < v <= 1, 'in (0, 1]')
-    _num('top_k', top_k, lambda v: v >= 0, '>= 0 (a whole number; 0: no limit)', True)
-    _num('repetition_penalty', repetition_penalty, lambda v: v > 0, '> 0 (1: off)')
-    _num('repeat_last_n', repeat_last_n, lambda v: v >= -1, '>= -1 (a whole number; -1: the whole sequence, 0: off)', True)
-
-def _gen_opts(**kw)->dict:
-    "Generation options, each None replaced by its value in `GEN_DEFAULTS`, checked."
-    if set(kw) - set(GEN_DEFAULTS): raise ConvchatError(f"unknown generation option(s): {', '.join(sorted(set(kw) - set(GEN_DEFAULTS)))}")
-    o = {k: GEN_DEFAULTS[k] if kw.get(k) is None else kw[k] for k in GEN_DEFAULTS}
-    _check_gen(**o)
-    return o
-
-_LOOP_REPEATS, _LOOP_SPAN, _LOOP_PERIOD = 4, 16, 32
-
-def _looping(ids:list)->bool:
-    "Whether `ids` ends in a block of up to 32 tokens repeated at least 4 times back to back (and 16 tokens in all)."
-    for p in range(1, min(_LOOP_PERIOD, len(ids)//_LOOP_REPEATS)+1):
-        n = p*max(_LOOP_REPEATS, -(-_LOOP_SPAN//p))
-        if n <= len(ids) and ids[-n+p:] == ids[-n:-p]: return True
-    return False
-
-@patch
-def _budget(self:ChatModel, n_prompt, max_new_tokens):
-    room = self.context_length - n_prompt
-    if room < 1: raise ConvchatError(f"the prompt has {n_prompt} tokens but {self.model_id}'s context holds {self.context_length}; "
-                                     "shorten it (a ChatSession drops old turns for you)")
-    return min(max_new_tokens, room)
-
-@patch
-def _stream_gen(self:ChatModel, messages, max_new_tokens=None, temperature=None, top_p=None, top_k=None,
-                repetition_penalty=None, seed=None, stop=None, repeat_last_n=None, loop_guard=None)->Iterator:
-    "Yield text deltas, then the final `Generation`."
-    o = _gen_opts(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k, repetition_penalty=repetition_penalty,
-                  repeat_last_n=repeat_last_n, loop_guard=loop_guard, seed=seed, stop=stop)
-    t0 = time.perf_counter()
-    ids = self.encode(messages)
-    n = self._budget(len(ids), o['max_new_tokens'])
-    ts, out, reason, ttft = TextStream(self.decode, o['stop']), [], 'length', 0.0
-    steps = self._og_steps if self.og_model is not None else self._steps
-    for tok in steps([ids], n, o['temperature'], o['top_k'], o['top_p'], o['repetition_penalty'], o['seed'], o['repeat_last_n']):
-        t = int(tok[0]); out.append(t)
-        if len(out) == 1: ttft = time.perf_counter()-t0
-        if t in self.eos_ids: reason = 'stop'; break
-        delta = ts.put(t)
-        if delta: yield delta
-        if ts.stopped: reason = 'stop'; break
-        if o['loop_guard'] and _looping(out): break                        # a loop ends the reply as if the budget ran out
-    rest = ts.flush()
-    if rest: yield rest
-    yield Generation(ts.text, out, reason, len(ids), len(out), ttft, time.perf_counter()-t0)
-
-@patch
-def generate(self:ChatModel, messages:list|str, # Chat messages, or raw prompt text
-             max_new_tokens:int=None,  # Longest reply in tokens (None: 256)
-             temperature:float=None,   # 0: greedy (None: 0)
-             top_p:float=None,         # Nucleus sampling mass (None: 1)
-             top_k:int=None,           # Sample among the k most likely (None or 0: all)
-             repetition_penalty:float=None, # >1 discourages repeats; 1 is off (None: 1.1)
-             seed:int=None,            # Seed for sampling
-             stop:list=None,           # Strings that end the reply (not included)
-             repeat_last_n:int=None,   # Tokens the penalty looks back over; -1: all (None: 64)
-             loop_guard:bool=None,     # End a reply that repeats a block 4 times (None: True)
-            )->Generation:
-    "Generate one reply (options left None take their value from `GEN_DEFAULTS`)."
-    for x in self._stream_gen(messages, max_new_tokens, temperature, top_p, top_k, repetition_penalty, seed, stop, repeat_last_n, loop_guard): pass
-    return x
-
-@patch
-def stream(self:ChatModel, messages:list|str, **kwargs)->Iterator[str]:
-    "Yield the reply as text deltas while it is generated (same options as `generate`)."
-    for x in self._stream_gen(messages, **kwargs):
-        if isinstance(x, str): yield x
-        else: self.last_generation = x
-
-# %% ../nbs/05_chat.ipynb #2adb834c
-@patch
-def generate_batch(self:ChatModel, conversations:list, # List of message lists (or raw prompts)
-                   max_new_tokens:int=None, temperature:float=None, top_p:float=None, top_k:int=None,
-                   repetition_penalty:float=None, seed:int=None, stop:list=None,
-                   batch_size:int=8,          # Conversations per forward pass
-                   repeat_last_n:int=None, loop_guard:bool=None,
-                  )->list[Generation]:
-    "Generate one reply per conversation, `batch_size` at a time (same options as `generate`)."
-    go = _gen_opts(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k, repetition_penalty=repetition_penalty,
-                  repeat_last_n=repeat_last_n, loop_guard=loop_guard, seed=seed, stop=stop)
-    enc = [self.encode(c) for c in conversations]
-    res = [None]*len(enc)
-    for idx in self._batches(enc, batch_size):
-        t0 = time.perf_counter()
-        prompts = [enc[i] for i in idx]
-        n = min(self._budget(len(p), go['max_new_tokens']) for p in prompts)
-        streams = [TextStream(self.decode, go['stop']) for _ in prompts]
-        outs, reasons, ttft = [[] for _ in prompts], [None]*len(prompts), 0.0
-        for step, toks in enumerate(self._steps(prompts, n, go['temperature'], go['top_k'], go['top_p'], go['repetition_penalty'], go['seed'], go['repeat_last_n'])):
-            if step == 0: ttft = time.perf_counter()-t0
-            for i, t in enumerate(map(int, toks)):
-                if reasons[i]: continue
-                outs[i].append(t)
-                if t in self.eos_ids: reasons[i] = 'stop'
-                else:
-                    streams[i].put(t)
-                    if streams[i].stopped: reasons[i] = 'stop'
-                    elif go['loop_guard'] and _looping(outs[i]): reasons[i] = 'length'
-            if all(reasons): break
-        dt = time.perf_counter()-t0
-        for i, p, o, r_, st in zip(idx, prompts, outs, reasons, streams):
-            st.flush(); res[i] = Generation(st.text, o, r_ or 'length', len(p), len(o), ttft, dt)
-    return res
-
-@patch
-def _batches(self:ChatModel, enc:list, batch_size:int)->list:
-    "Index lists to run together: in order when the graph takes position ids; else only prompts of equal length."
-    self.session                                                       # loads the graph's IO description
-    if self.has_pos: return [list(range(s, min(s+batch_size, len(enc)))) for s in range(0, len(enc), batch_size)]
-    groups = {}
-    for i, e in enumerate(enc): groups.setdefault(len(e), []).append(i)
-    return [g[s:s+batch_size] for g in groups.values() for s in range(0, len(g), batch_size)]
-
-# %% ../nbs/05_chat.ipynb #73e0b2bd
+# %% ../nbs/05_chat.ipynb #2bb14db6
 def load_prompts(path:str|Path)->list:
     "Prompts from a batch file: strings (user prompts) or lists of messages."
     p = Path(path)
@@ -522,9 +50,10 @@ class ChatSession:
                  system:str=None,           # System prompt, kept when old turns are dropped
                  max_context:int=None,      # Token budget for prompt + reply (default: the model's context length)
                  notice:Callable=_default_notice, # Called with a message when turns are dropped
-                 **gen,                     # Default generation options for `send`
+                 config:GenerationConfig=None, # Generation options for `send` (default: `GenerationConfig()`)
+                 **overrides,               # `GenerationConfig` fields to change
                 ):
-        self.model, self.system, self.notice, self.gen = model, system, notice, gen
+        self.model, self.system, self.notice, self.config = model, system, notice, _config(config, overrides)
         self.max_context = min(max_context or model.context_length, model.context_length)
         self.history, self.last_dropped, self.dropped = [], [], []
 
@@ -568,25 +97,24 @@ def _fit(self:ChatSession, reply_tokens:int):
 @patch
 def send(self:ChatSession, text:str, # The user's message
          stream:bool=False,           # Return an iterator of text deltas instead of the reply
-         **gen,                       # Generation options, overriding the session's
+         **overrides,                 # `GenerationConfig` fields to change for this reply
         ):
     "Add a user message and get the reply (a string, or text deltas when `stream`)."
     _check_text(text, 'your message')
-    kw = _gen_opts(**{**{k: v for k, v in self.gen.items() if v is not None}, **{k: v for k, v in gen.items() if v is not None}})
-    reply_tokens = min(kw['max_new_tokens'], self.max_context//2)
+    c = self.config.replace(**overrides)
+    reply_tokens = min(c.max_new_tokens, self.max_context//2)
     self.history.append({'role':'user', 'content':text})
     try: self._fit(reply_tokens)
     except ConvchatError: self.history.pop(); raise
-    kw['max_new_tokens'] = min(kw['max_new_tokens'], self.max_context - len(self.model.encode(self.messages)))
-    it = self._reply(kw)
+    it = self._reply(c.replace(max_new_tokens=min(c.max_new_tokens, self.max_context - len(self.model.encode(self.messages)))))
     return it if stream else ''.join(it)
 
 @patch
-def _reply(self:ChatSession, kw):
+def _reply(self:ChatSession, c:GenerationConfig):
     parts = []
-    for x in self.model._stream_gen(self.messages, **kw):
-        if isinstance(x, str): parts.append(x); yield x
-        else: self.last_generation = x
+    for ev in self.model.events(self.messages, c):
+        if ev.text: parts.append(ev.text); yield ev.text
+        if ev.generation: self.last_generation = ev.generation
     self.history.append({'role':'assistant', 'content':''.join(parts)})
 
 # %% ../nbs/05_chat.ipynb #617556d4
@@ -598,13 +126,14 @@ def interactive(model:str|Path|ChatModel, # Exported model folder or a loaded `C
                 stdout=None,               # Where replies go (default: stdout)
                 stderr=None,               # Where notices and prompts go (default: stderr)
                 threads:int=None,          # ONNX Runtime threads when loading a folder
-                **gen,                     # Generation options (see `ChatModel.generate`)
+                config:GenerationConfig=None, # Generation options (default: `GenerationConfig()`)
+                **overrides,               # `GenerationConfig` fields to change
                )->int:
     "Chat in a terminal with streaming replies; returns 0 on a clean exit."
     stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
     say = lambda s, end='\n': (stderr.write(s+end), stderr.flush())
     cm = model if isinstance(model, ChatModel) else ChatModel(model, threads=threads)
-    sess = ChatSession(cm, system=system, notice=say, **gen)
+    sess = ChatSession(cm, system=system, notice=say, config=config, **overrides)
     say(f"Chatting with {cm.model_id}. {HELP}")
     try:
         while True:
@@ -626,6 +155,3 @@ def interactive(model:str|Path|ChatModel, # Exported model folder or a loaded `C
             except ConvchatError as e: say(f"error: {e}")
     except KeyboardInterrupt: say('')
     return 0
-
-# %% ../nbs/05_chat.ipynb #5e232272
-ChatInterface = ChatModel
