@@ -49,19 +49,14 @@ def graph_file(onnx_dir)->Path:
 
 def greedy_steps(onnx_dir, threads):
     "A function (ids, n) -> iterator of the (1,) next tokens of plain greedy decoding with convchat's decoder"
-    try: from convchat.runtime import Decoder, GenerationConfig
-    except ImportError:
-        from convchat.chat import ChatModel
-        INTERIM.add('convchat.chat.ChatModel._steps'); m = ChatModel(onnx_dir, threads=threads)
-        return lambda ids, n: m._steps([ids], n)
-    from dataclasses import replace
-    dec = Decoder(graph_file(onnx_dir), threads=threads)
-    return lambda ids, n: (s.tokens for s in dec.steps([ids], replace(GenerationConfig.greedy(), max_new_tokens=n)))
+    from convchat.runtime import Decoder, GenerationConfig
+    dec = Decoder(onnx_dir, threads=threads)
+    return lambda ids, n: (s.tokens for s in dec.steps([ids], GenerationConfig.greedy(max_new_tokens=n)))
 
-def quality(reference_dir, candidate_dir, ids)->dict|None:
+def quality(reference_dir, candidate_dir, ids)->dict:
     "KL and top-1 of the candidate graph against the reference on `ids`, teacher-forced"
     from convchat.runtime import compare_logits
-    return compare_logits(graph_file(reference_dir), graph_file(candidate_dir), ids)
+    return compare_logits(reference_dir, candidate_dir, ids)
 
 def default_model()->Path:
     from convchat.models import default_model_path
