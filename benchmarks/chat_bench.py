@@ -209,6 +209,7 @@ def main():
     ap.add_argument('--only', nargs='*', default=None, help=f"contenders to run (default: all of {', '.join(CONTENDERS)})")
     ap.add_argument('--results', default=RESULTS, type=Path, help='folder for chat.json and chat.md')
     ap.add_argument('--note', default='', help='a remark to put first under the table (e.g. that the machine was shared)')
+    ap.add_argument('--build-only', action='store_true', help='build the graph folders in --work and stop')
     ap.add_argument('--one', default=None, help=argparse.SUPPRESS)
     ap.add_argument('--ids', default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -223,6 +224,7 @@ def main():
     print(f"CPU: {machine['cpu']} ({' '.join(machine['flags'])}), {machine['cores']} cores, {a.threads} threads", file=sys.stderr)
     work.mkdir(parents=True, exist_ok=True)
     built = build(work, names)
+    if a.build_only: return print(json.dumps(built, indent=1))
     names = [n for n in names if n not in built['build_failed']]
     ids = {f: prompt_ids(f'{f}-pytorch', work) for f in {family(n) for n in names}}
     chat_ids = {}

@@ -14,8 +14,8 @@ from collections import Counter
 from pathlib import Path
 from benchlib import column, write_result, cpu_info as machine_info
 import numpy as np
-import convchat.chat as cc
-from convchat.chat import ChatModel, _looping
+import convchat.runtime as cc
+from convchat.runtime import ChatModel, _looping
 
 SETTINGS = [dict(name='off (plain greedy)', repetition_penalty=1.0, repeat_last_n=64),
             dict(name='1.05, last 64', repetition_penalty=1.05, repeat_last_n=64),

@@ -9,7 +9,7 @@ built here with gcc) hiding AVX-512, AMX and AVX-VNNI so ONNX Runtime takes the 
 `--qemu N` also runs N probe prompts of the first variants under `qemu-x86_64 -cpu EPYC-Rome` (Debian's qemu-user,
 TCG has AVX2 but no AVX-512) to check that the CPUID mask gives the same replies as an emulated EPYC (slow: minutes a prompt).
 
-Each variant is built with `convchat.optimize.build_fused_model` (onnxruntime-genai's builder) from the builder args in
+Each variant is built with `convchat.fuse.build_fused` (onnxruntime-genai's builder) from the builder args in
 VARIANTS, then scored on convchat/assets/probe_prompts.json by free-running greedy decoding (48 new tokens,
 `ChatModel.generate`): factual accuracy (reply contains an expected answer), agreement with the fp32 fused graph (same
 reply tokens / same first 8 tokens / same verdict on the expected answer) and degenerate replies (a token 3-gram seen
@@ -101,20 +101,21 @@ def slug(name): return name.split(' (')[0].replace(' ', '-')
 
 # ---- building ------------------------------------------------------------------------------------------------------
 def build(work, names):
-    import convchat.optimize as o
+    from convchat.fuse import build_fused
+    from convchat.models import default_model_path
     out = {}
     for n in names:
         d = work/slug(n); meta = d/'convchat-onnx.json'
-        if meta.exists() and json.loads(meta.read_text()).get('builder_args') == VARIANTS[n]: continue
-        o.PRECISIONS['study'] = VARIANTS[n]                     # build_fused_model runs the builder with PRECISIONS[precision]
-        t = time.perf_counter(); o.build_fused_model('default', d, 'study', overwrite=True)
+        if meta.exists() and json.loads(meta.read_text()).get('build') == VARIANTS[n]: continue
+        bits = {'fp32': None, 'int8': 8, 'int4': 4}[VARIANTS[n][1]]   # builder args are ['-p', precision, ...]
+        t = time.perf_counter(); build_fused(default_model_path(), d, bits=bits, args=VARIANTS[n], overwrite=True)
         out[n] = round(time.perf_counter()-t, 1); print(f'built {n} in {out[n]}s', file=sys.stderr)
     return out
 
 # ---- one process: replies or speed --------------------------------------------------------------------------------
 def probe_one(d, n_prompts, max_new):
     "Greedy replies of the graph in `d` to the probe prompts (JSON list on stdout)."
-    from convchat.chat import ChatModel
+    from convchat.runtime import ChatModel
     m = ChatModel(d, threads=int(os.environ.get('STUDY_THREADS', '2')))
     res, t0, budget = [], time.perf_counter(), float(os.environ.get('STUDY_PROBE_BUDGET', 'inf'))
     for p in json.loads(PROBES.read_text())[:n_prompts]:
@@ -138,7 +139,7 @@ def speed_one(d, tokens, threads):
             t = time.perf_counter(); m.generate(x, max_new_tokens=1, min_new_tokens=1, **kw); ttft = time.perf_counter()-t
             t = time.perf_counter(); m.generate(x, max_new_tokens=tokens, min_new_tokens=tokens, **kw); total = time.perf_counter()-t
         print(json.dumps(dict(decode_tok_s=(tokens-1)/(total-ttft)))); return
-    from convchat.chat import ChatModel
+    from convchat.runtime import ChatModel
     m = ChatModel(d, threads=threads); m.eos_ids = []
     w = m.generate(msgs, max_new_tokens=4)
     if w.total_s-w.ttft_s > 3*0.5: tokens = min(tokens, 16)      # over 0.5 s a token (fp32 compute of 8-bit weights on AVX2): fewer tokens

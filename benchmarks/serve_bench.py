@@ -22,16 +22,18 @@ QUESTIONS = ["What time does the bakery open on Saturdays?", "Can I order a birt
 MODELS = ('tiny', 'default', 'fused-int8')
 
 def export_model(which:str, work:Path, quantize:str=None)->Path:
-    "An exported folder for `which`: 'tiny', 'default' (Optimum export) or 'fused-int8' (`convchat.optimize`, run by onnxruntime-genai); the default model's are cached."
+    "An exported folder for `which`: 'tiny', 'default' (Optimum export) or 'fused-int8' (`convchat.fuse.build_fused`); the default model's are cached."
     from convchat.core import cache_dir
     from convchat.models import save_tiny_model
     from convchat.convert import export_onnx
     if which == 'tiny': return Path(export_onnx(save_tiny_model(work/'tiny-hf', 'llama'), work/'tiny-onnx', verify=False, progress=False))
     if which.startswith('fused-'):
-        from convchat.optimize import build_fused_model
+        from convchat.fuse import build_fused
+        from convchat.models import default_model_path
         dest = cache_dir()/'bench'/f'default-{which}'
-        if (dest/'genai_config.json').exists(): return dest
-        return Path(build_fused_model('default', dest, precision=which.split('-', 1)[1], overwrite=True))
+        if (dest/'convchat-onnx.json').exists(): return dest
+        bits = {'fp32': None, 'int8': 8, 'int4': 4}[which.split('-', 1)[1]]
+        return Path(build_fused(default_model_path(), dest, bits=bits, overwrite=True))
     dest = cache_dir()/'bench'/f"default-onnx{'-'+quantize if quantize else ''}"
     if (dest/'convchat-onnx.json').exists(): return dest
     return Path(export_onnx('default', dest, quantize=quantize, verify=False, overwrite=True))
@@ -93,7 +95,7 @@ def load(client, model_id:str, clients:int, n_requests:int, max_seconds:float, m
 
 def bench_model(which:str, work:Path, a)->dict:
     from openai import OpenAI
-    from convchat.chat import ChatModel
+    from convchat.runtime import ChatModel
     t0 = time.perf_counter()
     d = export_model(which, work, a.quantize if which == 'default' else None)
     print(f"[{which}] model at {d} ({time.perf_counter()-t0:.0f} s)", file=sys.stderr)
@@ -119,7 +121,7 @@ def bench_model(which:str, work:Path, a)->dict:
 
 def _label(model:str, quantize:str|None)->str:
     if model == 'tiny': return 'tiny (random weights)'
-    if model.startswith('fused-'): return f"SmolLM2-135M-Instruct fused {model.split('-', 1)[1]} (onnxruntime-genai)"
+    if model.startswith('fused-'): return f"SmolLM2-135M-Instruct fused {model.split('-', 1)[1]}"
     return f"SmolLM2-135M-Instruct {quantize or 'fp32'}"
 
 SERVE_COLUMNS = [column('label', 'model'), column('clients', 'clients'), column('stream', 'streamed'), column('requests', 'requests'),
