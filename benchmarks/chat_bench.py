@@ -102,15 +102,18 @@ def prompt_ids(name, work)->list:
     return tok.encode(QUESTION)
 
 def build(work, names)->dict:
-    "Build the missing graph folders; return {name: seconds} for those built and {name: error} for those that failed"
-    built, failed = {}, {}
+    "Build the missing graph folders; return how each folder in `work` was built (kept in builds.json) and what failed"
+    log = work/'builds.json'
+    builds, failed = json.loads(log.read_text()) if log.exists() else {}, {}
     for n in names:
         make = CONTENDERS[n][2]
         if make is None or (work/n/'convchat-onnx.json').exists() or (work/n/'model.onnx').exists(): continue
-        t = time.perf_counter()
-        try: make(source(n, work), work); built[n] = round(time.perf_counter()-t, 1)
-        except Exception as e: failed[n] = f'{type(e).__name__}: {str(e)[:300]}'; print(f'{n}: build failed: {failed[n]}', file=sys.stderr)
-    return dict(build_seconds=built, build_failed=failed)
+        t, before = time.perf_counter(), set(INTERIM)
+        try: make(source(n, work), work)
+        except Exception as e: failed[n] = f'{type(e).__name__}: {str(e)[:300]}'; print(f'{n}: build failed: {failed[n]}', file=sys.stderr); continue
+        builds[n] = dict(seconds=round(time.perf_counter()-t, 1), interim=sorted(INTERIM - before))
+        log.write_text(json.dumps(builds, indent=1))
+    return dict(builds={n: b for n, b in builds.items() if n in names}, build_failed=failed)
 
 def _peak_rss_mb():
     "This process's peak resident memory (VmHWM, not inherited from the parent across exec)"
@@ -188,7 +191,9 @@ def report(rounds, names, q, built, a, machine):
                machine=machine, settings=dict(tokens=a.tokens, threads=a.threads, reps=a.reps, gpt2_config=GPT2_CONFIG),
                versions=versions(), interim=sorted(INTERIM), graphs=graph_meta(Path(a.work), names), **built,
                tables=[dict(columns=COLUMNS, rows=rows)],
-               notes=[f"{n}: not measured, its graph failed to build ({e})" for n, e in built['build_failed'].items()], rounds=rounds)
+               notes=[f"{n}: built with {', '.join(b['interim'])} (the issue-11 function was not there yet)"
+                      for n, b in built['builds'].items() if b['interim']]
+                     + [f"{n}: not measured, its graph failed to build ({e})" for n, e in built['build_failed'].items()], rounds=rounds)
     if a.note: res['notes'].insert(0, a.note)
     return write_result('chat', res, a.results)
 
