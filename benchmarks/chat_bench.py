@@ -1,6 +1,6 @@
 """Chat decode speed: the graphs `convchat convert` writes, decoded by convchat's runtime, against PyTorch `generate`, side by side.
 
-    python benchmarks/chat_bench.py [--threads 2] [--tokens 128] [--reps 3] [--work /tmp/convchat-chat-bench] [--only NAME ...]
+    python benchmarks/chat_bench.py [--threads 2] [--tokens 128] [--reps 3] [--work /tmp/convchat-chat-bench] [--only NAME ...] [--rebuild]
 
 Two models. The default SmolLM2-135M-Instruct (the real weights, `convchat.models.default_model_path()`), and a
 GPT-2-style model the size of distilgpt2 (6 layers, 768 wide, 50,257 tokens) with random weights, so nothing downloads.
@@ -214,6 +214,7 @@ def main():
     ap.add_argument('--only', nargs='*', default=None, help=f"contenders to run (default: all of {', '.join(CONTENDERS)})")
     ap.add_argument('--results', default=RESULTS, type=Path, help='folder for chat.json and chat.md')
     ap.add_argument('--note', default='', help='a remark to put first under the table (e.g. that the machine was shared)')
+    ap.add_argument('--rebuild', action='store_true', help="rebuild the selected contenders' graph folders in --work")
     ap.add_argument('--build-only', action='store_true', help='build the graph folders in --work and stop')
     ap.add_argument('--one', default=None, help=argparse.SUPPRESS)
     ap.add_argument('--ids', default=None, help=argparse.SUPPRESS)
@@ -228,6 +229,10 @@ def main():
     machine = cpu_info(a.threads)
     print(f"CPU: {machine['cpu']} ({' '.join(machine['flags'])}), {machine['cores']} cores, {a.threads} threads", file=sys.stderr)
     work.mkdir(parents=True, exist_ok=True)
+    if a.rebuild:
+        import shutil
+        for n in names:
+            if CONTENDERS[n][2] is not None: shutil.rmtree(work/n, ignore_errors=True)
     built = build(work, names)
     if a.build_only: return print(json.dumps(built, indent=1))
     names = [n for n in names if n not in built['build_failed']]
