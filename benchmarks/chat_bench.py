@@ -1,136 +1,209 @@
-"""Chat decode speed: convchat's ONNX Runtime chat against PyTorch `generate` and Optimum `ORTModelForCausalLM`, side by side.
+"""Chat decode speed: the graphs `convchat convert` writes, decoded by convchat's runtime, against PyTorch `generate`, side by side.
 
-    python benchmarks/chat_bench.py [--threads 2] [--tokens 128] [--reps 3] [--work /tmp/convchat-chat-bench] [--int8-args "..."]
+    python benchmarks/chat_bench.py [--threads 2] [--tokens 128] [--reps 3] [--work /tmp/convchat-chat-bench] [--only NAME ...] [--rebuild]
 
-`--int8-args` replaces the builder args of the fused 8-bit graph (`convchat.optimize.PRECISIONS['int8']`) for this run,
-e.g. `--int8-args "-p int8 --extra_options is_symmetric=false accuracy_level=1"`; the folder is rebuilt when they change.
+Two models. The default SmolLM2-135M-Instruct (the real weights, `convchat.models.default_model_path()`), and a
+GPT-2-style model the size of distilgpt2 (6 layers, 768 wide, 50,257 tokens) with random weights, so nothing downloads.
+For each: PyTorch fp32 `generate`, the plain Optimum export (fp32), and the fast graphs: for SmolLM2 the convert
+default (fused, 8-bit behind the quality gate) and fused fp32; for GPT-2 the fused graph `convchat.fuse.build_fused`
+makes (fp32 and 8-bit). The graphs are built once into `--work` and reused.
 
-Model: the default SmolLM2-135M-Instruct. Prompt: one chat message rendered with the model's template (56 tokens).
-Each contender generates exactly `--tokens` greedy tokens (end-of-turn ignored) on `--threads` threads, in its own
-fresh process, so its load time and peak memory (max RSS of the process) are its own. Contenders run interleaved,
-`--reps` rounds, because this machine's CPU is shared: report ratios to PyTorch within a round, and the median round.
+Every contender greedy-decodes exactly `--tokens` tokens (no stop token, no repeat penalty: the same work as PyTorch
+`generate`) after a 4-token warm-up, in a fresh process, so its load time and peak memory are its own. Contenders run
+interleaved for `--reps` rounds because the CPU may be shared: the ratio to PyTorch is taken within a round, against
+the same model's PyTorch row, and the median round is reported. Quality: KL divergence and top-1 agreement of each
+graph's next-token distribution against the model's plain fp32 export, teacher-forced on a chat.
 
-Contenders:
-  pytorch-fp32            transformers `generate` on the fp32 model
-  optimum-fp32            Optimum `ORTModelForCausalLM` on convchat's verified Optimum export
-  convchat-optimum-fp32   convchat's loop (`ChatModel`) on the same Optimum export
-  convchat-optimum-int8   convchat's loop on convert's block-wise 8-bit MatMulNBits version of that (unfused) graph
-  convchat-fused-fp32     convchat's loop on the fused graph (`convchat.optimize.build_fused_model`)
-  convchat-fused-int8     the same, 8-bit
-  convchat-fused-int4     the same, 4-bit (k_quant_mixed)
-  genai-fused-int8        onnxruntime-genai's runtime driven directly on the fused 8-bit folder (what ChatModel adds)
-
-Results go to benchmarks/results/chat.json and chat.md.
+Results: benchmarks/results/chat.json and chat.md (made from the JSON by benchlib).
 """
-import argparse, json, os, platform, resource, statistics, subprocess, sys, time, warnings
+import argparse, json, os, statistics, subprocess, sys, time, warnings
 from pathlib import Path
+from benchlib import RESULTS, cpu_info, column, write_result
 
-RESULTS = Path(__file__).parent/'results'
 QUESTION = "I am planning a trip to Paris next spring with my family. Can you suggest a three day itinerary with museums and parks?"
+CHAT = [{'role': 'user', 'content': 'What is the capital of France? Tell me about its history.'},
+        {'role': 'assistant', 'content': 'The capital of France is Paris. The Romans called it Lutetia; it became the seat of the French '
+                                         'kings in the Middle Ages, and today it is known for the Eiffel Tower and the Louvre.'},
+        {'role': 'user', 'content': 'How do I make a cup of tea?'},
+        {'role': 'assistant', 'content': 'Boil water, pour it over a tea bag in a cup, wait three to five minutes, then remove the bag.'}]
+GPT2_CONFIG = dict(n_layer=6, n_embd=768, n_head=12, n_positions=1024, vocab_size=50257)   # distilgpt2's shape
 
-def _ids(model_dir):
-    from convchat.runtime import ChatModel
-    m = ChatModel(model_dir, threads=1)
-    return m.encode([{'role':'user', 'content':QUESTION}])
+# ---- the convchat interface this script uses: the only lines to touch when convchat renames things ------------------
+INTERIM = set()   # the pre-issue-11 functions used where the new ones are not there yet (recorded in the result)
+
+def export(model, onnx_dir, graph='auto', bits='auto'):
+    "convert.export: graph 'plain' or 'fused', bits None or 8; 'auto' for the convert default"
+    try: from convchat.convert import export
+    except ImportError: return _interim_export(model, onnx_dir, graph, bits)
+    return export(model, onnx_dir, graph=graph, bits=bits, overwrite=True)
+
+def build_fused(model_dir, out_dir, bits, plain=None):
+    "fuse.build_fused: one fused graph of the model (GPT-2: from its plain export's ONNX file `plain`), not gated"
+    from convchat.fuse import build_fused
+    return build_fused(model_dir, out_dir, bits=bits, overwrite=True, plain=plain)
+
+def graph_file(onnx_dir)->Path:
+    "The ONNX file of an exported folder"
+    meta = Path(onnx_dir)/'convchat-onnx.json'
+    return Path(onnx_dir)/(json.loads(meta.read_text()).get('model_file', 'model.onnx') if meta.exists() else 'model.onnx')
+
+def greedy_steps(onnx_dir, threads):
+    "A function (ids, n) -> iterator of the (1,) next tokens of plain greedy decoding with convchat's decoder"
+    from convchat.runtime import Decoder, GenerationConfig
+    dec = Decoder(onnx_dir, threads=threads)
+    return lambda ids, n: (s.tokens for s in dec.steps([ids], GenerationConfig.greedy(max_new_tokens=n)))
+
+def quality(reference_dir, candidate_dir, ids)->dict:
+    "KL and top-1 of the candidate graph against the reference on `ids`, teacher-forced"
+    from convchat.runtime import compare_logits
+    return compare_logits(reference_dir, candidate_dir, ids)
+
+def default_model()->Path:
+    from convchat.models import default_model_path
+    return default_model_path()
+
+def _interim_export(model, onnx_dir, graph, bits):
+    from convchat.convert import export_onnx
+    if graph == 'plain': INTERIM.add('convert.export_onnx'); return export_onnx(model, onnx_dir, verify=False, overwrite=True, progress=False)
+    INTERIM.add('fuse.build_fused (not gated)'); return build_fused(model, onnx_dir, 8 if bits == 'auto' else bits)
+
+# ---- the models and contenders --------------------------------------------------------------------------------------
+def gpt2_folder(work):
+    "A distilgpt2-sized GPT-2 with random weights, saved with convchat's small GPT-2 tokenizer"
+    d = work/'gpt2-model'
+    if (d/'config.json').exists(): return d
+    import torch
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+    from convchat.models import gpt2_tiny_tokenizer
+    tok = gpt2_tiny_tokenizer(); torch.manual_seed(0)
+    m = GPT2LMHeadModel(GPT2Config(**GPT2_CONFIG, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)).eval()
+    m.save_pretrained(d); tok.save_pretrained(d)
+    return d
+
+# name: (model, label, how the folder is built (None: PyTorch on the model folder))
+CONTENDERS = {
+    'smol-pytorch':     ('SmolLM2-135M', 'PyTorch fp32', None),
+    'smol-plain':       ('SmolLM2-135M', 'plain export fp32', lambda src, w: export(src, w/'smol-plain', graph='plain', bits=None)),
+    'smol-default':     ('SmolLM2-135M', 'convert default (fused, 8-bit gated)', lambda src, w: export(src, w/'smol-default')),
+    'smol-fused-fp32':  ('SmolLM2-135M', 'fused fp32', lambda src, w: export(src, w/'smol-fused-fp32', graph='fused', bits=None)),
+    'gpt2-pytorch':     ('GPT-2 (distilgpt2 size)', 'PyTorch fp32', None),
+    'gpt2-plain':       ('GPT-2 (distilgpt2 size)', 'plain export fp32', lambda src, w: export(src, w/'gpt2-plain', graph='plain', bits=None)),
+    'gpt2-fused-fp32':  ('GPT-2 (distilgpt2 size)', 'fused fp32', lambda src, w: build_fused(src, w/'gpt2-fused-fp32', None, graph_file(w/'gpt2-plain'))),
+    'gpt2-fused-int8':  ('GPT-2 (distilgpt2 size)', 'fused 8-bit', lambda src, w: build_fused(src, w/'gpt2-fused-int8', 8, graph_file(w/'gpt2-plain'))),
+}
+def family(name): return name.split('-')[0]
+def source(name, work): return default_model() if family(name) == 'smol' else gpt2_folder(work)
+
+def prompt_ids(name, work)->list:
+    "The chat question rendered with the model's template (GPT-2: its plain text), as token ids"
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(source(name, work))
+    if tok.chat_template: return tok.apply_chat_template([{'role': 'user', 'content': QUESTION}], add_generation_prompt=True)
+    return tok.encode(QUESTION)
+
+def build(work, names)->dict:
+    "Build the missing graph folders; return how each folder in `work` was built (kept in builds.json) and what failed"
+    log = work/'builds.json'
+    builds, failed = json.loads(log.read_text()) if log.exists() else {}, {}
+    for n in names:
+        make = CONTENDERS[n][2]
+        if make is None or (work/n/'convchat-onnx.json').exists() or (work/n/'model.onnx').exists(): continue
+        t, before = time.perf_counter(), set(INTERIM)
+        try: make(source(n, work), work)
+        except Exception as e: failed[n] = f'{type(e).__name__}: {str(e)[:300]}'; print(f'{n}: build failed: {failed[n]}', file=sys.stderr); continue
+        builds[n] = dict(seconds=round(time.perf_counter()-t, 1), interim=sorted(INTERIM - before))
+        log.write_text(json.dumps(builds, indent=1))
+    return dict(builds={n: b for n, b in builds.items() if n in names}, build_failed=failed)
 
 def _peak_rss_mb():
-    "This process's peak resident memory (VmHWM; unlike ru_maxrss it is not inherited from the parent across exec)."
+    "This process's peak resident memory (VmHWM, not inherited from the parent across exec)"
     for l in Path('/proc/self/status').read_text().splitlines():
         if l.startswith('VmHWM:'): return int(l.split()[1])/1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024
 
-# ---- one contender, in its own process ----------------------------------------------------------------------------
-def run_one(name, work, threads, tokens):
+def run_one(name, work, threads, tokens, ids):
+    "Time one contender in this (fresh) process and print its figures as JSON"
     warnings.filterwarnings('ignore')
-    os.environ.setdefault('OMP_NUM_THREADS', str(threads))
-    work = Path(work)
     t0 = time.perf_counter()
-    if name.startswith('convchat-'):
-        from convchat.runtime import ChatModel
-        d = {'convchat-optimum-fp32': work/'optimum', 'convchat-optimum-int8': work/'optimum-int8',
-             'convchat-fused-fp32': work/'fused-fp32', 'convchat-fused-int8': work/'fused-int8', 'convchat-fused-int4': work/'fused-int4'}[name]
-        m = ChatModel(d, threads=threads); m.eos_ids = []               # exactly `tokens` tokens (genai: max_length)
-        load = time.perf_counter()-t0
-        ids = m.encode([{'role':'user', 'content':QUESTION}])
-        text = m.prompt_text([{'role':'user', 'content':QUESTION}])
-        m.generate(text, max_new_tokens=4)                               # warm-up
-        g = m.generate(text, max_new_tokens=tokens)
-        out = dict(ttft_s=g.ttft_s, total_s=g.total_s, n=g.completion_tokens, tokens=g.token_ids)
-    elif name.startswith('genai-'):
-        import onnxruntime_genai as og
-        cfg = og.Config(str(work/'fused-int8'))
-        m = og.Model(cfg); load = time.perf_counter()-t0
-        ids = _ids(work/'fused-int8')
-        def gen(n):
-            p = og.GeneratorParams(m); p.set_search_options(max_length=len(ids)+n, min_length=len(ids)+n, do_sample=False)
-            g = og.Generator(m, p); t = time.perf_counter(); g.append_tokens([ids]); toks, ttft = [], None
-            while not g.is_done():
-                g.generate_next_token(); toks.append(int(g.get_next_tokens()[0]))
-                if ttft is None: ttft = time.perf_counter()-t
-            return toks, ttft, time.perf_counter()-t
-        gen(4); toks, ttft, total = gen(tokens)
-        out = dict(ttft_s=ttft, total_s=total, n=len(toks), tokens=toks)
-    else:
+    if CONTENDERS[name][2] is None:
         import torch
+        from transformers import AutoModelForCausalLM
         torch.set_num_threads(threads)
-        ids = _ids(work/'optimum')
-        if name == 'pytorch-fp32':
-            from convchat.models import load_model
-            m, tok = load_model('default')
-        else:
-            import onnxruntime as ort
-            from optimum.onnxruntime import ORTModelForCausalLM
-            so = ort.SessionOptions(); so.intra_op_num_threads = threads; so.inter_op_num_threads = 1
-            m = ORTModelForCausalLM.from_pretrained(work/'optimum', file_name='model.onnx', session_options=so, use_cache=True)
-        load = time.perf_counter()-t0
-        x = torch.tensor([ids])
-        kw = dict(attention_mask=torch.ones_like(x), do_sample=False, pad_token_id=0)
-        with torch.inference_mode():
-            m.generate(x, max_new_tokens=4, min_new_tokens=4, **kw)
-            t = time.perf_counter(); m.generate(x, max_new_tokens=1, min_new_tokens=1, **kw); ttft = time.perf_counter()-t
-            t = time.perf_counter(); y = m.generate(x, max_new_tokens=tokens, min_new_tokens=tokens, **kw); total = time.perf_counter()-t
-        out = dict(ttft_s=ttft, total_s=total, n=y.shape[1]-x.shape[1], tokens=y[0, x.shape[1]:].tolist())
-    out.update(name=name, load_s=load, prompt_tokens=len(ids), peak_rss_mb=_peak_rss_mb(),
-               decode_tok_s=(out['n']-1)/(out['total_s']-out['ttft_s']))
-    print(json.dumps(out))
+        m = AutoModelForCausalLM.from_pretrained(source(name, work), torch_dtype=torch.float32).eval(); load = time.perf_counter()-t0
+        x = torch.tensor([ids]); kw = dict(attention_mask=torch.ones_like(x), do_sample=False, pad_token_id=0)
+        def gen(n):
+            with torch.inference_mode(): return m.generate(x, max_new_tokens=n, min_new_tokens=n, **kw)[0, x.shape[1]:].tolist()
+        gen(4)
+        t = time.perf_counter(); gen(1); ttft = time.perf_counter()-t
+        t = time.perf_counter(); toks = gen(tokens); total = time.perf_counter()-t
+    else:
+        steps = greedy_steps(work/name, threads); load = time.perf_counter()-t0
+        list(steps(ids, 4))
+        toks, t = [], time.perf_counter()
+        for tok in steps(ids, tokens):
+            toks.append(int(tok[0]))
+            if len(toks) == 1: ttft = time.perf_counter()-t
+        total = time.perf_counter()-t
+    print(json.dumps(dict(name=name, load_s=load, ttft_s=ttft, total_s=total, n=len(toks), tokens=toks, prompt_tokens=len(ids),
+                          peak_rss_mb=_peak_rss_mb(), decode_tok_s=(len(toks)-1)/(total-ttft), interim=sorted(INTERIM))))
 
-# ---- building the model folders once ------------------------------------------------------------------------------
-def build(work, threads):
-    from convchat.convert import export_onnx
-    from convchat.optimize import build_fused_model
-    work.mkdir(parents=True, exist_ok=True)
-    steps = {}
-    if not (work/'optimum'/'model.onnx').exists():
-        t = time.perf_counter(); export_onnx('default', work/'optimum', verify=False, overwrite=True, progress=False, threads=threads)
-        steps['optimum export (fp32)'] = time.perf_counter()-t
-    if not (work/'optimum-int8').exists():
-        t = time.perf_counter()
-        export_onnx('default', work/'optimum-int8', quantize='int8', verify=False, overwrite=True, progress=False, threads=threads, force=True)
-        steps['optimum export + MatMulNBits int8'] = time.perf_counter()-t
-    from convchat.optimize import PRECISIONS
-    for p in ('fp32', 'int8', 'int4'):
-        meta = work/f'fused-{p}'/'convchat-onnx.json'
-        if not meta.exists() or json.loads(meta.read_text()).get('builder_args') != PRECISIONS[p]:   # rebuild when the recipe changed
-            t = time.perf_counter(); build_fused_model('default', work/f'fused-{p}', p, overwrite=True)
-            steps[f'fused build ({p})'] = time.perf_counter()-t
-    return steps
+# ---- the run and its report ---------------------------------------------------------------------------------------
+def summarize(rounds, names, q)->list[dict]:
+    "One row per contender: medians over the rounds, ratios to its model's PyTorch row within each round"
+    rows = []
+    for n in names:
+        base = f'{family(n)}-pytorch'
+        rs = [r for r in rounds if n in r and base in r]
+        if not rs: continue
+        med = lambda k: statistics.median(r[n][k] for r in rs)
+        qn = q.get(n)
+        rows.append(dict(name=n, model=CONTENDERS[n][0], contender=f"{family(n).replace('smol', 'SmolLM2').replace('gpt2', 'GPT-2')} {CONTENDERS[n][1]}",
+                         decode_tok_s=med('decode_tok_s'), ratio_to_pytorch=statistics.median(r[n]['decode_tok_s']/r[base]['decode_tok_s'] for r in rs),
+                         ttft_ms=1000*med('ttft_s'), load_s=med('load_s'), peak_rss_mb=max(r[n]['peak_rss_mb'] for r in rs),
+                         prompt_tokens=rs[0][n]['prompt_tokens'], same_tokens_as_pytorch=rs[0][n]['tokens'] == rs[0][base]['tokens'],
+                         kl=qn and qn['kl'], top1=qn and qn['top1'], rounds=len(rs)))
+    return rows
 
-def quality(work):
-    "KL / top-1 of each ONNX graph against the fp32 Optimum export on a real chat."
-    from convchat.runtime import compare_logits
-    from convchat.runtime import ChatModel
-    m = ChatModel(work/'optimum', threads=2)
-    chat = [{'role':'user', 'content':'What is the capital of France? Tell me about its history.'},
-            {'role':'assistant', 'content':'The capital of France is Paris. The Romans called it Lutetia; it became the seat of the French kings in the Middle Ages, and today it is known for the Eiffel Tower and the Louvre.'},
-            {'role':'user', 'content':'How do I make a cup of tea?'},
-            {'role':'assistant', 'content':'Boil water, pour it over a tea bag in a cup, wait three to five minutes, then remove the bag and add milk or sugar if you like.'}]
-    ids = m.tokenizer.encode(m.prompt_text(chat), add_special_tokens=False).ids
-    return {d: compare_logits(work/'optimum', work/d, ids) for d in ('optimum-int8', 'fused-fp32', 'fused-int8', 'fused-int4')}
+COLUMNS = [column('contender', 'contender'), column('decode_tok_s', 'decode tok/s', '{:.1f}', True),
+           column('ratio_to_pytorch', 'x PyTorch', '{:.2f}', True), column('ttft_ms', 'time to first token', '{:.0f} ms'),
+           column('load_s', 'load', '{:.1f} s'), column('peak_rss_mb', 'peak RSS', '{:.0f} MB'),
+           column('same_tokens_as_pytorch', 'greedy = PyTorch'), column('kl', 'KL vs plain fp32', '{:.4f}'),
+           column('top1', 'top-1 vs plain fp32', '{:.1%}')]
 
-CONTENDERS = ['pytorch-fp32', 'optimum-fp32', 'convchat-optimum-fp32', 'convchat-optimum-int8',
-              'convchat-fused-fp32', 'convchat-fused-int8', 'convchat-fused-int4', 'genai-fused-int8']
-GRAPH = {'convchat-optimum-int8': 'optimum-int8', 'convchat-fused-fp32': 'fused-fp32', 'convchat-fused-int8': 'fused-int8',
-         'convchat-fused-int4': 'fused-int4', 'genai-fused-int8': 'fused-int8'}
+def graph_meta(work, names)->dict:
+    "What each built folder's convchat-onnx.json says about its graph (builder args, bits, graph)"
+    keep = ('graph', 'bits', 'builder_args', 'model_file', 'fused', 'quantization')
+    out = {}
+    for n in names:
+        f = work/n/'convchat-onnx.json'
+        if f.exists(): out[n] = {k: v for k, v in json.loads(f.read_text()).items() if k in keep}
+    return out
+
+def report(rounds, names, q, built, a, machine):
+    rows = summarize(rounds, names, q)
+    res = dict(title='Chat decode speed',
+               intro=(f"Greedy decoding of {a.tokens} tokens after a chat prompt ("
+                      + ', '.join(f"{r['model']}: {r['prompt_tokens']} tokens" for r in rows if r['name'].endswith('-pytorch')) + "), "
+                      f"median of {len(rounds)} interleaved round(s), each contender in a fresh process. x PyTorch: decode speed over the "
+                      "same model's PyTorch fp32 `generate` in the same round. SmolLM2-135M-Instruct with its real weights; GPT-2: "
+                      "distilgpt2's shape with random weights. KL / top-1: the graph's next-token distribution against the model's "
+                      "plain fp32 export on a chat, teacher-forced."),
+               reproduce=f'python benchmarks/chat_bench.py --threads {a.threads} --tokens {a.tokens} --reps {a.reps}',
+               machine=machine, settings=dict(tokens=a.tokens, threads=a.threads, reps=a.reps, gpt2_config=GPT2_CONFIG),
+               versions=versions(), interim=sorted(INTERIM), graphs=graph_meta(Path(a.work), names), **built,
+               tables=[dict(columns=COLUMNS, rows=rows)],
+               notes=[f"{n}: built with {', '.join(b['interim'])} (the issue-11 function was not there yet)"
+                      for n, b in built['builds'].items() if b['interim']]
+                     + [f"{n}: not measured, its graph failed to build ({e})" for n, e in built['build_failed'].items()], rounds=rounds)
+    if a.note: res['notes'].insert(0, a.note)
+    return write_result('chat', res, a.results)
+
+def versions()->dict:
+    from importlib.metadata import version, PackageNotFoundError
+    out = {}
+    for p in ('onnxruntime', 'onnxruntime-genai', 'torch', 'transformers', 'optimum', 'optimum-onnx'):
+        try: out[p] = version(p)
+        except PackageNotFoundError: pass
+    return out
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -138,71 +211,58 @@ def main():
     ap.add_argument('--tokens', type=int, default=128)
     ap.add_argument('--reps', type=int, default=3)
     ap.add_argument('--work', default='/tmp/convchat-chat-bench')
-    ap.add_argument('--int8-args', default=None, help="builder args for the fused 8-bit graph (default: convchat.optimize.PRECISIONS['int8'])")
-    ap.add_argument('--only', nargs='*', default=None, help='contenders to run (default: all)')
+    ap.add_argument('--only', nargs='*', default=None, help=f"contenders to run (default: all of {', '.join(CONTENDERS)})")
+    ap.add_argument('--results', default=RESULTS, type=Path, help='folder for chat.json and chat.md')
+    ap.add_argument('--note', default='', help='a remark to put first under the table (e.g. that the machine was shared)')
+    ap.add_argument('--rebuild', action='store_true', help="rebuild the selected contenders' graph folders in --work")
+    ap.add_argument('--build-only', action='store_true', help='build the graph folders in --work and stop')
     ap.add_argument('--one', default=None, help=argparse.SUPPRESS)
-    ap.add_argument('--report', action='store_true', help='rewrite chat.md from chat.json without running anything')
+    ap.add_argument('--ids', default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
-    if a.one: return run_one(a.one, a.work, a.threads, a.tokens)
-    if a.report:
-        old = json.loads((RESULTS/'chat.json').read_text())
-        names = list(old['summary']); q = {GRAPH[n]: v['quality'] for n, v in old['summary'].items() if n in GRAPH}
-        a.tokens, a.threads = old['tokens'], old['machine']['threads']
-        return report(old['rounds'], names, q, old['build_seconds'], a)
-    warnings.filterwarnings('ignore')
-    if a.int8_args:
-        import shlex, convchat.optimize
-        convchat.optimize.PRECISIONS['int8'] = shlex.split(a.int8_args)
     work = Path(a.work)
-    steps = build(work, a.threads)
-    q = quality(work)
-    names = a.only or CONTENDERS
+    if a.one: return run_one(a.one, work, a.threads, a.tokens, json.loads(a.ids))
+    warnings.filterwarnings('ignore')
+    os.environ.setdefault('OMP_NUM_THREADS', str(a.threads))
+    names = a.only or list(CONTENDERS)
+    names += [f'{family(n)}-{k}' for n in names for k in ('pytorch', 'plain')]   # the ratios' baseline, the quality reference
+    names = [n for n in CONTENDERS if n in names]
+    machine = cpu_info(a.threads)
+    print(f"CPU: {machine['cpu']} ({' '.join(machine['flags'])}), {machine['cores']} cores, {a.threads} threads", file=sys.stderr)
+    work.mkdir(parents=True, exist_ok=True)
+    if a.rebuild:
+        import shutil
+        for n in names:
+            if CONTENDERS[n][2] is not None: shutil.rmtree(work/n, ignore_errors=True)
+    built = build(work, names)
+    if a.build_only: return print(json.dumps(built, indent=1))
+    names = [n for n in names if n not in built['build_failed']]
+    ids = {f: prompt_ids(f'{f}-pytorch', work) for f in {family(n) for n in names}}
+    chat_ids = {}
+    q = {}
+    for n in names:
+        if CONTENDERS[n][2] is None or n.endswith('-plain'): continue
+        try: q[n] = quality(work/f'{family(n)}-plain', work/n, chat_ids.setdefault(family(n), chat_token_ids(n, work)))
+        except Exception as e: print(f'{n}: quality not measured: {type(e).__name__}: {e}', file=sys.stderr)
     rounds = []
     for r in range(a.reps):
         row = {}
         for n in names:
-            p = subprocess.run([sys.executable, __file__, '--one', n, '--work', str(work), '--threads', str(a.threads), '--tokens', str(a.tokens)],
-                               capture_output=True, text=True)
+            p = subprocess.run([sys.executable, __file__, '--one', n, '--work', str(work), '--threads', str(a.threads),
+                                '--tokens', str(a.tokens), '--ids', json.dumps(ids[family(n)])], capture_output=True, text=True)
             if p.returncode: print(f'{n} failed:\n{p.stderr[-2000:]}', file=sys.stderr); continue
-            row[n] = json.loads(p.stdout.strip().splitlines()[-1])
-            print(f"round {r+1} {n:24s} load {row[n]['load_s']:5.1f}s ttft {row[n]['ttft_s']*1000:6.0f}ms "
-                  f"decode {row[n]['decode_tok_s']:6.1f} tok/s  peak {row[n]['peak_rss_mb']:5.0f} MB  load avg {os.getloadavg()[0]:.1f}", file=sys.stderr)
+            row[n] = json.loads(p.stdout.strip().splitlines()[-1]); INTERIM.update(row[n].pop('interim'))
+            print(f"round {r+1} {n:18s} load {row[n]['load_s']:5.1f}s ttft {row[n]['ttft_s']*1000:6.0f}ms decode {row[n]['decode_tok_s']:6.1f} "
+                  f"tok/s peak {row[n]['peak_rss_mb']:5.0f} MB load avg {os.getloadavg()[0]:.1f}", file=sys.stderr)
         rounds.append(row)
-        report(rounds, names, q, steps, a)
+        machine['load_avg'] = round(os.getloadavg()[0], 2)
+        md = report(rounds, names, q, built, a, machine)
+    print(md.read_text())
 
-def report(rounds, names, q, steps, a):
-    summary = {}
-    for n in names:
-        rs = [r for r in rounds if n in r and 'pytorch-fp32' in r]
-        if not rs: continue
-        ratios = [r[n]['decode_tok_s']/r['pytorch-fp32']['decode_tok_s'] for r in rs]
-        ro = [r[n]['decode_tok_s']/r['optimum-fp32']['decode_tok_s'] for r in rs if 'optimum-fp32' in r]
-        summary[n] = dict(decode_tok_s=statistics.median(r[n]['decode_tok_s'] for r in rs), ratio_to_pytorch=statistics.median(ratios), ratio_to_optimum=statistics.median(ro) if ro else None,
-                          ttft_ms=1000*statistics.median(r[n]['ttft_s'] for r in rs), load_s=statistics.median(r[n]['load_s'] for r in rs),
-                          peak_rss_mb=max(r[n]['peak_rss_mb'] for r in rs), prompt_tokens=rs[0][n]['prompt_tokens'],
-                          same_tokens_as_pytorch=rs[0][n]['tokens'] == rs[0]['pytorch-fp32']['tokens'],
-                          quality=q.get(GRAPH.get(n)))
-    from convchat.optimize import PRECISIONS
-    cpu = next((l.split(':', 1)[1].strip() for l in Path('/proc/cpuinfo').read_text().splitlines() if l.startswith('model name')), platform.processor())
-    res = dict(machine=dict(platform=platform.platform(), cpu=cpu, cpus=os.cpu_count(), threads=a.threads, load_avg=os.getloadavg()),
-               fused_int8_builder_args=PRECISIONS['int8'],
-               tokens=a.tokens, reps=len(rounds), build_seconds=steps, summary=summary, rounds=rounds)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS/'chat.json').write_text(json.dumps(res, indent=2))
-    lines = [f"# Chat decode speed", "",
-             f"SmolLM2-135M-Instruct, {summary.get('pytorch-fp32', {}).get('prompt_tokens', '?')}-token chat prompt, {a.tokens} greedy tokens, "
-             f"{a.threads} threads, median of {len(rounds)} interleaved round(s) on a shared {os.cpu_count()}-core {res['machine']['cpu']} (1-minute load average at the end: {os.getloadavg()[0]:.1f}). "
-             f"Fused 8-bit builder args: `{' '.join(PRECISIONS['int8'])}`. "
-             "Ratios are to PyTorch in the same round. Quality: KL divergence and top-1 agreement of the graph's next-token "
-             "distribution against the fp32 Optimum export on a real chat (teacher-forced). Reproduce: `python benchmarks/chat_bench.py`.", "",
-             "| contender | decode tok/s | x PyTorch | x Optimum fp32 | time to first token | load | peak RSS | greedy = PyTorch | KL / top-1 |",
-             "|---|---:|---:|---:|---:|---:|---:|:-:|---|"]
-    for n, s in summary.items():
-        ql = f"{s['quality']['kl']:.4f} / {100*s['quality']['top1']:.0f}%" if s['quality'] else ('0 (fp32 reference)' if 'fp32' in n else '')
-        xo = f"{s['ratio_to_optimum']:.2f}" if s['ratio_to_optimum'] else ''
-        lines.append(f"| {n} | {s['decode_tok_s']:.1f} | {s['ratio_to_pytorch']:.2f} | {xo} | {s['ttft_ms']:.0f} ms | {s['load_s']:.1f} s | "
-                     f"{s['peak_rss_mb']:.0f} MB | {'yes' if s['same_tokens_as_pytorch'] else 'no'} | {ql} |")
-    (RESULTS/'chat.md').write_text('\n'.join(lines) + '\n')
-    print('\n'.join(lines), file=sys.stderr)
+def chat_token_ids(name, work)->list:
+    "A chat rendered with the model's template (GPT-2: the messages' text), as token ids, for the quality columns"
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(source(name, work))
+    if tok.chat_template: return tok.apply_chat_template(CHAT)
+    return tok.encode(' '.join(m['content'] for m in CHAT))
 
 if __name__ == '__main__': main()

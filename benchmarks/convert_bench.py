@@ -13,6 +13,7 @@ little. Results go to `benchmarks/results/convert.md` and `convert.json`.
 """
 import argparse, json, os, platform, sys, time, warnings
 from pathlib import Path
+from benchlib import cpu_info, column, write_result
 
 RESULTS = Path(__file__).parent/'results'
 
@@ -67,38 +68,35 @@ def main():
     for name, f in [('ONNX fp32', 'model.onnx')] + [(f'ONNX {k}', f) for k, f in files.items()]:
         lm = OnnxLM(out/f, a.threads)
         speeds[name] = decode_speed(lambda: lm.greedy([prompt], a.tokens), a.tokens)
-    res.update(machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {a.threads} threads",
-               load_average=round((load0 + os.getloadavg()[0])/2, 1), tokens_per_s={k: round(v, 1) for k, v in speeds.items()})
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS/'convert.json').write_text(json.dumps(res, indent=2, default=str) + '\n')
-    md = report(res, a)
-    (RESULTS/'convert.md').write_text(md)
-    print(md)
+    res.update(machine=dict(cpu_info(a.threads), load_avg=round((load0 + os.getloadavg()[0])/2, 1)),
+               tokens_per_s={k: round(v, 1) for k, v in speeds.items()})
+    print(write_result('convert', report(res, a)).read_text())
 
-def report(res, a)->str:
+CONVERT_COLUMNS = [column('graph', 'graph'), column('size_mb', 'size (MB)', '{:.0f}', True), column('kl', 'KL vs fp32', '{:.4f}'),
+                   column('top1', 'top-1 agreement', '{:.1%}'), column('ppl_increase', 'perplexity change', '{:+.1%}'),
+                   column('gate', 'gate'), column('tok_s', 'decode tokens/s', '{:.1f}', True)]
+
+def report(res, a)->dict:
+    "`res` with the title, intro, table and notes of the convert result"
     from convchat.convert import GATES
     v, sp, q = res['verification'], res['tokens_per_s'], res['quality']
-    md = [f"# Convert: SmolLM2-135M-Instruct to ONNX", '',
-          f"Machine: {res['machine']}, load average {res['load_average']} while measuring speed; onnxruntime {res['onnxruntime']}, "
-          f"optimum {res['optimum']}, torch {res['torch']}. Rerun: `python benchmarks/convert_bench.py --threads {a.threads}` "
-          f"(`--speed-only` re-measures the speeds on the graphs already exported).", '',
-          f"- `export_onnx('default', quantize='int8', keep_fp32=True)`: {res['export_s']:.0f} s (export, checks, verification, int8, gate).",
-          f"- Verification (fp32 vs PyTorch, {v['n_prompts']} chat prompts x {v['n_tokens']} greedy tokens): max |logit diff| "
-          f"{v['max_abs_diff']:.1e}, {v['tokens_equal']}/{v['n_prompts']*v['n_tokens']} tokens identical.", '',
-          '| graph | size (MB) | KL vs fp32 | top-1 agreement | perplexity change | gate | decode tokens/s |',
-          '|---|---|---|---|---|---|---|',
-          f"| PyTorch fp32 | | | | | | {sp['PyTorch fp32']:.1f} |",
-          f"| ONNX fp32 (`model.onnx`) | {res['sizes']['model.onnx']/1e6:.0f} | 0 | 100% | 0 | | {sp['ONNX fp32']:.1f} |"]
-    for k, g in q.items():
-        md.append(f"| ONNX {k} (`{g['file']}`) | {res['sizes'][g['file']]/1e6:.0f} | {g['kl']:.4f} | {g['top1']:.1%} | "
-                  f"{g['ppl_increase']:+.1%} | {'pass' if g['passed'] else 'FAIL'} | {sp['ONNX '+k]:.1f} |")
-    md += ['', f"Quality: teacher-forced on the {q['int8']['n_texts']} example conversations ({q['int8']['n_tokens']} tokens), "
-           "against the fp32 ONNX graph. Gates: "
-           + '; '.join(f"{k}: KL <= {t.max_kl}, top-1 >= {t.min_top1:.0%}, perplexity <= +{t.max_ppl_increase:.0%}" for k, t in GATES.items())
-           + ". Dynamic int8 (`onnxruntime.quantization.quantize_dynamic`, int8 weights and activations) is gated with the int8 "
-           "thresholds, for comparison only.",
-           f"Decode speed: best of 3 runs of one chat prompt plus {a.tokens} greedy tokens over the KV cache (convchat.convert's "
-           "numpy verification loop, no graph fusion; the chat runtime's own figures are in its benchmark)."]
-    return '\n'.join(md) + '\n'
+    rows = [dict(graph='PyTorch fp32', tok_s=sp['PyTorch fp32']),
+            dict(graph='ONNX fp32 (`model.onnx`)', size_mb=res['sizes']['model.onnx']/1e6, kl=0.0, top1=1.0, ppl_increase=0.0, tok_s=sp['ONNX fp32'])]
+    rows += [dict(graph=f"ONNX {k} (`{g['file']}`)", size_mb=res['sizes'][g['file']]/1e6, kl=g['kl'], top1=g['top1'], ppl_increase=g['ppl_increase'],
+                  gate='pass' if g['passed'] else 'FAIL', tok_s=sp['ONNX '+k]) for k, g in q.items()]
+    return dict(res, title='Convert: SmolLM2-135M-Instruct to ONNX', reproduce=f'python benchmarks/convert_bench.py --threads {a.threads}',
+        intro=(f"SmolLM2-135M-Instruct exported to ONNX with Optimum, then quantized; onnxruntime {res['onnxruntime']}, optimum "
+               f"{res['optimum']}, torch {res['torch']}. `--speed-only` re-measures the speeds on the graphs already exported."),
+        tables=[dict(columns=CONVERT_COLUMNS, rows=rows)],
+        notes=[f"`export_onnx('default', quantize='int8', keep_fp32=True)`: {res['export_s']:.0f} s (export, checks, verification, int8, gate).",
+               f"Verification (fp32 vs PyTorch, {v['n_prompts']} chat prompts x {v['n_tokens']} greedy tokens): max |logit diff| "
+               f"{v['max_abs_diff']:.1e}, {v['tokens_equal']}/{v['n_prompts']*v['n_tokens']} tokens identical.",
+               f"Quality: teacher-forced on the {q['int8']['n_texts']} example conversations ({q['int8']['n_tokens']} tokens), against the "
+               "fp32 ONNX graph. Gates: " + '; '.join(f"{k}: KL <= {t.max_kl}, top-1 >= {t.min_top1:.0%}, perplexity <= +{t.max_ppl_increase:.0%}"
+                                                      for k, t in GATES.items())
+               + ". Dynamic int8 (`onnxruntime.quantization.quantize_dynamic`, int8 weights and activations) is gated with the int8 "
+               "thresholds, for comparison only.",
+               f"Decode speed: best of 3 runs of one chat prompt plus {a.tokens} greedy tokens over the KV cache (convchat.convert's "
+               "numpy verification loop, no graph fusion; the chat runtime's own figures are in its benchmark)."])
 
 if __name__ == '__main__': main()

@@ -12,6 +12,7 @@ Writes benchmarks/results/decoding_study.json and .md."""
 import argparse, json, platform, subprocess, time
 from collections import Counter
 from pathlib import Path
+from benchlib import column, write_result, cpu_info as machine_info
 import numpy as np
 import convchat.runtime as cc
 from convchat.runtime import ChatModel, _looping
@@ -101,18 +102,19 @@ def main():
                   f"exact {sc['exact']}/{sc['factual']} (guard {sc['exact_with_guard']})  guard fired {sc['guard_fired']}  tokens {sc['tokens']}->{sc['tokens_with_guard']}"
                   + ''.join(f"  | noise: deg {n_['degenerate']} exact {n_['exact']} guard {n_['guard_fired']}" for n_ in noisy), flush=True)
     res['seconds'] = round(time.time()-t0)
-    out = Path(a.out); out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix('.json').write_text(json.dumps(res, indent=1, ensure_ascii=False) + '\n')
-    lines = [f"# Decoding defaults study\n\nCPU: {cpu['model']} ({', '.join(cpu['flags'])}); {len(prompts)} probe prompts, greedy, "
-             f"{a.max_new} new tokens. Degenerate: {res['degenerate_rule']}. Noise runs: N(0, {a.noise}) on the logits, {a.noise_seeds} seeds (int8).\n",
-             '| model | setting | degenerate | ran to budget | exact | exact, guard on | guard fired | tokens (guard on) | noisy: degenerate / exact / guard fired |',
-             '|---|---|---|---|---|---|---|---|---|']
-    for mn, r in res['models'].items():
-        for sn, s in r['settings'].items():
-            nz = '; '.join(f"{n_['degenerate']} / {n_['exact']} / {n_['guard_fired']}" for n_ in s['noisy']) or '-'
-            lines.append(f"| {mn} | {sn} | {s['degenerate']} | {s['ran_to_budget']} | {s['exact']}/{s['factual']} | {s['exact_with_guard']}/{s['factual']} "
-                         f"| {s['guard_fired']} | {s['tokens']} ({s['tokens_with_guard']}) | {nz} |")
-    out.with_suffix('.md').write_text('\n'.join(lines) + '\n')
+    rows = [dict(model=mn, setting=sn, degenerate=s['degenerate'], ran_to_budget=s['ran_to_budget'], exact=f"{s['exact']}/{s['factual']}",
+                 exact_guard=f"{s['exact_with_guard']}/{s['factual']}", guard_fired=s['guard_fired'], tokens=f"{s['tokens']} ({s['tokens_with_guard']})",
+                 noisy='; '.join(f"{n_['degenerate']} / {n_['exact']} / {n_['guard_fired']}" for n_ in s['noisy']) or '-')
+            for mn, r in res['models'].items() for sn, s in r['settings'].items()]
+    cols = [column('model', 'model'), column('setting', 'setting'), column('degenerate', 'degenerate'), column('ran_to_budget', 'ran to budget'),
+            column('exact', 'exact'), column('exact_guard', 'exact, guard on'), column('guard_fired', 'guard fired'),
+            column('tokens', 'tokens (guard on)'), column('noisy', 'noisy: degenerate / exact / guard fired')]
+    res.update(title='Decoding defaults study', reproduce='python benchmarks/decoding_study.py', machine=machine_info(a.threads),
+               intro=(f"{len(prompts)} probe prompts, greedy, {a.max_new} new tokens. Degenerate: {res['degenerate_rule']}. "
+                      f"Noise runs: N(0, {a.noise}) on the logits, {a.noise_seeds} seeds (int8)."),
+               tables=[dict(columns=cols, rows=rows)])
+    out = Path(a.out)
+    write_result(out.name, res, out.parent)
     print('wrote', out.with_suffix('.json'), f"in {res['seconds']} s")
 
 if __name__ == '__main__': main()

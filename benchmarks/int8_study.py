@@ -9,7 +9,7 @@ built here with gcc) hiding AVX-512, AMX and AVX-VNNI so ONNX Runtime takes the 
 `--qemu N` also runs N probe prompts of the first variants under `qemu-x86_64 -cpu EPYC-Rome` (Debian's qemu-user,
 TCG has AVX2 but no AVX-512) to check that the CPUID mask gives the same replies as an emulated EPYC (slow: minutes a prompt).
 
-Each variant is built with `convchat.optimize.build_fused_model` (onnxruntime-genai's builder) from the builder args in
+Each variant is built with `convchat.fuse.build_fused` (onnxruntime-genai's builder) from the builder args in
 VARIANTS, then scored on convchat/assets/probe_prompts.json by free-running greedy decoding (48 new tokens,
 `ChatModel.generate`): factual accuracy (reply contains an expected answer), agreement with the fp32 fused graph (same
 reply tokens / same first 8 tokens / same verdict on the expected answer) and degenerate replies (a token 3-gram seen
@@ -20,6 +20,7 @@ Results go to benchmarks/results/int8_study.json and int8_study.md.
 """
 import argparse, json, os, platform, statistics, subprocess, sys, time, warnings
 from pathlib import Path
+from benchlib import column, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent/'results'
@@ -100,13 +101,14 @@ def slug(name): return name.split(' (')[0].replace(' ', '-')
 
 # ---- building ------------------------------------------------------------------------------------------------------
 def build(work, names):
-    import convchat.optimize as o
+    from convchat.fuse import build_fused
+    from convchat.models import default_model_path
     out = {}
     for n in names:
         d = work/slug(n); meta = d/'convchat-onnx.json'
-        if meta.exists() and json.loads(meta.read_text()).get('builder_args') == VARIANTS[n]: continue
-        o.PRECISIONS['study'] = VARIANTS[n]                     # build_fused_model runs the builder with PRECISIONS[precision]
-        t = time.perf_counter(); o.build_fused_model('default', d, 'study', overwrite=True)
+        if meta.exists() and json.loads(meta.read_text()).get('build') == VARIANTS[n]: continue
+        bits = {'fp32': None, 'int8': 8, 'int4': 4}[VARIANTS[n][1]]   # builder args are ['-p', precision, ...]
+        t = time.perf_counter(); build_fused(default_model_path(), d, bits=bits, args=VARIANTS[n], overwrite=True)
         out[n] = round(time.perf_counter()-t, 1); print(f'built {n} in {out[n]}s', file=sys.stderr)
     return out
 
@@ -230,39 +232,38 @@ def main():
     res = dict(cpu=cpu, threads=a.threads, max_new_tokens=a.max_new, speed_tokens=a.tokens, reps=a.reps, load_avg=os.getloadavg(),
                variants={n: VARIANTS[n] for n in names}, build_seconds=built, scores=scores, speed=speed, speed_rounds=rounds,
                qemu=qemu, replies=replies)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS/'int8_study.json').write_text(json.dumps(res, indent=1, ensure_ascii=False))
-    report(res, probes)
+    print(write_result('int8_study', report(res, probes)).read_text(), file=sys.stderr)
 
 def qemu_note(res):
     if not res['qemu']: return ''
     parts = [f"{k}: {sum(v['same_as_avx2_mask'])}/{len(v['same_as_avx2_mask'])} prompts identical" for k, v in res['qemu'].items()]
     return ' (checked against qemu-x86_64 -cpu EPYC-Rome: ' + '; '.join(parts) + ')'
 
-def report(res, probes):
+INT8_COLUMNS = [column('variant', 'variant'), column('args', 'builder args'), column('factual', 'factual native / AVX2'),
+                column('same_reply', '= fp32 reply native / AVX2'), column('same_first8', 'same first 8 tokens native / AVX2'),
+                column('degenerate', 'degenerate native / AVX2'), column('x_fp32', 'x fp32 speed native / AVX2'),
+                column('x_pytorch', 'x PyTorch native', '{:.2f}', True)]
+
+def report(res, probes)->dict:
+    "`res` with the title, intro, machine, table and notes of the study"
     sn, sa, sp = res['scores']['native'], res['scores']['avx2'], res['speed']
     nf = sn['fp32']['n_factual']; n = sn['fp32']['n']
-    f = lambda s, k, tot: f"{s[k]}/{s[tot]}"
-    L = ["# 8-bit fused graph: free-running agreement with fp32 on AVX-512 and AVX2", "",
-         f"CPU: {res['cpu']['model']} ({res['cpu']['cpus']} cores, shared; 1-minute load at the end {res['load_avg'][0]:.1f}). "
-         f"'AVX2' = the same CPU with AVX-512, AMX and AVX-VNNI hidden from CPUID, so ONNX Runtime picks an AVX2-only EPYC's kernels"
-         + qemu_note(res) + ". "
-         f"{n} probe prompts ({nf} factual), greedy, {res['max_new_tokens']} new tokens. Agreement = identical reply tokens to the fp32 fused graph run natively. "
-         f"Degenerate = a token 3-gram repeated 4+ times. Speed: decode tok/s over {res['speed_tokens']} tokens, {res['threads']} threads, median of "
-         f"{res['reps']} interleaved rounds, as ratios in the same round. Reproduce: `python benchmarks/int8_study.py`.", "",
-         "| variant | builder args | factual native / AVX2 | = fp32 reply native / AVX2 | same first 8 tokens native / AVX2 | degenerate native / AVX2 | x fp32 speed native / AVX2 | x PyTorch native |",
-         "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for v in sn:
-        args = ' '.join(res['variants'][v])
-        L.append(f"| {v} | `{args}` | {f(sn[v], 'factual', 'n_factual')} / {f(sa[v], 'factual', 'n_factual')} | {f(sn[v], 'same_reply', 'n')} / {f(sa[v], 'same_reply', 'n')} | "
-                 f"{f(sn[v], 'same_first8', 'n')} / {f(sa[v], 'same_first8', 'n')} | {f(sn[v], 'degenerate', 'n')} / {f(sa[v], 'degenerate', 'n')} | "
-                 f"{sp['native'][v]['x_fp32']:.2f} / {sp['avx2'][v]['x_fp32']:.2f} | {sp['native'][v]['x_pytorch']:.2f} |")
-    L += ["", f"PyTorch fp32 decode: {sp['native']['pytorch']['decode_tok_s']:.1f} tok/s natively (median). "
-          f"fp32 fused graph: {sp['native']['fp32']['decode_tok_s']:.1f} tok/s native, {sp['avx2']['fp32']['decode_tok_s']:.1f} tok/s AVX2.", "",
-          "Reply to \"What is the capital of France?\":", ""]
-    for v in sn:
-        L.append(f"- {v}: native {res['replies']['native'][v][0]['text'][:90]!r}; AVX2 {res['replies']['avx2'][v][0]['text'][:90]!r}")
-    (RESULTS/'int8_study.md').write_text('\n'.join(L) + '\n')
-    print('\n'.join(L), file=sys.stderr)
+    f = lambda k, tot: lambda v: f"{sn[v][k]}/{sn[v][tot]} / {sa[v][k]}/{sa[v][tot]}"
+    rows = [dict(variant=v, args=f"`{' '.join(res['variants'][v])}`", factual=f('factual', 'n_factual')(v), same_reply=f('same_reply', 'n')(v),
+                 same_first8=f('same_first8', 'n')(v), degenerate=f('degenerate', 'n')(v),
+                 x_fp32=f"{sp['native'][v]['x_fp32']:.2f} / {sp['avx2'][v]['x_fp32']:.2f}", x_pytorch=sp['native'][v]['x_pytorch']) for v in sn]
+    cpu = res['cpu']
+    return dict(res, title='8-bit fused graph: free-running agreement with fp32 on AVX-512 and AVX2', reproduce='python benchmarks/int8_study.py',
+        machine=dict(cpu=cpu['model'], flags=cpu['simd_flags'], cores=cpu['cpus'], threads=res['threads'], platform=cpu['platform'],
+                     load_avg=round(res['load_avg'][0], 2), note='shared'),
+        intro=("'AVX2' = the same CPU with AVX-512, AMX and AVX-VNNI hidden from CPUID, so ONNX Runtime picks an AVX2-only EPYC's kernels"
+               + qemu_note(res) + f". {n} probe prompts ({nf} factual), greedy, {res['max_new_tokens']} new tokens. Agreement = identical reply "
+               "tokens to the fp32 fused graph run natively. Degenerate = a token 3-gram repeated 4+ times. Speed: decode tok/s over "
+               f"{res['speed_tokens']} tokens, median of {res['reps']} interleaved rounds, as ratios in the same round."),
+        tables=[dict(columns=INT8_COLUMNS, rows=rows)],
+        notes=[f"PyTorch fp32 decode: {sp['native']['pytorch']['decode_tok_s']:.1f} tok/s natively (median). fp32 fused graph: "
+               f"{sp['native']['fp32']['decode_tok_s']:.1f} tok/s native, {sp['avx2']['fp32']['decode_tok_s']:.1f} tok/s AVX2."]
+              + [f"Reply to \"What is the capital of France?\" from {v}: native {res['replies']['native'][v][0]['text'][:90]!r}; "
+                 f"AVX2 {res['replies']['avx2'][v][0]['text'][:90]!r}" for v in sn])
 
 if __name__ == '__main__': main()

@@ -12,6 +12,7 @@ runs with onnxruntime-genai (both cached under the convchat cache folder). Resul
 """
 import argparse, json, os, platform, statistics, subprocess, sys, tempfile, threading, time
 from pathlib import Path
+from benchlib import cpu_info, column, write_result
 
 RESULTS = Path(__file__).parent/'results'
 QUESTIONS = ["What time does the bakery open on Saturdays?", "Can I order a birthday cake for Friday?",
@@ -21,16 +22,18 @@ QUESTIONS = ["What time does the bakery open on Saturdays?", "Can I order a birt
 MODELS = ('tiny', 'default', 'fused-int8')
 
 def export_model(which:str, work:Path, quantize:str=None)->Path:
-    "An exported folder for `which`: 'tiny', 'default' (Optimum export) or 'fused-int8' (`convchat.optimize`, run by onnxruntime-genai); the default model's are cached."
+    "An exported folder for `which`: 'tiny', 'default' (Optimum export) or 'fused-int8' (`convchat.fuse.build_fused`); the default model's are cached."
     from convchat.core import cache_dir
     from convchat.models import save_tiny_model
     from convchat.convert import export_onnx
     if which == 'tiny': return Path(export_onnx(save_tiny_model(work/'tiny-hf', 'llama'), work/'tiny-onnx', verify=False, progress=False))
     if which.startswith('fused-'):
-        from convchat.optimize import build_fused_model
+        from convchat.fuse import build_fused
+        from convchat.models import default_model_path
         dest = cache_dir()/'bench'/f'default-{which}'
-        if (dest/'genai_config.json').exists(): return dest
-        return Path(build_fused_model('default', dest, precision=which.split('-', 1)[1], overwrite=True))
+        if (dest/'convchat-onnx.json').exists(): return dest
+        bits = {'fp32': None, 'int8': 8, 'int4': 4}[which.split('-', 1)[1]]
+        return Path(build_fused(default_model_path(), dest, bits=bits, overwrite=True))
     dest = cache_dir()/'bench'/f"default-onnx{'-'+quantize if quantize else ''}"
     if (dest/'convchat-onnx.json').exists(): return dest
     return Path(export_onnx('default', dest, quantize=quantize, verify=False, overwrite=True))
@@ -118,30 +121,29 @@ def bench_model(which:str, work:Path, a)->dict:
 
 def _label(model:str, quantize:str|None)->str:
     if model == 'tiny': return 'tiny (random weights)'
-    if model.startswith('fused-'): return f"SmolLM2-135M-Instruct fused {model.split('-', 1)[1]} (onnxruntime-genai)"
+    if model.startswith('fused-'): return f"SmolLM2-135M-Instruct fused {model.split('-', 1)[1]}"
     return f"SmolLM2-135M-Instruct {quantize or 'fp32'}"
 
+SERVE_COLUMNS = [column('label', 'model'), column('clients', 'clients'), column('stream', 'streamed'), column('requests', 'requests'),
+                 column('req_per_s', 'req/s', '{:.2f}', True), column('completion_tokens_per_s', 'tokens/s', '{:.1f}'),
+                 column('latency_p50_s', 'p50 latency (s)', '{:.3f}', True), column('latency_p95_s', 'p95 latency (s)', '{:.3f}'),
+                 column('ttft_p50_s', 'p50 TTFT (s)', '{:.3f}'), column('errors', 'errors')]
+
 def write(results:dict):
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS/'serve.json').write_text(json.dumps(results, indent=2)+'\n')
+    "Add the title, intro, table and notes to `results` and write serve.json and serve.md"
     a = results['settings']
-    lines = [f"`convchat serve` on loopback, {a['max_tokens']} greedy tokens per request, server with {a['concurrency']} running generations "
-             f"with ONNX Runtime on {a['threads']} thread(s) each, clients using the `openai` client; up to {a['requests']} requests or {a['max_seconds']} s per row. "
-             f"Machine: {results['machine']['cpu']} ({results['machine']['cores']} cores), shared with other work "
-             f"(1-minute load average {results['machine']['load_average_1min'][0]} at the start, {results['machine']['load_average_1min'][1]} at the end), "
-             "so compare rows within one run.", '',
-             '| model | clients | streamed | requests | req/s | tokens/s | p50 latency (s) | p95 latency (s) | p50 TTFT (s) | errors |',
-             '|:--|--:|:--|--:|--:|--:|--:|--:|--:|--:|']
-    for m in results['models']:
-        for r in m['runs']:
-            lines.append(f"| {_label(m['model'], a.get('quantize'))} | {r['clients']} | {'yes' if r['stream'] else 'no'} | {r['requests']} | {r['req_per_s']} | {r['completion_tokens_per_s']} | "
-                         f"{r['latency_p50_s']} | {r['latency_p95_s']} | {r['ttft_p50_s'] if r['ttft_p50_s'] is not None else '-'} | {r['errors']} |")
-    lines += ['', 'The same request answered by `ChatModel.generate` in-process, without HTTP (median of 4): ' +
-              ', '.join(f"{_label(m['model'], a.get('quantize'))} {m['direct_generate_s']} s" for m in results['models']) + '. '
-              'Compared with the one-client rows this is the cost of HTTP, JSON and the `openai` client. With more clients than running '
-              'generations the rest wait in line: requests per second stay at what the CPU can generate, while latency and time to first '
-              'token grow with the wait.', '']
-    (RESULTS/'serve.md').write_text('\n'.join(lines))
+    rows = [dict(r, label=_label(m['model'], a.get('quantize'))) for m in results['models'] for r in m['runs']]
+    results.update(title='Serving over HTTP', reproduce='python benchmarks/serve_bench.py',
+        intro=(f"`convchat serve` on loopback, {a['max_tokens']} greedy tokens per request, server with {a['concurrency']} running generations "
+               f"with ONNX Runtime on {a['threads']} thread(s) each, clients using the `openai` client; up to {a['requests']} requests or "
+               f"{a['max_seconds']} s per row. Compare rows within one run."),
+        tables=[dict(columns=SERVE_COLUMNS, rows=rows)],
+        notes=['The same request answered by `ChatModel.generate` in-process, without HTTP (median of 4): ' +
+               ', '.join(f"{_label(m['model'], a.get('quantize'))} {m['direct_generate_s']} s" for m in results['models']) + '. '
+               'Compared with the one-client rows this is the cost of HTTP, JSON and the `openai` client. With more clients than running '
+               'generations the rest wait in line: requests per second stay at what the CPU can generate, while latency and time to first '
+               'token grow with the wait.'])
+    return write_result('serve', results)
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -159,17 +161,14 @@ def main():
     import onnxruntime, fastapi, uvicorn, openai
     results = dict(settings=dict(clients=a.clients, requests=a.requests, max_seconds=a.max_seconds, max_tokens=a.max_tokens,
                                  threads=a.threads, concurrency=a.concurrency, quantize=a.quantize),
-                   machine=dict(cpu=platform.processor() or platform.machine(), cores=os.cpu_count(), python=platform.python_version(),
-                                onnxruntime=onnxruntime.__version__, fastapi=fastapi.__version__, uvicorn=uvicorn.__version__, openai=openai.__version__),
+                   machine=dict(cpu_info(a.threads), versions=dict(python=platform.python_version(), onnxruntime=onnxruntime.__version__,
+                                fastapi=fastapi.__version__, uvicorn=uvicorn.__version__, openai=openai.__version__)),
                    models=[])
-    try: results['machine']['cpu'] = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
-    except (OSError, StopIteration): pass
     load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         for which in (['tiny'] if a.quick else a.models):
             results['models'].append(bench_model(which, Path(tmp), a))
-    results['machine']['load_average_1min'] = [round(load0, 2), round(os.getloadavg()[0], 2)]
-    write(results)
-    print((RESULTS/'serve.md').read_text())
+    results['machine'].update(load_avg=round(os.getloadavg()[0], 2), note=f'shared; load {load0:.2f} at the start')
+    print(write(results).read_text())
 
 if __name__ == '__main__': main()

@@ -12,6 +12,7 @@ Tokens/s counts real (non-padding) tokens and, separately, assistant tokens (the
 from __future__ import annotations
 import argparse, json, os, platform, resource, subprocess, sys, tempfile, time
 from pathlib import Path
+from benchlib import cpu_info, column, write_result
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE/'results'
@@ -140,15 +141,17 @@ def main():
                 max_tokens=a.max_tokens, steps=a.steps, warmup=a.warmup, repeats=a.repeats, torch=torch.__version__,
                 transformers=transformers.__version__, model='SmolLM2-135M-Instruct (default)', wall_s=round(time.time()-t0),
                 date=time.strftime('%Y-%m-%d'), note='shared machine: other jobs ran at the same time; compare ratios within a round')
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS/'train.json').write_text(json.dumps(dict(meta=meta, summary=summary, runs=runs), indent=2) + '\n')
-    md = [f"Training throughput, SmolLM2-135M-Instruct, batch {a.batch} x up to {a.max_tokens} tokens, {a.threads} threads, "
-          f"{a.steps} measured steps after {a.warmup}, {a.repeats} interleaved round(s), {meta['date']} (shared CPU: compare ratios).", '',
-          '| configuration | tokens/s | assistant tokens/s | s/step | peak RSS (GB) | vs plain fp32 |', '|---|---:|---:|---:|---:|---:|']
-    for n, s in summary.items():
-        sp = f"{s['speedup_vs_plain_fp32']:.2f}x" if s['speedup_vs_plain_fp32'] else ''
-        md.append(f"| {n} | {s['tokens_per_s']:.0f} | {s['assistant_tokens_per_s']:.0f} | {s['seconds_per_step']:.2f} | {s['peak_rss_gb']:.2f} | {sp} |")
-    (RESULTS/'train.md').write_text('\n'.join(md) + '\n')
-    print('\n'.join(md))
+    rows = [dict(name=n, **s) for n, s in summary.items()]
+    res = dict(title='Training throughput',
+               intro=(f"SmolLM2-135M-Instruct, batch {a.batch} x up to {a.max_tokens} tokens, {a.steps} measured steps after {a.warmup}, "
+                      f"{a.repeats} interleaved round(s), {meta['date']}. Tokens/s counts real (non-padding) tokens; assistant tokens "
+                      "are the ones with a label. vs plain fp32: the ratio to the plain Trainer in fp32 within each round, averaged."),
+               reproduce=f'python benchmarks/train_bench.py --repeats {a.repeats} --steps {a.steps}',
+               machine=dict(cpu_info(a.threads), note='shared: compare ratios'), meta=meta, summary=summary, runs=runs,
+               tables=[dict(columns=[column('name', 'configuration'), column('tokens_per_s', 'tokens/s', '{:.0f}', True),
+                                     column('assistant_tokens_per_s', 'assistant tokens/s', '{:.0f}'),
+                                     column('seconds_per_step', 's/step', '{:.2f}'), column('peak_rss_gb', 'peak RSS (GB)', '{:.2f}'),
+                                     column('speedup_vs_plain_fp32', 'vs plain fp32', '{:.2f}x', True)], rows=rows)])
+    print(write_result('train', res).read_text())
 
 if __name__ == '__main__': main()
