@@ -200,7 +200,7 @@ def info(onnx_dir:str, # An exported ONNX model folder
     return 0
 
 # %% ../nbs/07_cli.ipynb #ca73974e
-def chat(model_path:str='convchat-onnx', # Exported ONNX model folder
+def chat(onnx_dir:str='convchat-onnx', # Exported ONNX model folder (from `convchat convert`)
          prompt:str=None,           # One prompt: print the reply and exit
          batch_file:str=None,       # File of prompts (.txt one per line, or .jsonl): print one reply per prompt
          system:str=None,           # System prompt
@@ -211,19 +211,21 @@ def chat(model_path:str='convchat-onnx', # Exported ONNX model folder
          repetition_penalty:float=None, # >1 discourages repeating tokens (unset: the runtime's default)
          seed:int=None,             # Seed for sampling
          threads:int=None,          # ONNX Runtime intra-op threads (default: all cores)
+         model_path:str=None,       # Old spelling of --onnx-dir
         )->int:
     "Chat with an exported model using ONNX Runtime alone (no torch)"
+    onnx_dir = model_path or onnx_dir
     if prompt is not None and batch_file is not None: raise ConvchatError("give --prompt or --batch-file, not both")
     config = _gen_config(max_new_tokens, temperature, top_p, top_k, repetition_penalty, seed)
     _check_num('threads', threads, 1)
-    if not Path(model_path).is_dir(): raise ConvchatError(f"{model_path}: no such model folder (make one with `convchat convert`)")
+    if not Path(onnx_dir).is_dir(): raise ConvchatError(f"{onnx_dir}: no such model folder (make one with `convchat convert`)")
     if batch_file is not None: _check_file(batch_file, 'batch file')
     for name, v in (('--prompt', prompt), ('--system', system)):
         if v is not None: _check_text(name, v)
     from convchat.runtime import ChatModel
     from convchat.chat import interactive, load_prompts
     prompts = None if batch_file is None else _load_prompts(load_prompts, batch_file)
-    with _model_load_errors(model_path): m = ChatModel(model_path, threads=threads)
+    with _model_load_errors(onnx_dir): m = ChatModel(onnx_dir, threads=threads)
     if prompt is None and batch_file is None: return interactive(m, system=system, config=config) or 0
     sysm = [{'role':'system', 'content':system}] if system else []
     if prompt is not None:
@@ -242,7 +244,7 @@ def _load_prompts(load_prompts, batch_file):
     return prompts
 
 # %% ../nbs/07_cli.ipynb #748283b6
-def serve(model_path:str='convchat-onnx', # Exported ONNX model folder
+def serve(onnx_dir:str='convchat-onnx', # Exported ONNX model folder (from `convchat convert`)
           host:str='127.0.0.1',    # Interface to bind; loopback by default
           port:int=8000,           # Port, 1 to 65535
           max_concurrency:int=2,   # Generations running at once; more wait in the queue
@@ -252,15 +254,17 @@ def serve(model_path:str='convchat-onnx', # Exported ONNX model folder
           threads:int=None,        # ONNX Runtime threads per generation (default: cores / max-concurrency)
           max_body_bytes:int=4<<20, # Largest request body; larger ones get 413
           allowed_hosts:str=None,  # Extra Host names accepted on loopback, comma-separated ('*' for any)
+          model_path:str=None,     # Old spelling of --onnx-dir
          )->int:
     "Serve an exported model over an OpenAI-compatible HTTP API"
+    onnx_dir = model_path or onnx_dir
     _check_num('port', port, 1, 65535); _check_num('max_concurrency', max_concurrency, 1)
     _check_num('max_queue', max_queue, 0); _check_num('threads', threads, 1)
     _check_num('max_body_bytes', max_body_bytes, 1024)
-    if not Path(model_path).is_dir(): raise ConvchatError(f"{model_path}: no such model folder (make one with `convchat convert`)")
+    if not Path(onnx_dir).is_dir(): raise ConvchatError(f"{onnx_dir}: no such model folder (make one with `convchat convert`)")
     from convchat.serve import run_server
-    with _model_load_errors(model_path):
-        return run_server(model_path, host=host, port=port, max_concurrency=max_concurrency, max_queue=max_queue,
+    with _model_load_errors(onnx_dir):
+        return run_server(onnx_dir, host=host, port=port, max_concurrency=max_concurrency, max_queue=max_queue,
                           api_key=api_key, model_name=model_name, threads=threads, max_body_bytes=max_body_bytes,
                           allowed_hosts=[h.strip() for h in allowed_hosts.split(',') if h.strip()] if allowed_hosts else None) or 0
 
@@ -302,12 +306,12 @@ def _pipeline(data_file, shown, model, work, epochs, max_steps, graph, bits, pro
     reply = ChatModel(work/'onnx').generate([{'role':'user', 'content':q}], max_new_tokens=64).text
     say(f"You: {q}")
     print(reply)
-    say(f"Done in {time.time()-t0:.0f} s. Chat with it: convchat chat --model-path {work/'onnx'}")
+    say(f"Done in {time.time()-t0:.0f} s. Chat with it: convchat chat --onnx-dir {work/'onnx'}")
     return 0
 
 # %% ../nbs/07_cli.ipynb #a9a617ab
 COMMANDS = dict(train=train, convert=convert, chat=chat, pipeline=pipeline, validate=validate, info=info, serve=serve)
-HIDDEN = dict(convert=('model_path', 'quantize', 'fused'), pipeline=('quantize',))  # old spellings, kept out of --help
+HIDDEN = dict(convert=('model_path', 'quantize', 'fused'), pipeline=('quantize',), chat=('model_path',), serve=('model_path',))  # old spellings, kept out of --help
 
 def _usage()->str:
     w = max(map(len, COMMANDS))
