@@ -32,9 +32,9 @@ GPT2_CONFIG = dict(n_layer=6, n_embd=768, n_head=12, n_positions=1024, vocab_siz
 INTERIM = set()   # the pre-issue-11 functions used where the new ones are not there yet (recorded in the result)
 
 def export(model, onnx_dir, graph='auto', bits='auto'):
-    "convert.export: graph 'plain' or 'fused', bits None or 8; 'auto' for the convert default"
-    try: from convchat.convert import export
-    except ImportError: return _interim_export(model, onnx_dir, graph, bits)
+    "convert.export: graph 'plain' (fp32, not verified) or 'fused', bits None or 8; 'auto' for the convert default"
+    from convchat.convert import export
+    if graph == 'plain': return export(model, onnx_dir, graph='plain', bits=None, verify=False, overwrite=True, progress=False)
     return export(model, onnx_dir, graph=graph, bits=bits, overwrite=True)
 
 def build_fused(model_dir, out_dir, bits, plain=None):
@@ -61,11 +61,6 @@ def quality(reference_dir, candidate_dir, ids)->dict:
 def default_model()->Path:
     from convchat.models import default_model_path
     return default_model_path()
-
-def _interim_export(model, onnx_dir, graph, bits):
-    from convchat.convert import export_onnx
-    if graph == 'plain': INTERIM.add('convert.export_onnx'); return export_onnx(model, onnx_dir, verify=False, overwrite=True, progress=False)
-    INTERIM.add('fuse.build_fused (not gated)'); return build_fused(model, onnx_dir, 8 if bits == 'auto' else bits)
 
 # ---- the models and contenders --------------------------------------------------------------------------------------
 def gpt2_folder(work):

@@ -1,7 +1,7 @@
 """Decoding defaults study: which repetition penalty, window and loop guard keep SmolLM2-135M-Instruct out of loops.
 
 For each candidate setting, greedy replies to the probe prompts (convchat/assets/probe_prompts.json) from the fp32 Optimum
-export and the fused 8-bit folder; counts degenerate replies (a 4-token n-gram that occurs 4 or more times), replies that
+export and the fused 8-bit folder (both written by `convchat.convert.export`); counts degenerate replies (a 4-token n-gram that occurs 4 or more times), replies that
 run to the token budget, and factual answers kept (an expected answer in the reply). The loop guard only ends a reply
 early, so its effect is computed from the same greedy run (the reply cut where `_looping` first fires).
 `--noise S` adds runs with N(0, S) noise on the logits (seeded) to stand in for another CPU's rounding near ties.
@@ -68,7 +68,7 @@ def first_token_margins(model, prompts):
     out = []
     for p in prompts:
         ids = model.encode([{'role': 'user', 'content': p['prompt']}])
-        lg, _ = model._run(np.array([ids]), np.ones((1, len(ids)), np.int64), np.arange(len(ids))[None], model._empty_past(1))
+        lg = model.decoder.logits([ids])[:, -1]                 # (1, vocab): the first reply token's logits
         pr = np.exp(lg[0] - lg[0].max()); pr /= pr.sum(); a, b = np.sort(pr)[-2:][::-1]
         out.append(dict(prompt=p['prompt'], margin=round(float(a-b), 3), top=model.decode([int(lg[0].argmax())])))
     return out
@@ -81,15 +81,17 @@ def main():
     a = ap.parse_args()
     cpu = cpu_info(); print('CPU:', cpu['model'], 'flags:', ' '.join(cpu['flags']), flush=True)
     work, t0 = Path(a.work), time.time()
-    int8, fp32 = work/'int8', work/'int8.reference'
-    if not (int8/'genai_config.json').exists():
-        from convchat.optimize import fused_export          # also writes the verified fp32 Optimum export as the reference
-        fused_export('default', int8, precision='int8', keep_reference=True, overwrite=True, progress=False)
+    int8, fp32 = work/'int8', work/'fp32'
+    from convchat.convert import export
+    if not (fp32/'convchat-onnx.json').exists():        # the verified fp32 Optimum export (the reference)
+        export('default', fp32, graph='plain', bits=None, overwrite=True, progress=False, threads=a.threads)
+    if not (int8/'convchat-onnx.json').exists():        # the convert default: fused, 8 bits behind the quality gate
+        export('default', int8, graph='fused', bits=8, overwrite=True, progress=False, threads=a.threads)
     prompts = json.loads((Path(cc.__file__).parent/'assets'/'probe_prompts.json').read_text())
     res = dict(cpu=cpu, prompts=len(prompts), max_new_tokens=a.max_new, threads=a.threads, noise=a.noise, noise_seeds=a.noise_seeds,
                degenerate_rule='a 4-token n-gram occurring >= 4 times', loop_guard=dict(repeats=cc._LOOP_REPEATS, span=cc._LOOP_SPAN, period=cc._LOOP_PERIOD),
                models={})
-    for name, d in (('fp32 (Optimum export, convchat loop)', fp32), ('int8 (fused, onnxruntime-genai)', int8)):
+    for name, d in (('fp32 (Optimum export, convchat loop)', fp32), ('int8 (fused, gated, convchat loop)', int8)):
         m = ChatModel(d, threads=a.threads)
         r = res['models'][name] = dict(settings={})
         if 'fp32' in name: r['first_token_margins'] = first_token_margins(m, prompts)

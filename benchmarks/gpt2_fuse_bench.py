@@ -78,16 +78,11 @@ def fidelity(ref:np.ndarray, cand:np.ndarray)->dict:
 
 # ---- decoding ------------------------------------------------------------------------------------------------------
 class OnnxContender:
-    "convchat's decode loop (`runtime.Decoder`, or `chat.ChatModel`'s before it existed) on one graph."
+    "convchat's decode loop (`runtime.Decoder`) on one graph."
     def __init__(self, d, threads):
-        try:
-            from convchat.runtime import Decoder, GenerationConfig
-            dec = Decoder(d, threads=threads)
-            self.steps = lambda p, n: (s.tokens for s in dec.steps([p], GenerationConfig.greedy(max_new_tokens=n)))
-        except ImportError:
-            from convchat.chat import ChatModel
-            m = ChatModel(d, threads=threads, providers=['CPUExecutionProvider'])
-            self.steps = lambda p, n: m._steps([p], n)
+        from convchat.runtime import Decoder, GenerationConfig
+        dec = Decoder(d, threads=threads)
+        self.steps = lambda p, n: (s.tokens for s in dec.steps([p], GenerationConfig.greedy(max_new_tokens=n)))
     def run(self, prompt, tokens):
         t0 = time.perf_counter(); it = self.steps(prompt, tokens+1); first = int(next(it)[0]); t1 = time.perf_counter()
         out = [first] + [int(x[0]) for x in it]; t2 = time.perf_counter()

@@ -6,8 +6,9 @@ The server runs in its own process (`convchat.serve.run_server`, 2 running gener
 clients in this one, each a thread that sends greedy requests back to back until the request count or the time bound is
 reached. The same prompts are answered first by `ChatModel.generate` in this process, so the HTTP overhead can be read off
 the one-client latency. Models: a tiny random Llama-style model (measures the server itself) and, unless `--quick`, the
-embedded default model SmolLM2-135M-Instruct exported to ONNX with Optimum, and built as a fused int8 graph that the runtime
-runs with onnxruntime-genai (both cached under the convchat cache folder). Results go to
+embedded default model SmolLM2-135M-Instruct as its plain fp32 Optimum export (`convert.export(graph='plain', bits=None)`)
+and as a fused 8-bit graph (`convchat.fuse.build_fused(bits=8)`, onnxruntime-genai's builder; `fused-fp32` and `fused-int4`
+can be asked for too), both cached under the convchat cache folder and run by convchat's runtime. Results go to
 `benchmarks/results/serve.md` and `serve.json`.
 """
 import argparse, json, os, platform, statistics, subprocess, sys, tempfile, threading, time
@@ -20,13 +21,15 @@ QUESTIONS = ["What time does the bakery open on Saturdays?", "Can I order a birt
              "What is in the seeded loaf?", "Do you deliver?", "Can I pay by card?"]
 
 MODELS = ('tiny', 'default', 'fused-int8')
+CHOICES = MODELS + ('fused-fp32', 'fused-int4')
 
-def export_model(which:str, work:Path, quantize:str=None)->Path:
-    "An exported folder for `which`: 'tiny', 'default' (Optimum export) or 'fused-int8' (`convchat.fuse.build_fused`); the default model's are cached."
+def export_model(which:str, work:Path)->Path:
+    "An exported folder for `which`: 'tiny', 'default' (plain fp32 Optimum export) or 'fused-int8'/'fused-fp32'/'fused-int4' (`convchat.fuse.build_fused`, not gated); the default model's are cached."
     from convchat.core import cache_dir
     from convchat.models import save_tiny_model
-    from convchat.convert import export_onnx
-    if which == 'tiny': return Path(export_onnx(save_tiny_model(work/'tiny-hf', 'llama'), work/'tiny-onnx', verify=False, progress=False))
+    from convchat.convert import export
+    if which == 'tiny':
+        return Path(export(save_tiny_model(work/'tiny-hf', 'llama'), work/'tiny-onnx', graph='plain', bits=None, verify=False, progress=False))
     if which.startswith('fused-'):
         from convchat.fuse import build_fused
         from convchat.models import default_model_path
@@ -34,9 +37,9 @@ def export_model(which:str, work:Path, quantize:str=None)->Path:
         if (dest/'convchat-onnx.json').exists(): return dest
         bits = {'fp32': None, 'int8': 8, 'int4': 4}[which.split('-', 1)[1]]
         return Path(build_fused(default_model_path(), dest, bits=bits, overwrite=True))
-    dest = cache_dir()/'bench'/f"default-onnx{'-'+quantize if quantize else ''}"
+    dest = cache_dir()/'bench'/'default-onnx'
     if (dest/'convchat-onnx.json').exists(): return dest
-    return Path(export_onnx('default', dest, quantize=quantize, verify=False, overwrite=True))
+    return Path(export('default', dest, graph='plain', bits=None, verify=False, overwrite=True))
 
 def free_port()->int:
     from convchat.serve import listen_socket
@@ -97,7 +100,7 @@ def bench_model(which:str, work:Path, a)->dict:
     from openai import OpenAI
     from convchat.runtime import ChatModel
     t0 = time.perf_counter()
-    d = export_model(which, work, a.quantize if which == 'default' else None)
+    d = export_model(which, work)
     print(f"[{which}] model at {d} ({time.perf_counter()-t0:.0f} s)", file=sys.stderr)
     m = ChatModel(d, threads=a.threads)
     direct = []
@@ -119,10 +122,10 @@ def bench_model(which:str, work:Path, a)->dict:
         proc.send_signal(2); proc.wait(30)
     return dict(model=which, model_id=model_id, direct_generate_s=round(statistics.median(direct), 3), runs=runs)
 
-def _label(model:str, quantize:str|None)->str:
+def _label(model:str, quantize:str|None=None)->str:
     if model == 'tiny': return 'tiny (random weights)'
     if model.startswith('fused-'): return f"SmolLM2-135M-Instruct fused {model.split('-', 1)[1]}"
-    return f"SmolLM2-135M-Instruct {quantize or 'fp32'}"
+    return f"SmolLM2-135M-Instruct {quantize or 'fp32'}"     # `quantize`: results written before issue 11 (plain int8/int4)
 
 SERVE_COLUMNS = [column('label', 'model'), column('clients', 'clients'), column('stream', 'streamed'), column('requests', 'requests'),
                  column('req_per_s', 'req/s', '{:.2f}', True), column('completion_tokens_per_s', 'tokens/s', '{:.1f}'),
@@ -148,19 +151,18 @@ def write(results:dict):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--quick', action='store_true', help='tiny model only')
-    ap.add_argument('--models', nargs='+', choices=MODELS, default=list(MODELS))
+    ap.add_argument('--models', nargs='+', choices=CHOICES, default=list(MODELS))
     ap.add_argument('--clients', type=int, nargs='+', default=[1, 4])
     ap.add_argument('--requests', type=int, default=16, help='requests per row (at most)')
     ap.add_argument('--max-seconds', type=float, default=30, help='time bound per row')
     ap.add_argument('--max-tokens', type=int, default=32)
     ap.add_argument('--threads', type=int, default=None, help="ONNX Runtime threads per generation (default: run_server's, cores // concurrency)")
     ap.add_argument('--concurrency', type=int, default=2)
-    ap.add_argument('--quantize', choices=['int8', 'int4'], help='serve the default model quantized (default: fp32)')
     a = ap.parse_args()
     a.threads = a.threads or max(1, (os.cpu_count() or 1) // a.concurrency)   # what run_server picks by default
     import onnxruntime, fastapi, uvicorn, openai
     results = dict(settings=dict(clients=a.clients, requests=a.requests, max_seconds=a.max_seconds, max_tokens=a.max_tokens,
-                                 threads=a.threads, concurrency=a.concurrency, quantize=a.quantize),
+                                 threads=a.threads, concurrency=a.concurrency),
                    machine=dict(cpu_info(a.threads), versions=dict(python=platform.python_version(), onnxruntime=onnxruntime.__version__,
                                 fastapi=fastapi.__version__, uvicorn=uvicorn.__version__, openai=openai.__version__)),
                    models=[])

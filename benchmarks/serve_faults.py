@@ -41,8 +41,8 @@ def cpu_s(pid:int)->float:
 
 def tiny_model(work:Path)->Path:
     from convchat.models import save_tiny_model
-    from convchat.convert import export_onnx
-    return Path(export_onnx(save_tiny_model(work/'tiny-hf', 'llama'), work/'tiny-onnx', verify=False, progress=False))
+    from convchat.convert import export
+    return Path(export(save_tiny_model(work/'tiny-hf', 'llama'), work/'tiny-onnx', graph='plain', bits=None, verify=False, progress=False))
 
 def start_server(model_dir:Path)->tuple:
     from convchat.serve import listen_socket
