@@ -6,7 +6,7 @@ Docs: https://convchat.github.io/convchat/verify.html.md"""
 
 # %% ../nbs/04a_verify.ipynb #653aae1a
 from __future__ import annotations
-import re, json, time
+import re, json, time, contextlib
 from pathlib import Path
 from dataclasses import dataclass, field, asdict
 from typing import Callable
@@ -53,21 +53,22 @@ def is_quantized(onnx_file:Path)->bool:
     return any(n.op_type in QUANT_OPS for n in onnx.load(str(onnx_file), load_external_data=False).graph.node)
 
 # %% ../nbs/04a_verify.ipynb #09800d65
+@contextlib.contextmanager
+def _never_stop(model):
+    "The model's generation config swapped for a blank one (no end tokens, no penalties) for the duration."
+    saved, model.generation_config = model.generation_config, type(model.generation_config)()
+    try: yield
+    finally: model.generation_config = saved
+
 def torch_reference(model, prompts:list[list[int]], n_tokens:int)->tuple[list[np.ndarray], np.ndarray]:
-    "PyTorch's prompt logits (one (T, vocab) array per prompt, unpadded) and greedy tokens (B, n_tokens)."
+    "PyTorch's prompt logits (one (T, vocab) array per prompt, unpadded) and greedy tokens (B, n_tokens), from `generate`."
     import torch
     logits, toks = [], []
-    with torch.no_grad():
+    with torch.no_grad(), _never_stop(model):
         for p in prompts:
-            out = model(torch.tensor([p]), use_cache=True)
-            logits.append(out.logits[0].float().numpy())
-            past, x, seq = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True), []
-            for step in range(n_tokens):
-                seq.append(x.item())
-                if step == n_tokens - 1: break
-                out = model(x, past_key_values=past, use_cache=True)
-                past, x = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
-            toks.append(seq)
+            x = torch.tensor([p])
+            logits.append(model(x).logits[0].float().numpy())                                     # (T, vocab)
+            toks.append(model.generate(x, max_new_tokens=n_tokens, do_sample=False, pad_token_id=0)[0, len(p):].tolist())
     return logits, np.array(toks)
 
 # %% ../nbs/04a_verify.ipynb #5cb42dd0
