@@ -17,22 +17,17 @@ Fidelity, teacher-forced on 128 random token ids, against the plain export: max 
 agreement, on the default initialisation (std 0.02, nearly flat predictions) and on a sharper one (std 0.2), plus
 whether 64 greedy tokens of the sharper model agree.
 
-Results go to benchmarks/results/gpt2_fuse.json and gpt2_fuse.md (`--name` changes the stem; `--speed-only` reuses the
-graphs already built in `--work` and skips the fidelity checks).
+Results go to benchmarks/results/gpt2_fuse.json and gpt2_fuse.md, written by benchlib (the markdown made from the JSON,
+which the docs page nbs/90_benchmarks.ipynb reads). `--name` changes the stem; `--speed-only` reuses the graphs a full
+run already built in `--work` and skips the fidelity checks.
 """
-import argparse, json, os, platform, statistics, sys, time, warnings
+import argparse, json, statistics, sys, time, warnings
 from pathlib import Path
 import numpy as np
+from benchlib import cpu_info, column, write_result
 
-RESULTS = Path(__file__).parent/'results'
 SIZE = dict(n_layer=6, n_embd=768, n_head=12, vocab_size=50257, n_positions=1024)   # DistilGPT-2
-
-def cpu_info()->dict:
-    info = Path('/proc/cpuinfo').read_text() if Path('/proc/cpuinfo').exists() else ''
-    name = next((l.split(':', 1)[1].strip() for l in info.splitlines() if l.startswith('model name')), platform.processor())
-    flags = set(next((l.split(':', 1)[1].split() for l in info.splitlines() if l.startswith('flags')), []))
-    return dict(cpu=name, flags=[f for f in ('avx2', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'amx_int8') if f in flags],
-                cores=os.cpu_count(), loadavg=os.getloadavg())
+WORK = '/tmp/convchat-gpt2-bench'
 
 def make_model(dest:Path, std:float, seed:int=0)->Path:
     "A DistilGPT-2-sized GPT-2 with random weights (std `std`), saved with convchat's tiny GPT-2 tokenizer files."
@@ -136,66 +131,94 @@ def greedy_agreement(dirs, threads, prompt, n=64):
                       distinct_tokens=len(set(ref)))
     return out
 
+def init_key(init:str)->str: return init.replace('std ', 'std').replace('.', '')      # 'std 0.02' -> 'std002'
+
+def make_result(spd:dict, machine:dict, tokens:int, reps:int, prompt_tokens:int, name:str='gpt2_fuse', fidelity:dict|None=None,
+                greedy:dict|None=None, build_seconds:dict|None=None, graphs:dict|None=None, versions:dict|None=None,
+                work:str=WORK, note:str|None=None)->dict:
+    """The benchlib result of one run: `spd` from `speed`, `machine` from `cpu_info`, and for a full run the fidelity
+    (`{'std 0.02': quality(...)[0], ...}`), the greedy agreement, build times, graph metadata and versions."""
+    threads, full = machine.get('threads'), fidelity is not None
+    cmd = f"python benchmarks/gpt2_fuse_bench.py --threads {threads} --tokens {tokens} --reps {reps}"
+    if work != WORK: cmd += f" --work {work}"
+    if not full: cmd += ' --speed-only'
+    if name != 'gpt2_fuse': cmd += f" --name {name}"
+    cfg = f"{SIZE['n_layer']} layers, {SIZE['n_embd']} wide, {SIZE['n_head']} heads, vocabulary {SIZE['vocab_size']:,}"
+    intro = (f"GPT-2 with DistilGPT-2's shape (`GPT2Config` {cfg}) and random weights; a {prompt_tokens}-token prompt, "
+             f"{tokens} greedy tokens (end of text ignored), {threads} thread{'s' if threads != 1 else ''}, all contenders in one "
+             f"process, interleaved for {reps} rounds, median round reported. x PyTorch: decode speed over PyTorch fp32 "
+             "`generate` in the same round (median of the per-round ratios). optimum-fp32: the plain Optimum export decoded by "
+             "convchat's runtime; fused-*: `convchat.fuse.build_fused` (ONNX Runtime's GPT-2 fusions; int8: MatMulNBits, "
+             "block size in the name).")
+    if not full: intro += f" Speed only, on the graphs a full run built in `{work}`."
+    cols = [column('graph', 'graph'), column('decode_tok_s', 'decode tok/s', '{:.1f}', True),
+            column('ratio_to_pytorch', 'x PyTorch', '{:.2f}', True)]
+    rows = [dict(graph=n, decode_tok_s=v, ratio_to_pytorch=spd['median_ratio_to_pytorch'][n])
+            for n, v in spd['median_decode_tok_s'].items()]
+    tnote, notes = '', []
+    if full:
+        for init in fidelity:
+            k = init_key(init)
+            cols += [column(f'max_abs_diff_{k}', f'max abs diff ({init})', '{:.2e}'), column(f'kl_{k}', f'KL ({init})', '{:.2e}'),
+                     column(f'top1_{k}', f'top-1 ({init})', '{:.3f}')]
+        if greedy: cols.append(column('greedy_64_same', 'greedy 64 = plain'))
+        for r in rows:
+            for init, q in fidelity.items():
+                if (f := q.get(r['graph'])):
+                    k = init_key(init)
+                    r.update({f'max_abs_diff_{k}': f['max_abs_diff'], f'kl_{k}': f['kl'], f'top1_{k}': f['top1']})
+            if greedy and (g := greedy.get(r['graph'])):
+                r['greedy_64_same'] = True if g['same'] else f"differs at token {g['first_difference']}"
+        probs = ', '.join(f"{next(iter(q.values()))['max_prob']:.3f} ({i})" for i, q in fidelity.items() if q)
+        tnote = ("Fidelity against the plain Optimum export, teacher-forced on 128 random token ids: max |logit difference|, "
+                 f"mean KL and top-1 agreement (the plain export's mean top probability: {probs}). Greedy 64: 64 greedy tokens "
+                 "of the std 0.2 model, the same as the plain export's (else the first token that differs).")
+        if build_seconds: notes.append('Build time: ' + ', '.join(f'{n} {s} s' for n, s in build_seconds.items()) + '.')
+    notes.append('The CPU may be shared with other work: compare the x PyTorch ratios, taken within a round, more than the tok/s.')
+    if versions: notes.append('Versions: ' + ', '.join(f'{k} {v}' for k, v in versions.items()) + '.')
+    if note: notes.insert(0, note)
+    title = ('GPT-2 fused graphs (`convchat.fuse`)' if full else
+             f"GPT-2 fused graphs, decode speed only ({threads} thread{'s' if threads != 1 else ''})")
+    res = dict(title=title, intro=intro, reproduce=cmd, machine=machine,
+               settings=dict(tokens=tokens, threads=threads, reps=reps, prompt_tokens=prompt_tokens, speed_only=not full,
+                             work=work, gpt2_config=SIZE),
+               tables=[dict(title='', columns=cols, rows=rows, note=tnote)], notes=notes, speed=spd)   # speed: the raw rounds
+    if full: res.update(fidelity=fidelity, greedy_64_std_02=greedy, build_seconds=build_seconds, graphs=graphs)
+    if versions: res['versions'] = versions
+    return res
+
+def versions()->dict:
+    import onnxruntime, transformers, torch
+    return dict(onnxruntime=onnxruntime.__version__, transformers=transformers.__version__, torch=torch.__version__)
+
 def main():
     warnings.filterwarnings('ignore')
     ap = argparse.ArgumentParser()
     ap.add_argument('--threads', type=int, default=2); ap.add_argument('--tokens', type=int, default=128)
-    ap.add_argument('--reps', type=int, default=3); ap.add_argument('--work', default='/tmp/convchat-gpt2-bench')
+    ap.add_argument('--reps', type=int, default=3); ap.add_argument('--work', default=WORK)
     ap.add_argument('--speed-only', action='store_true'); ap.add_argument('--name', default='gpt2_fuse')
+    ap.add_argument('--note', default=None, help='a remark put first in the notes (e.g. what else ran on the machine)')
     a = ap.parse_args()
-    if a.speed_only: return speed_only(a)
-    work = Path(a.work); work.mkdir(parents=True, exist_ok=True)
     prompt = np.random.default_rng(0).integers(0, SIZE['vocab_size'], 50).tolist()
-    dirs, build_s = build_all(work/'std0.02', 0.02)
-    meta = lambda d: json.loads((d/'convchat-onnx.json').read_text())
-    fp = lambda d: {k: v for k, v in meta(d).items() if k in ('graph', 'bits', 'build', 'file_size')}
-    q_default, _ = quality(work/'std0.02', 0.02)
-    q_sharp, sharp_dirs = quality(work/'std0.2', 0.2)
-    res = dict(model='GPT2Config ' + json.dumps(SIZE) + ', random weights', prompt_tokens=len(prompt), new_tokens=a.tokens,
-               threads=a.threads, reps=a.reps, **cpu_info(), build_seconds=build_s,
-               graphs={n: fp(d) for n, d in dirs.items() if n.startswith('fused')},
-               fidelity={'std 0.02': q_default, 'std 0.2': q_sharp},
-               greedy_64_std_02=greedy_agreement(sharp_dirs, a.threads, prompt),
-               speed=speed(dirs, a.threads, a.tokens, a.reps, prompt))
-    import onnxruntime, transformers, torch
-    res['versions'] = dict(onnxruntime=onnxruntime.__version__, transformers=transformers.__version__, torch=torch.__version__)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS/'gpt2_fuse.json').write_text(json.dumps(res, indent=2) + '\n')
-    (RESULTS/'gpt2_fuse.md').write_text(report(res))
-    print(report(res))
-
-def speed_only(a):
-    "Decode speed alone, on the graphs a full run built in `--work`."
-    w = Path(a.work)/'std0.02'
-    dirs = dict(hf=w/'hf', **{'optimum-fp32': w/'plain'}, **{d.name: d for d in sorted(w.glob('fused-*'))})
-    prompt = np.random.default_rng(0).integers(0, SIZE['vocab_size'], 50).tolist()
-    res = dict(model='GPT2Config ' + json.dumps(SIZE) + ', random weights', prompt_tokens=len(prompt), new_tokens=a.tokens,
-               threads=a.threads, reps=a.reps, **cpu_info(), speed=speed(dirs, a.threads, a.tokens, a.reps, prompt))
-    s = res['speed']
-    (RESULTS/f'{a.name}.json').write_text(json.dumps(res, indent=2) + '\n')
-    md = [f"# GPT-2 fused graphs, decode speed only ({a.threads} thread{'s' if a.threads > 1 else ''})", '',
-          f"{res['model']}; {res['prompt_tokens']}-token prompt, {a.tokens} greedy tokens, median of {a.reps} interleaved rounds. "
-          f"CPU: {res['cpu']} ({', '.join(res['flags'])}), load average at start {', '.join(f'{x:.1f}' for x in res['loadavg'])}.", '',
-          '| graph | decode tok/s | x PyTorch |', '|---|---|---|']
-    md += [f"| {n} | {v} | {s['median_ratio_to_pytorch'][n]:.2f} |" for n, v in s['median_decode_tok_s'].items()]
-    (RESULTS/f'{a.name}.md').write_text('\n'.join(md) + '\n'); print('\n'.join(md))
-
-def report(r)->str:
-    s = r['speed']
-    lines = [f"# GPT-2 fused graphs (`convchat.fuse`)", '',
-             f"{r['model']}; {r['prompt_tokens']}-token prompt, {r['new_tokens']} greedy tokens, {r['threads']} threads, "
-             f"median of {r['reps']} interleaved rounds.", '',
-             f"CPU: {r['cpu']} ({', '.join(r['flags'])}), {r['cores']} cores shared with other work (load average at start "
-             f"{', '.join(f'{x:.1f}' for x in r['loadavg'])}). Versions: " + ', '.join(f'{k} {v}' for k, v in r['versions'].items()), '',
-             '| graph | decode tok/s | x PyTorch |', '|---|---|---|']
-    lines += [f"| {n} | {v} | {s['median_ratio_to_pytorch'][n]:.2f} |" for n, v in s['median_decode_tok_s'].items()]
-    lines += ['', 'Fidelity against the plain Optimum export (teacher-forced, 128 random tokens):', '',
-              '| init | graph | max abs diff | KL | top-1 | mean max prob |', '|---|---|---|---|---|---|']
-    lines += [f"| {i} | {n} | {f['max_abs_diff']:.2e} | {f['kl']:.2e} | {f['top1']:.3f} | {f['max_prob']:.3f} |"
-              for i, q in r['fidelity'].items() for n, f in q.items()]
-    lines += ['', 'Greedy 64 tokens on the std 0.2 model, same as the plain export: ' +
-              ', '.join(f"{n}: {'yes' if g['same'] else 'first difference at ' + str(g['first_difference'])}"
-                        for n, g in r['greedy_64_std_02'].items()), '']
-    return '\n'.join(lines)
+    kw = dict(tokens=a.tokens, reps=a.reps, prompt_tokens=len(prompt), name=a.name, work=a.work, note=a.note)
+    if a.speed_only:                                  # decode speed alone, on the graphs a full run built in `--work`
+        w = Path(a.work)/'std0.02'
+        dirs = dict(hf=w/'hf', **{'optimum-fp32': w/'plain'}, **{d.name: d for d in sorted(w.glob('fused-*'))})
+        machine = cpu_info(a.threads)
+        res = make_result(speed(dirs, a.threads, a.tokens, a.reps, prompt), machine, versions=versions(), **kw)
+    else:
+        work = Path(a.work); work.mkdir(parents=True, exist_ok=True)
+        dirs, build_s = build_all(work/'std0.02', 0.02)
+        meta = lambda d: json.loads((d/'convchat-onnx.json').read_text())
+        fp = lambda d: {k: v for k, v in meta(d).items() if k in ('graph', 'bits', 'build', 'file_size')}
+        q_default, _ = quality(work/'std0.02', 0.02)
+        q_sharp, sharp_dirs = quality(work/'std0.2', 0.2)
+        greedy = greedy_agreement(sharp_dirs, a.threads, prompt)
+        machine = cpu_info(a.threads)
+        res = make_result(speed(dirs, a.threads, a.tokens, a.reps, prompt), machine,
+                          fidelity={'std 0.02': q_default, 'std 0.2': q_sharp}, greedy=greedy, build_seconds=build_s,
+                          graphs={n: fp(d) for n, d in dirs.items() if n.startswith('fused')}, versions=versions(), **kw)
+    md = write_result(a.name, res)
+    print(md.read_text())
 
 if __name__ == '__main__': main()
