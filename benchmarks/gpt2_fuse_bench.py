@@ -177,6 +177,7 @@ def make_result(spd:dict, machine:dict, tokens:int, reps:int, prompt_tokens:int,
     notes.append('The CPU may be shared with other work: compare the x PyTorch ratios, taken within a round, more than the tok/s.')
     if versions: notes.append('Versions: ' + ', '.join(f'{k} {v}' for k, v in versions.items()) + '.')
     if note: notes.insert(0, note)
+    rows = [{c['key']: r.get(c['key']) for c in cols} for r in rows]          # every row has every column (blank: None)
     title = ('GPT-2 fused graphs (`convchat.fuse`)' if full else
              f"GPT-2 fused graphs, decode speed only ({threads} thread{'s' if threads != 1 else ''})")
     res = dict(title=title, intro=intro, reproduce=cmd, machine=machine,
