@@ -30,8 +30,12 @@ def cpu_info(threads:int|None=None)->dict:
             if k.strip() == 'model name': model = v.strip()
             if k.strip() in ('flags', 'Features') and not flags: flags = sorted(f for f in v.split() if f.startswith(SIMD))
     except OSError: pass
-    return dict(cpu=model, flags=flags, cores=os.cpu_count(), threads=threads, platform=platform.platform(),
-                load_avg=round(os.getloadavg()[0], 2))
+    out = dict(cpu=model, flags=flags, cores=os.cpu_count(), threads=threads, platform=platform.platform(),
+               load_avg=round(os.getloadavg()[0], 2))
+    if 'cpuidmask' in os.environ.get('LD_PRELOAD', ''):   # int8_study.mask_lib: the kernels an AVX2-only CPU gets
+        out['flags'] = [f for f in flags if not f.startswith(('avx512', 'amx', 'avx_vnni'))]
+        out['note'] = 'AVX-512, AMX and AVX-VNNI hidden from ONNX Runtime and torch by the CPUID mask of benchmarks/int8_study.py'
+    return out
 
 def column(key:str, label:str, fmt:str='{}', chart:bool=False)->dict:
     "A table column: the row key, its header, a format for its values, and whether the docs page charts it"
