@@ -128,13 +128,13 @@ def choose_graph(config,            # The model's transformers config
     "The graph ('fused' or 'plain') and `bits` an export of a model with `config` writes."
     if graph not in GRAPH_CHOICES: raise ConvchatError(f"graph must be one of {', '.join(GRAPH_CHOICES)}, not {graph!r}")
     bits, arch = parse_bits(bits), (getattr(config, 'architectures', None) or [config.model_type])[0]
-    if graph != 'plain': ok = _fusable(config)
+    ok = _fusable(config)
     if graph == 'auto': graph = 'fused' if ok else 'plain'
     if graph == 'fused' and not ok: raise ConvchatError(f"{arch} has no fused graph; export it with graph='plain'")
     if bits == 'auto': bits = 8 if graph == 'fused' else None
     if graph == 'plain' and bits is not None:
         raise ConvchatError(f"{bits}-bit weights need the fused graph (a plain quantized graph runs slower than PyTorch): use graph='fused'"
-                            + ('' if _fusable(config) else f"; {arch} has none, so export it in fp32 (bits=None)"))
+                            + ('' if ok else f"; {arch} has none, so export it in fp32 (bits=None)"))
     return graph, bits
 
 # %% ../nbs/04c_convert.ipynb #eb00cfc4
