@@ -150,7 +150,7 @@ def train(data_file:str=None,          # Conversations (JSON/JSONL); the recipe'
         return _train(f or example_conversations_path(), output_dir, model, overwrite, resume, cfg,
                       allow_pickle=allow_pickle or None, **over)
 
-# %% ../nbs/07_cli.ipynb #94723861
+# %% ../nbs/07_cli.ipynb #5e9996b8
 def _recipe(config, data_file, model, options:dict, **flags)->tuple:
     "`(TrainConfig, {}, data_file, model)` from recipe file `config`, `options` and the flags set; `(None, flags, ...)` without one."
     flags = {k: v for k, v in flags.items() if v is not None}
@@ -361,6 +361,8 @@ def main(argv:list=None)->int:
         for a in p._actions:
             if a.dest in HIDDEN.get(cmd, ()): a.help = SUPPRESS
         takes_options = any(v.kind is inspect.Parameter.VAR_KEYWORD for v in inspect.signature(fn).parameters.values())
+        if takes_options: p.epilog = ("Any other recipe option is a flag too: a TrainConfig field or a TrainingArguments field "
+                                      "(--optim adamw_torch, --lora-r 8, --fsdp 'full_shard auto_wrap').")
         args, extra = p.parse_known_args(rest) if takes_options else (p.parse_args(rest), [])
         args = vars(args)
         for k in ('pdb', 'xtra'): args.pop(k, None)

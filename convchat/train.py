@@ -17,7 +17,7 @@ from .tokenization import (ensure_chat_template, resize_embeddings, build_datase
                                    DataCollator)
 
 # %% auto #0
-__all__ = ['RECIPE_FILE', 'TrainConfig', 'trainer_fields', 'save_schedule', 'make_config', 'RunOptions', 'trainer_options',
+__all__ = ['RECIPE_FILE', 'TrainConfig', 'save_schedule', 'make_config', 'trainer_fields', 'RunOptions', 'trainer_options',
            'recipe_parser', 'parse_recipe', 'load_recipe', 'recipe_of', 'save_recipe', 'cpu_has_bf16',
            'resolve_precision', 'label_loss', 'ConvchatTrainer', 'EpochLengthGroupedSampler', 'checkpoints_dir',
            'oom_advice', 'add_lora', 'merge_lora', 'runs_dir', 'training_args', 'SaveEvery', 'SaveOnSignal',
@@ -64,30 +64,6 @@ class TrainConfig:
     run_name: str|None = None         # The run's name in the trackers (None: the date and time it started)
     trainer_args: dict = field(default_factory=dict) # Any other `TrainingArguments` field, e.g. {'optim': 'adamw_torch'}
 
-# %% ../nbs/03_train.ipynb #64ddf669
-_RENAMED = dict(num_train_epochs='epochs', per_device_train_batch_size='batch_size', per_device_eval_batch_size='batch_size',
-                gradient_accumulation_steps='grad_accum', lr_scheduler_type='lr_scheduler', bf16='precision', fp16='precision',
-                save_steps='save_every', save_strategy='save_every', dataloader_num_workers='dataloader_workers',
-                output_dir='output_dir (checkpoints go to <output_dir>.checkpoints)')   # TrainingArguments set from convchat's options
-
-def trainer_fields()->dict:
-    "The `TrainingArguments` fields a recipe may set directly: `{name: dataclass field}` (convchat's own options excluded)."
-    from transformers import TrainingArguments
-    ours = {f.name for f in fields(TrainConfig)} | set(_RENAMED)
-    return {f.name: f for f in fields(TrainingArguments) if f.init and f.name not in ours}
-
-def _unknown(names, valid, what='training option')->ConvchatError:
-    "The error for option `names` that are not in `valid`, with convchat's name where `TrainingArguments` has another."
-    import difflib
-    hint = lambda n: (f" (convchat's option: {_RENAMED[n]})" if n in _RENAMED else
-                      ''.join(f" (did you mean {m}?)" for m in difflib.get_close_matches(n, valid, 1)))
-    return ConvchatError(f"unknown {what}(s): {', '.join(n + hint(n) for n in sorted(names))}; "
-                         "convchat's options are TrainConfig's fields, and any other TrainingArguments field may be given")
-
-def _check_trainer_args(args:dict):
-    if bad := set(args) - set(trainer_fields()): raise _unknown(bad, list(trainer_fields()), 'TrainingArguments field')
-
-
 # %% ../nbs/03_train.ipynb #e6cce2a9
 def save_schedule(save_every:int|str|None, # Steps (50, '50'), a time ('10m', '90s', '2h'), or None/0 for neither
                  )->tuple:                  # (steps, minutes), one of them None
@@ -120,6 +96,30 @@ def make_config(config:TrainConfig=None, # A starting configuration (default: `T
     if cfg.trainer_args: _check_trainer_args(cfg.trainer_args)
     one = lambda v: v[0] if isinstance(v, (list, tuple)) and len(v) == 1 else v   # a flag's ['all-linear'] is 'all-linear'
     return replace(cfg, lora_target_modules=one(cfg.lora_target_modules), report_to=one(cfg.report_to))
+
+# %% ../nbs/03_train.ipynb #64ddf669
+_RENAMED = dict(num_train_epochs='epochs', per_device_train_batch_size='batch_size', per_device_eval_batch_size='batch_size',
+                gradient_accumulation_steps='grad_accum', lr_scheduler_type='lr_scheduler', bf16='precision', fp16='precision',
+                save_steps='save_every', save_strategy='save_every', dataloader_num_workers='dataloader_workers',
+                output_dir='output_dir (checkpoints go to <output_dir>.checkpoints)')   # TrainingArguments set from convchat's options
+
+def trainer_fields()->dict:
+    "The `TrainingArguments` fields a recipe may set directly: `{name: dataclass field}` (convchat's own options excluded)."
+    from transformers import TrainingArguments
+    ours = {f.name for f in fields(TrainConfig)} | set(_RENAMED)
+    return {f.name: f for f in fields(TrainingArguments) if f.init and f.name not in ours}
+
+def _unknown(names, valid, what='training option')->ConvchatError:
+    "The error for option `names` that are not in `valid`, with convchat's name where `TrainingArguments` has another."
+    import difflib
+    hint = lambda n: (f" (convchat's option: {_RENAMED[n]})" if n in _RENAMED else
+                      ''.join(f" (did you mean {m}?)" for m in difflib.get_close_matches(n, valid, 1)))
+    return ConvchatError(f"unknown {what}(s): {', '.join(n + hint(n) for n in sorted(names))}; "
+                         "convchat's options are TrainConfig's fields, and any other TrainingArguments field may be given")
+
+def _check_trainer_args(args:dict):
+    if bad := set(args) - set(trainer_fields()): raise _unknown(bad, list(trainer_fields()), 'TrainingArguments field')
+
 
 # %% ../nbs/03_train.ipynb #707ebed8
 @dataclass
@@ -359,7 +359,9 @@ def _tracking(cfg:TrainConfig, ckpt_dir:Path)->dict:
     trackers = [cfg.report_to] if isinstance(cfg.report_to, str) else list(cfg.report_to)
     if ('mlflow' in trackers or 'all' in trackers) and not os.environ.get('MLFLOW_TRACKING_URI'):
         import mlflow; runs.mkdir(parents=True, exist_ok=True); mlflow.set_tracking_uri(f"sqlite:///{runs.resolve()/'mlflow.db'}")
-    return dict(report_to=cfg.report_to, logging_dir=str(cfg.logging_dir or runs/name), run_name=name)
+    from transformers import TrainingArguments
+    where = {'logging_dir': str(cfg.logging_dir or runs/name)} if 'logging_dir' in TrainingArguments.__dataclass_fields__ else {}
+    return dict(report_to=cfg.report_to, run_name=name, **where)   # transformers 5 may drop logging_dir (TENSORBOARD_LOGGING_DIR)
 
 # %% ../nbs/03_train.ipynb #0bc9c4e3
 def training_args(cfg:TrainConfig,       # The configuration
