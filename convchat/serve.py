@@ -334,7 +334,8 @@ async def unless_disconnected(receive, # The request's ASGI `receive` (its body 
 
 async def _events(s, prompt, config:GenerationConfig, logprobs:int|None=None, response_format:dict|None=None):
     "The `Event`s of one choice, each made in a worker thread; closing the generator stops the generation."
-    it = s.model.events(prompt, config)
+    constraint = response_format and await anyio.to_thread.run_sync(json_constraint, s.model, response_format)
+    it = s.model.events(prompt, config, constraint=constraint, logprobs=logprobs)
     try:
         while (ev := await anyio.to_thread.run_sync(next, it, _END)) is not _END: yield ev
     finally: it.close()
@@ -559,8 +560,9 @@ async def _prompt_tokens(s, prompt, field:str)->int:
 async def _checked(s, req:_Sampling)->_Work:
     "What `req` asks for, or a 4xx `APIError` if the model cannot answer it."
     config, logprobs, fmt, chat = generation_args(req, s.model_id), logprobs_of(req), checked_format(req), isinstance(req, ChatRequest)
-    if logprobs is not None: raise _unsupported('logprobs', 'log probabilities are not supported yet')
-    if fmt is not None: raise _unsupported('response_format', 'JSON output is not supported yet')
+    if fmt is not None:
+        try: await anyio.to_thread.run_sync(json_constraint, s.model, fmt)   # a schema llguidance cannot compile is the client's to fix
+        except ConvchatError as e: raise APIError(400, str(e), param='response_format', code='invalid_value') from None
     prompts = [[m.to_dict(i) for i, m in enumerate(req.messages)]] if chat else [req.prompt] if isinstance(req.prompt, str) else req.prompt
     n_prompt = [await _prompt_tokens(s, p, 'messages' if chat else 'prompt') for p in prompts]
     n, rid = req.n or 1, f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
