@@ -8,13 +8,13 @@ Docs: https://convchat.github.io/convchat/serve.html.md"""
 __all__ = ['MIN_TEMPERATURE', 'MAX_N', 'log', 'GONE', 'access_log', 'APIError', 'validation_error', 'ChatMessage',
            'StreamOptions', 'ChatRequest', 'CompletionRequest', 'generation_args', 'choice_configs', 'logprobs_of',
            'checked_format', 'usage', 'completion_response', 'sse_chunk', 'token_bytes', 'chat_logprob',
-           'text_logprobs', 'Gate', 'Ticket', 'unless_disconnected', 'BodyLimit', 'local_host', 'Guard',
+           'text_logprobs', 'submit_all', 'unless_disconnected', 'BodyLimit', 'local_host', 'Guard',
            'add_error_handlers', 'Metrics', 'AccessLog', 'health_check', 'metrics', 'list_models', 'get_model',
            'chat_completions', 'completions', 'make_app', 'is_loopback', 'listen_socket', 'BackgroundServer',
            'run_server']
 
 # %% ../nbs/06_serve.ipynb #ec631fe1
-import os, re, sys, copy, hmac, json, time, uuid, socket, logging, threading, ipaddress, datetime
+import os, re, sys, copy, hmac, contextlib, json, time, uuid, socket, logging, threading, ipaddress, datetime
 from pathlib import Path
 from typing import Literal
 from functools import lru_cache
@@ -23,6 +23,7 @@ from fastcore.basics import patch
 from .core import *
 from .runtime import ChatModel, ChatTemplateError, GenerationConfig
 from .structured import json_constraint, json_schema_of
+from .scheduler import Scheduler, QueueFull, Request as GenerationRequest
 try:
     import anyio, uvicorn
     from fastapi import FastAPI, APIRouter, Request, HTTPException as FastAPIHTTPException
@@ -279,38 +280,20 @@ def text_logprobs(tokenizer, entries:list, offset:int=0)->dict:
     tops = [{token_bytes(tokenizer, a).decode('utf-8', 'backslashreplace'): b for a, b in top or []} for _, _, top in entries]
     return dict(tokens=toks, token_logprobs=[lp for _, lp, _ in entries], top_logprobs=tops, text_offset=offs)
 
-# %% ../nbs/06_serve.ipynb #77c0f9cc
-class Gate:
-    "Admit at most `running` concurrent generations and `waiting` queued ones; refuse the rest with 429."
-    def __init__(self, running:int=2,   # Generations that may run at once
-                 waiting:int=16,            # Requests that may wait for a running slot
-                ):
-        if running < 1 or waiting < 0: raise ConvchatError(f"max_concurrency must be >= 1 and max_queue >= 0 (got {running} and {waiting})")
-        self.running,self.waiting,self.admitted = running,waiting,0
-        self.limiter = anyio.CapacityLimiter(running)
-
-    def admit(self)->'Ticket':
-        "A ticket for one more request, or a 429 `APIError` when the line is full."
-        if self.admitted >= self.running + self.waiting:
-            raise APIError(429, f"The server is busy ({self.running} generations running, {self.waiting} waiting); retry shortly",
-                           code='server_busy', headers={'Retry-After': '1'})
-        self.admitted += 1
-        return Ticket(self)
-
-    @property
-    def active(self)->int: return self.limiter.borrowed_tokens
-
-class Ticket:
-    "One admitted request; `async with` it to hold a running slot."
-    def __init__(self, gate:Gate): self.gate,self.held,self.closed = gate,False,False
-    async def __aenter__(self):
-        await self.gate.limiter.acquire_on_behalf_of(self)
-        self.held = True
-        return self
-    async def __aexit__(self, *exc): self.close()
-    def close(self):
-        if self.held: self.gate.limiter.release_on_behalf_of(self); self.held = False
-        if not self.closed: self.gate.admitted -= 1; self.closed = True
+# %% ../nbs/06_serve.ipynb #3f0b26ed
+def submit_all(s, w)->list:
+    "Submit every choice of `w` (a checked request) to the scheduler: their `Handle`s, or a 429/503 `APIError` and none."
+    handles = []
+    try:
+        for ids, c in zip(w.prompts, w.configs):
+            handles.append(s.scheduler.submit(GenerationRequest(ids, c, w.logprobs, json_constraint(s.model, w.response_format))))
+    except ConvchatError as e:
+        for h in handles: h.cancel()
+        if isinstance(e, QueueFull):
+            raise APIError(429, f"The server is busy ({s.scheduler.max_waiting} requests wait already); retry shortly",
+                           code='server_busy', headers={'Retry-After': '1'}) from None
+        raise APIError(503, f"The server is shutting down: {e}", code='shutting_down') from None
+    return handles
 
 # %% ../nbs/06_serve.ipynb #37553c6d
 log = logging.getLogger('convchat.serve')
@@ -332,25 +315,20 @@ async def unless_disconnected(receive, # The request's ASGI `receive` (its body 
     if err is not None: raise err
     return out
 
-async def _events(s, prompt, config:GenerationConfig, logprobs:int|None=None, response_format:dict|None=None):
-    "The `Event`s of one choice, each made in a worker thread; closing the generator stops the generation."
-    constraint = response_format and await anyio.to_thread.run_sync(json_constraint, s.model, response_format)
-    it = s.model.events(prompt, config, constraint=constraint, logprobs=logprobs)
-    try:
-        while (ev := await anyio.to_thread.run_sync(next, it, _END)) is not _END: yield ev
-    finally: it.close()
+def _cancel(handles:list):
+    for h in handles:
+        if not h.done: h.cancel()
 
 class _Streamed(StreamingResponse):
-    "A streamed response that holds its request's ticket (a running slot) while it streams, and stops when the client goes."
-    def __init__(self, ticket:Ticket, content):
+    "A streamed response that cancels its generations when it ends, however it ends (the client gone, the server stopping)."
+    def __init__(self, handles:list, content):
         super().__init__(content, media_type='text/event-stream', headers={'Cache-Control': 'no-cache', 'X-Accel-Buffering': 'no'})
-        self.ticket = ticket
+        self.handles = handles
     async def __call__(self, scope, receive, send):
         stream = super().__call__
-        async def run(gone):
-            async with self.ticket: await stream(scope, anyio.sleep_forever, send)   # we watch for the disconnect, not Starlette
+        async def run(gone): await stream(scope, anyio.sleep_forever, send)   # we watch for the disconnect, not Starlette
         try: await unless_disconnected(receive, run)
-        finally: self.ticket.close()
+        finally: _cancel(self.handles)
 
 # %% ../nbs/06_serve.ipynb #b0d71e11
 _DRAIN_BYTES = 64 << 20  # the most of an unwanted body read and dropped, so that the client can read our early answer
@@ -389,13 +367,16 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 # %% ../nbs/06_serve.ipynb #c3a9e0f2
+_FAILED = 'generation failed: '
+
 def _model_error(e:Exception)->APIError:
     if isinstance(e, APIError): return e
     if isinstance(e, ChatTemplateError) and not e.syntax:
         return APIError(400, f"messages: the model's chat template refuses them: {e.reason}", param='messages', code='invalid_value')
-    if isinstance(e, ConvchatError) and not isinstance(e, ChatTemplateError): return APIError(400, str(e), code='invalid_request')
-    log.exception('generation failed')
-    return APIError(500, f"The generation failed: {type(e).__name__}: {e}", code='generation_failed')
+    failed = str(e).startswith(_FAILED)                     # the scheduler's words for an error in a decode step
+    if isinstance(e, ConvchatError) and not isinstance(e, ChatTemplateError) and not failed: return APIError(400, str(e), code='invalid_request')
+    if not failed: log.error('generation failed', exc_info=e)
+    return APIError(500, f"The generation failed: {str(e).removeprefix(_FAILED) if failed else f'{type(e).__name__}: {e}'}", code='generation_failed')
 
 # %% ../nbs/06_serve.ipynb #e5f92a31
 def _loopback_ip(a:str)->bool:
@@ -477,7 +458,7 @@ def _family(name:str, kind:str, help:str, samples:list)->list:
     return [f'# HELP {name} {help}', f'# TYPE {name} {kind}'] + [f'{name}{sfx}{lab(d)} {v:g}' for sfx, d, v in samples]
 
 @patch
-def prometheus(self:Metrics, running:int, waiting:int)->str:
+def prometheus(self:Metrics, running:int, waiting:int, steps:int=0, rows:int=0)->str:
     "The metrics in Prometheus' text exposition format (version 0.0.4)."
     with self.lock:
         ttft = [('_bucket', {'le': f'{b:g}'}, n) for b, n in zip(_BUCKETS, self.ttft)] + [('_bucket', {'le': '+Inf'}, self.generations),
@@ -488,6 +469,8 @@ def prometheus(self:Metrics, running:int, waiting:int)->str:
              + _family('convchat_completion_tokens_total', 'counter', 'Tokens generated.', [('', {}, self.completion_tokens)])
              + _family('convchat_requests_running', 'gauge', 'Generations running now.', [('', {}, running)])
              + _family('convchat_requests_waiting', 'gauge', 'Requests waiting for a place (queue depth).', [('', {}, waiting)])
+             + _family('convchat_decode_steps_total', 'counter', 'Decode steps of the batch.', [('', {}, steps)])
+             + _family('convchat_batch_rows_total', 'counter', 'Rows decoded, summed over steps (over steps: the mean batch size).', [('', {}, rows)])
              + _family('convchat_time_to_first_token_seconds', 'histogram', 'Seconds from a generation\'s start to its first token.', ttft)
              + _family('convchat_decode_tokens_per_second', 'summary', 'Decode speed of each generation after its first token.',
                        [('_sum', {}, self.tps_sum), ('_count', {}, self.generations)]))
@@ -519,12 +502,15 @@ def _model_card(s)->dict: return dict(id=s.model_id, object='model', created=s.s
 def health_check(request:Request):
     "Liveness and load: the model's id, and how many generations run and wait."
     s = request.app.state
-    return dict(status='ok', model=s.model_id, running=s.gate.active, waiting=s.gate.admitted-s.gate.active)
+    m = s.scheduler.metrics()
+    return dict(status='ok', model=s.model_id, running=m['requests_running'], waiting=m['requests_waiting'])
 
 def metrics(request:Request):
     "`GET /metrics`: Prometheus' text format."
     s = request.app.state
-    return Response(s.metrics.prometheus(s.gate.active, s.gate.admitted-s.gate.active), media_type='text/plain; version=0.0.4; charset=utf-8')
+    m = s.scheduler.metrics()
+    return Response(s.metrics.prometheus(m['requests_running'], m['requests_waiting'], m['steps_total'], m['batch_rows_sum']),
+                    media_type='text/plain; version=0.0.4; charset=utf-8')
 
 def list_models(request:Request): return dict(object='list', data=[_model_card(request.app.state)])
 
@@ -539,7 +525,7 @@ def get_model(name:str, request:Request):
 class _Work:
     "A checked request: one prompt and config per choice, and how to answer."
     chat:bool                 # A chat completion (messages), or a plain one (text prompts)
-    prompts:list              # Per choice: messages, or prompt text
+    prompts:list              # Per choice: prompt token ids
     configs:list              # Per choice: `GenerationConfig`
     prompt_tokens:int         # Tokens of the distinct prompts
     logprobs:int|None         # Top log-probabilities per token (None: none)
@@ -549,13 +535,14 @@ class _Work:
     created:int=0             # Unix time of the request
     log:dict=None             # Fields for the access log
 
-async def _prompt_tokens(s, prompt, field:str)->int:
-    try: n = len(await anyio.to_thread.run_sync(s.model.encode, prompt))
+async def _encoded(s, prompt, field:str)->list:
+    "The token ids of a prompt (messages or text), or a 400 when they do not fit the context."
+    try: ids = await anyio.to_thread.run_sync(s.model.encode, prompt)
     except Exception as e: raise _model_error(e) from e
-    if n >= s.model.context_length:
+    if (n := len(ids)) >= s.model.context_length:
         raise APIError(400, f"The {field} take{'s' if field == 'prompt' else ''} {n} tokens but {s.model_id}'s context holds {s.model.context_length}; "
                        "shorten them", param=field, code='context_length_exceeded')
-    return n
+    return ids
 
 async def _checked(s, req:_Sampling)->_Work:
     "What `req` asks for, or a 4xx `APIError` if the model cannot answer it."
@@ -564,9 +551,9 @@ async def _checked(s, req:_Sampling)->_Work:
         try: await anyio.to_thread.run_sync(json_constraint, s.model, fmt)   # a schema llguidance cannot compile is the client's to fix
         except ConvchatError as e: raise APIError(400, str(e), param='response_format', code='invalid_value') from None
     prompts = [[m.to_dict(i) for i, m in enumerate(req.messages)]] if chat else [req.prompt] if isinstance(req.prompt, str) else req.prompt
-    n_prompt = [await _prompt_tokens(s, p, 'messages' if chat else 'prompt') for p in prompts]
+    prompts = [await _encoded(s, p, 'messages' if chat else 'prompt') for p in prompts]
     n, rid = req.n or 1, f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
-    return _Work(chat, [p for p in prompts for _ in range(n)], choice_configs(config, n)*len(prompts), sum(n_prompt), logprobs, fmt,
+    return _Work(chat, [p for p in prompts for _ in range(n)], choice_configs(config, n)*len(prompts), sum(map(len, prompts)), logprobs, fmt,
                  bool(req.stream_options and req.stream_options.include_usage), rid, int(time.time()), dict(id=rid))
 
 # %% ../nbs/06_serve.ipynb #9ea94ca6
@@ -585,24 +572,23 @@ def _done(s, w:_Work, gens:list):
     for i, g in enumerate(gens): s.metrics.generation(g, w.prompt_tokens if i == 0 else 0)
     w.log.update(usage(w.prompt_tokens, gens), ttft_ms=round(1000*max((g.ttft_s for g in gens), default=0), 1))
 
-async def _run_all(s, w:_Work)->tuple:
+async def _run_all(s, w:_Work, handles:list)->tuple:
     "Every choice's `Generation` and log-probability entries."
     gens, lps = [], []
-    for p, c in zip(w.prompts, w.configs):
+    for h in handles:
         entries = []
-        async for ev in _events(s, p, c, w.logprobs, w.response_format):
+        async for ev in h:
             if (e := _entry(s, ev)): entries.append(e)
             if ev.generation: gens.append(ev.generation)
         lps.append(entries)
     return gens, lps
 
-async def _complete(s, request:Request, ticket:Ticket, w:_Work):
+async def _complete(s, request:Request, handles:list, w:_Work):
     "A plain completion, generated while the handler watches for the client to hang up."
-    async def run(gone):
-        async with ticket: return await _run_all(s, w)
+    async def run(gone): return await _run_all(s, w, handles)
     try: out = await unless_disconnected(request.receive, run)
     except Exception as e: raise _model_error(e) from e
-    finally: ticket.close()
+    finally: _cancel(handles)
     if out is GONE: return Response(status_code=499)   # the client hung up: nobody to answer
     gens, lps = out
     _done(s, w, gens)
@@ -612,9 +598,10 @@ async def _complete(s, request:Request, ticket:Ticket, w:_Work):
 async def _answer(req:_Sampling, request:Request):
     s = request.app.state
     w = await _checked(s, req)
-    request.state.log, ticket = w.log, s.gate.admit()
-    if not req.stream: return await _complete(s, request, ticket, w)
-    return _Streamed(ticket, _sse(s, w))
+    request.state.log = w.log
+    handles = await anyio.to_thread.run_sync(submit_all, s, w)
+    if not req.stream: return await _complete(s, request, handles, w)
+    return _Streamed(handles, _sse(s, w, handles))
 
 async def chat_completions(req:ChatRequest, request:Request):
     "`POST /v1/chat/completions`, streamed or not."
@@ -624,9 +611,18 @@ async def completions(req:CompletionRequest, request:Request):
     "`POST /v1/completions`: plain prompts, streamed or not."
     return await _answer(req, request)
 
+# %% ../nbs/06_serve.ipynb #e644be31
+@contextlib.asynccontextmanager
+async def _lifespan(app:FastAPI):
+    "Run the app's scheduler while the server runs; at shutdown (after uvicorn's grace period) cancel what is left."
+    s = app.state
+    s.scheduler.start()
+    try: yield
+    finally: await anyio.to_thread.run_sync(lambda: s.scheduler.stop(cancel=True, timeout=30))
+
 # %% ../nbs/06_serve.ipynb #0caa6c39
 def make_app(model_or_dir,                 # A loaded `ChatModel`, or an exported model folder to load
-             max_concurrency:int=2,        # Generations that run at once
+             max_concurrency:int=8,        # Generations decoded together in one batch
              max_body_bytes:int=4<<20,     # Largest request body accepted (413 beyond); 4 MiB
              max_queue:int=16,             # Requests that may wait for a slot (429 beyond)
              model_name:str|None=None,     # Id to serve the model under (default: its folder name)
@@ -636,9 +632,9 @@ def make_app(model_or_dir,                 # A loaded `ChatModel`, or an exporte
     "An OpenAI-compatible FastAPI app serving one model."
     model = model_or_dir if hasattr(model_or_dir, 'events') else ChatModel(model_or_dir)
     app = FastAPI(title='convchat', summary=f'OpenAI-compatible chat API for {model_name or model.model_id}',
-                  docs_url=None, redoc_url=None)
+                  docs_url=None, redoc_url=None, lifespan=_lifespan)
     s = app.state
-    s.model, s.model_id, s.gate = model, model_name or model.model_id, Gate(max_concurrency, max_queue)
+    s.model, s.model_id, s.scheduler = model, model_name or model.model_id, Scheduler(model, max_concurrency, max_queue)
     s.started, s.max_body_bytes, s.metrics = int(time.time()), max_body_bytes, Metrics()
     add_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
@@ -651,15 +647,15 @@ def make_app(model_or_dir,                 # A loaded `ChatModel`, or an exporte
     return app
 
 # %% ../nbs/06_serve.ipynb #f6eed540
-async def _sse(s, w:_Work):
-    "Server-sent events for one streamed completion, its choices one after another."
+async def _sse(s, w:_Work, handles:list):
+    "Server-sent events for one streamed completion, its choices one after another (they run together in the batch)."
     chunk = lambda *a, **k: sse_chunk(w.rid, s.model_id, w.created, *a, **k)
     gens = []
     try:
-        for i, (p, c) in enumerate(zip(w.prompts, w.configs)):
+        for i, h in enumerate(handles):
             if w.chat: yield chunk({'role': 'assistant', 'content': ''}, index=i)
             gen, sent = None, 0
-            async for ev in _events(s, p, c, w.logprobs, w.response_format):
+            async for ev in h:
                 e = _entry(s, ev)
                 if ev.text or e:
                     yield chunk({'content': ev.text} if w.chat else ev.text, index=i, logprobs=e and _logprobs_obj(s, w, [e], sent))
@@ -699,11 +695,12 @@ class BackgroundServer:
                  host:str='127.0.0.1',     # Interface to bind
                  port:int=0,               # Port; 0 picks a free one
                  log_level:str='warning',  # uvicorn's log level
+                 grace:float=5,            # Seconds running requests get to finish when the server stops
                 ):
         self.sock = listen_socket(host, port)
         self.host, self.port = host, self.sock.getsockname()[1]
         self.url = f"http://{'['+host+']' if ':' in host else host}:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=5))
+        self.app, self.server = app, uvicorn.Server(uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=grace))
         self.thread = threading.Thread(target=self.server.run, kwargs=dict(sockets=[self.sock]), daemon=True, name=f'convchat-serve-{self.port}')
 
     def start(self, timeout:float=30)->'BackgroundServer':
@@ -723,18 +720,26 @@ class BackgroundServer:
     def __exit__(self, *exc): self.stop()
 
 # %% ../nbs/06_serve.ipynb #686b4002
+def _log_config()->dict:
+    "uvicorn's logging setup, with our JSON access log in place of its own; all on stderr (stdout is for answers, never logs)."
+    c = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    c['formatters']['json_lines'] = {'format': '%(message)s'}
+    c['handlers']['convchat_access'] = {'class': 'logging.StreamHandler', 'formatter': 'json_lines', 'stream': 'ext://sys.stderr'}
+    c['loggers']['convchat.serve.access'] = {'handlers': ['convchat_access'], 'level': 'INFO', 'propagate': False}
+    return c
+
 def run_server(onnx_dir:str|Path,         # Exported ONNX model folder
                host:str='127.0.0.1',      # Interface to bind; loopback by default
                port:int=8000,             # Port; 0 picks a free one
-               threads:int|None=None,     # ONNX Runtime threads (default: the cores shared out among `max_concurrency` generations)
+               threads:int|None=None,     # ONNX Runtime threads (default: all cores, for the one batch)
                log_level:str='info',      # uvicorn's log level
+               shutdown_grace:float=5,    # Seconds running requests get to finish on Ctrl-C
                **kw,                      # `make_app`'s options: max_concurrency, max_body_bytes, max_queue, model_name, api_key (default: $CONVCHAT_API_KEY), allowed_hosts
               ):
     "Serve `onnx_dir` over an OpenAI-compatible HTTP API until interrupted (blocking)."
     if kw.get('api_key') is None: kw['api_key'] = os.environ.get('CONVCHAT_API_KEY') or None
     sock = listen_socket(host, port)
     try:
-        threads = threads or max(1, (os.cpu_count() or 1) // kw.get('max_concurrency', 2))
         app = make_app(ChatModel(onnx_dir, threads=threads), **kw)
         port = sock.getsockname()[1]
         url = f"http://{'['+host+']' if ':' in host else host}:{port}/v1"
@@ -742,7 +747,6 @@ def run_server(onnx_dir:str|Path,         # Exported ONNX model folder
             print(f"convchat serve: warning: listening on {host}, not loopback: anyone who can reach it can use the model"
                   + ('' if kw.get('api_key') else ' (no API key set)'), file=sys.stderr, flush=True)
         print(f"convchat serve: {app.state.model_id} at {url} (OpenAI base_url); Ctrl-C to stop", file=sys.stderr, flush=True)
-        log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-        log_config['handlers']['access']['stream'] = 'ext://sys.stderr'      # stdout is for answers, never logs
-        uvicorn.Server(uvicorn.Config(app, log_level=log_level, log_config=log_config, timeout_graceful_shutdown=5)).run(sockets=[sock])
+        uvicorn.Server(uvicorn.Config(app, log_level=log_level, log_config=_log_config(), access_log=False,
+                                      timeout_graceful_shutdown=shutdown_grace)).run(sockets=[sock])
     finally: sock.close()
