@@ -124,6 +124,33 @@ def bench_design(design:str, code_path:Path, model_dir:Path, a, work:Path)->list
     for r in rows: r['x_one_client'] = round(r['tokens_per_s']/one, 2) if one else None
     return rows, next((l for l in log.read_text().splitlines() if l.startswith('server args:')), '')
 
+def engine_rows(model_dir:Path, a)->list:
+    "The same load on this checkout's `Scheduler` in-process (no HTTP): the ceiling the server's batching can reach."
+    from convchat.runtime import ChatModel, GenerationConfig
+    from convchat.scheduler import Scheduler, Request
+    m, c, rows = ChatModel(model_dir), GenerationConfig(max_new_tokens=a.max_tokens, temperature=0), []
+    with Scheduler(m, max_batch=max(a.clients), max_waiting=max(a.clients)*a.requests_per_client) as s:
+        s.submit(Request(m.encode('hi'), c.replace(max_new_tokens=4))).result()                   # warm up
+        for n in a.clients:
+            def client(k, out):
+                for i in range(a.requests_per_client):
+                    q = QUESTIONS[(k*a.requests_per_client + i) % len(QUESTIONS)]
+                    out.append(s.submit(Request(m.encode([{'role': 'user', 'content': q}]), c)).result().completion_tokens)
+            steps0, rows0, out, t0 = s.steps, s.stats['batch_rows_sum'], [], time.perf_counter()
+            ths = [threading.Thread(target=client, args=(k, out)) for k in range(n)]
+            for t in ths: t.start()
+            for t in ths: t.join()
+            wall = time.perf_counter()-t0
+            mean = (s.stats['batch_rows_sum']-rows0)/max(1, s.steps-steps0)
+            rows.append(dict(label=f"in-process, {n} client{'s' if n > 1 else ''}", clients=n, requests=len(out),
+                             tokens_per_s=round(sum(out)/wall, 1), mean_batch=round(mean, 2)))
+            print(f"[in-process] {n} clients: {rows[-1]['tokens_per_s']} tokens/s, mean batch {rows[-1]['mean_batch']}", file=sys.stderr)
+    for r in rows: r['x_one_client'] = round(r['tokens_per_s']/rows[0]['tokens_per_s'], 2)
+    return rows
+
+ENGINE_COLUMNS = [column('label', 'scheduler, clients'), column('requests', 'requests'), column('tokens_per_s', 'tokens/s', '{:.1f}'),
+                  column('x_one_client', 'x one client', '{:.2f}'), column('mean_batch', 'mean rows per step', '{:.2f}')]
+
 COLUMNS = [column('label', 'server, clients'), column('requests', 'requests'), column('tokens_per_s', 'tokens/s', '{:.1f}', True),
            column('x_one_client', 'x one client', '{:.2f}', True), column('ttft_p50_s', 'p50 TTFT (s)', '{:.3f}'),
            column('ttft_p95_s', 'p95 TTFT (s)', '{:.3f}'), column('latency_p50_s', 'p50 latency (s)', '{:.3f}'),
@@ -140,9 +167,11 @@ def write(results:dict)->Path:
                "tokens/s is every reply's tokens over the row's wall time; *x one client* divides it by the one-client row of the "
                "same server; *same as alone* is the share of replies identical to that question's reply with one client. "
                "Both servers ran in the same run, one after the other; compare rows within one run."),
-        tables=[dict(columns=COLUMNS, rows=rows)],
+        tables=[dict(columns=COLUMNS, rows=rows)] + ([dict(title='The scheduler in-process, without HTTP', columns=ENGINE_COLUMNS,
+                                                           rows=results['engine'])] if results.get('engine') else []),
         notes=[f"{DESIGNS[d]}: {', '.join(f'{k}={v}' for k, v in results['server_args'][d].items())}." for d in a['designs']] +
-              [f"With 8 clients: {', '.join(f'{d} {x}x' for d, x in best.items() if x)} one client's tokens/s."])
+              ([f"With 8 clients: {', '.join(f'{d} {x}x' for d, x in best.items() if x)} one client's tokens/s."]
+               if any(best.values()) else []))
     return write_result('serve', results)
 
 def main():
@@ -153,6 +182,7 @@ def main():
     ap.add_argument('--requests-per-client', type=int, default=2)
     ap.add_argument('--max-tokens', type=int, default=64)
     ap.add_argument('--designs', nargs='+', choices=list(DESIGNS), default=list(DESIGNS))
+    ap.add_argument('--no-engine', action='store_true', help="skip the in-process scheduler table")
     a = ap.parse_args()
     import onnxruntime, openai
     with tempfile.TemporaryDirectory() as tmp:
@@ -160,7 +190,8 @@ def main():
         model_dir = a.model or model_folder(a.quick, tmp)
         paths = dict(previous=previous_code(tmp) if 'previous' in a.designs else None, current=ROOT)
         meta = json.loads((model_dir/'convchat-onnx.json').read_text())
-        label = 'a tiny random model' if a.quick and not a.model else f"`{model_dir.name}` ({meta.get('graph')} graph, {meta.get('bits')} bits)"
+        label = ('a tiny random model' if a.quick and not a.model else
+                 f"`{model_dir.name}` ({meta.get('graph')} graph, {meta.get('bits')} bits)")
         results = dict(settings=dict(clients=a.clients, requests_per_client=a.requests_per_client, max_tokens=a.max_tokens,
                                      designs=a.designs, model=label),
                        machine=dict(cpu_info(), versions=dict(python=platform.python_version(), onnxruntime=onnxruntime.__version__,
@@ -171,6 +202,7 @@ def main():
             rows, args = bench_design(d, paths[d], model_dir, a, tmp)
             results['rows'] += rows
             results['server_args'][d] = ast.literal_eval(args.split('server args:', 1)[1]) if args else {}
+        if 'current' in a.designs and not a.no_engine: results['engine'] = engine_rows(model_dir, a)
         results['machine'].update(load_avg=round(os.getloadavg()[0], 2), note=f'shared; load {load0:.2f} at the start')
     print(write(results).read_text())
 
