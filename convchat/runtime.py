@@ -1,4 +1,4 @@
-"""The one ONNX decoder: a KV-cache loop with greedy and sampled decoding, generation options, logit comparison, and `ChatModel`, which answers chats from an exported folder with ONNX Runtime alone.
+"""The one ONNX decoder: a KV-cache batch whose rows join and leave between steps, with greedy and sampled decoding, generation options, logit comparison, and `ChatModel`, which answers chats from an exported folder with ONNX Runtime alone.
 
 Docs: https://convchat.github.io/convchat/runtime.html.md"""
 
