@@ -297,19 +297,19 @@ def submit_all(s, w)->list:
 
 # %% ../nbs/06_serve.ipynb #37553c6d
 log = logging.getLogger('convchat.serve')
-_END, GONE = object(), object()
+GONE = object()
 
 async def unless_disconnected(receive, # The request's ASGI `receive` (its body already read)
-                              afn,     # `async def afn(gone)`, the work; `gone` is a `threading.Event` for worker threads to check
+                              afn,     # `async def afn()`, the work
                              ):
-    "`await afn(gone)`, unless the client disconnects first: then set `gone`, cancel `afn` and return `GONE`."
-    gone, out, err = threading.Event(), GONE, None
+    "`await afn()`, unless the client disconnects first: then cancel `afn` and return `GONE`."
+    out, err = GONE, None
     async with anyio.create_task_group() as tg:
         async def watch():
             while (await receive())['type'] != 'http.disconnect': pass
-            gone.set(); tg.cancel_scope.cancel()
+            tg.cancel_scope.cancel()
         tg.start_soon(watch)
-        try: out = await afn(gone)
+        try: out = await afn()
         except Exception as e: err = e
         finally: tg.cancel_scope.cancel()
     if err is not None: raise err
@@ -326,7 +326,7 @@ class _Streamed(StreamingResponse):
         self.handles = handles
     async def __call__(self, scope, receive, send):
         stream = super().__call__
-        async def run(gone): await stream(scope, anyio.sleep_forever, send)   # we watch for the disconnect, not Starlette
+        async def run(): await stream(scope, anyio.sleep_forever, send)   # we watch for the disconnect, not Starlette
         try: await unless_disconnected(receive, run)
         finally: _cancel(self.handles)
 
@@ -470,7 +470,7 @@ def prometheus(self:Metrics, running:int, waiting:int, steps:int=0, rows:int=0)-
              + _family('convchat_requests_running', 'gauge', 'Generations running now.', [('', {}, running)])
              + _family('convchat_requests_waiting', 'gauge', 'Requests waiting for a place (queue depth).', [('', {}, waiting)])
              + _family('convchat_decode_steps_total', 'counter', 'Decode steps of the batch.', [('', {}, steps)])
-             + _family('convchat_batch_rows_total', 'counter', 'Rows decoded, summed over steps (over steps: the mean batch size).', [('', {}, rows)])
+             + _family('convchat_batch_rows_total', 'counter', 'Rows decoded, summed over steps.', [('', {}, rows)])
              + _family('convchat_time_to_first_token_seconds', 'histogram', 'Seconds from a generation\'s start to its first token.', ttft)
              + _family('convchat_decode_tokens_per_second', 'summary', 'Decode speed of each generation after its first token.',
                        [('_sum', {}, self.tps_sum), ('_count', {}, self.generations)]))
@@ -492,7 +492,8 @@ class AccessLog:
         try: await self.app(scope, receive, sending)
         finally:
             self.metrics.request(scope['path'], status)
-            rec = dict(time=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='milliseconds'), client=(scope.get('client') or ('-',))[0],
+            now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='milliseconds')
+            rec = dict(time=now, client=(scope.get('client') or ('-',))[0],
                        method=scope['method'], path=scope['path'], status=status, duration_ms=round(1000*(time.perf_counter()-t0), 1))
             access_log.info(json.dumps({**rec, **scope.get('state', {}).get('log', {})}, ensure_ascii=False))
 
@@ -540,8 +541,9 @@ async def _encoded(s, prompt, field:str)->list:
     try: ids = await anyio.to_thread.run_sync(s.model.encode, prompt)
     except Exception as e: raise _model_error(e) from e
     if (n := len(ids)) >= s.model.context_length:
-        raise APIError(400, f"The {field} take{'s' if field == 'prompt' else ''} {n} tokens but {s.model_id}'s context holds {s.model.context_length}; "
-                       "shorten them", param=field, code='context_length_exceeded')
+        verb = 'takes' if field == 'prompt' else 'take'
+        raise APIError(400, f"The {field} {verb} {n} tokens but {s.model_id}'s context holds {s.model.context_length}; shorten them",
+                       param=field, code='context_length_exceeded')
     return ids
 
 async def _checked(s, req:_Sampling)->_Work:
@@ -553,8 +555,8 @@ async def _checked(s, req:_Sampling)->_Work:
     prompts = [[m.to_dict(i) for i, m in enumerate(req.messages)]] if chat else [req.prompt] if isinstance(req.prompt, str) else req.prompt
     prompts = [await _encoded(s, p, 'messages' if chat else 'prompt') for p in prompts]
     n, rid = req.n or 1, f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
-    return _Work(chat, [p for p in prompts for _ in range(n)], choice_configs(config, n)*len(prompts), sum(map(len, prompts)), logprobs, fmt,
-                 bool(req.stream_options and req.stream_options.include_usage), rid, int(time.time()), dict(id=rid))
+    return _Work(chat, [p for p in prompts for _ in range(n)], choice_configs(config, n)*len(prompts), sum(map(len, prompts)),
+                 logprobs, fmt, bool(req.stream_options and req.stream_options.include_usage), rid, int(time.time()), dict(id=rid))
 
 # %% ../nbs/06_serve.ipynb #9ea94ca6
 def _entry(s, ev)->tuple|None:
@@ -585,7 +587,7 @@ async def _run_all(s, w:_Work, handles:list)->tuple:
 
 async def _complete(s, request:Request, handles:list, w:_Work):
     "A plain completion, generated while the handler watches for the client to hang up."
-    async def run(gone): return await _run_all(s, w, handles)
+    async def run(): return await _run_all(s, w, handles)
     try: out = await unless_disconnected(request.receive, run)
     except Exception as e: raise _model_error(e) from e
     finally: _cancel(handles)
@@ -624,7 +626,7 @@ async def _lifespan(app:FastAPI):
 def make_app(model_or_dir,                 # A loaded `ChatModel`, or an exported model folder to load
              max_concurrency:int=8,        # Generations decoded together in one batch
              max_body_bytes:int=4<<20,     # Largest request body accepted (413 beyond); 4 MiB
-             max_queue:int=16,             # Requests that may wait for a slot (429 beyond)
+             max_queue:int=16,             # Requests that may wait for a place in the batch (429 beyond)
              model_name:str|None=None,     # Id to serve the model under (default: its folder name)
              api_key:str|None=None,        # If set, clients must send `Authorization: Bearer <api_key>`
              allowed_hosts:list|None=None, # `Host` names served besides loopback ones when on loopback ('*': any)
@@ -642,7 +644,8 @@ def make_app(model_or_dir,                 # A loaded `ChatModel`, or an exporte
     app.add_middleware(AccessLog, metrics=s.metrics)                                  # outermost: logs every answer
     app.get('/health')(health_check); app.get('/metrics')(metrics)
     v1 = APIRouter(prefix='/v1')
-    v1.get('/models')(list_models); v1.get('/models/{name:path}')(get_model); v1.post('/chat/completions')(chat_completions); v1.post('/completions')(completions)
+    v1.get('/models')(list_models); v1.get('/models/{name:path}')(get_model)
+    v1.post('/chat/completions')(chat_completions); v1.post('/completions')(completions)
     app.include_router(v1)
     return app
 
@@ -734,7 +737,8 @@ def run_server(onnx_dir:str|Path,         # Exported ONNX model folder
                threads:int|None=None,     # ONNX Runtime threads (default: all cores, for the one batch)
                log_level:str='info',      # uvicorn's log level
                shutdown_grace:float=5,    # Seconds running requests get to finish on Ctrl-C
-               **kw,                      # `make_app`'s options: max_concurrency, max_body_bytes, max_queue, model_name, api_key (default: $CONVCHAT_API_KEY), allowed_hosts
+               **kw,                      # `make_app`'s options: max_concurrency, max_body_bytes, max_queue, model_name,
+                                          # api_key (default: $CONVCHAT_API_KEY), allowed_hosts
               ):
     "Serve `onnx_dir` over an OpenAI-compatible HTTP API until interrupted (blocking)."
     if kw.get('api_key') is None: kw['api_key'] = os.environ.get('CONVCHAT_API_KEY') or None
