@@ -292,7 +292,8 @@ def submit_all(s, w)->list:
         if isinstance(e, QueueFull):
             raise APIError(429, f"The server is busy ({s.scheduler.max_waiting} requests wait already); retry shortly",
                            code='server_busy', headers={'Retry-After': '1'}) from None
-        raise APIError(503, f"The server is shutting down: {e}", code='shutting_down') from None
+        if s.scheduler.stopping: raise APIError(503, f"The server is shutting down: {e}", code='shutting_down') from None
+        raise _model_error(e) from None
     return handles
 
 # %% ../nbs/06_serve.ipynb #37553c6d
