@@ -23,7 +23,7 @@ QUESTIONS = ["What time does the bakery open on Saturdays?", "Can I order a birt
              "Do you have gluten-free bread?", "How long does sourdough keep?", "Is there parking nearby?",
              "What is in the seeded loaf?", "Do you deliver?", "Can I pay by card?"]
 DESIGNS = dict(previous=f"previous server ({PREVIOUS}: a decode loop per request, 2 at once)",
-               current="continuous batching (this checkout)")
+               current="this checkout's server (continuous batching)")
 SERVER_ARGS = dict(previous=dict(max_queue=64), current=dict(max_queue=64, max_batch=16, max_concurrency=16))
 
 def model_folder(quick:bool, work:Path)->Path:
@@ -44,6 +44,13 @@ def previous_code(work:Path)->Path:
     tar = subprocess.run(['git', '-C', str(ROOT), 'archive', PREVIOUS, 'convchat'], capture_output=True, check=True).stdout
     subprocess.run(['tar', '-x', '-C', str(dest)], input=tar, check=True)
     return dest
+
+def git_describe(path:Path)->str:
+    "The commit of the checkout at `path` (with '+changes' when its work tree differs)."
+    rev = subprocess.run(['git', '-C', str(path), 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(['git', '-C', str(path), 'status', '--porcelain', '--', 'convchat'], capture_output=True,
+                           text=True).stdout.strip()
+    return rev + ('+changes' if dirty else '')
 
 def free_port()->int:
     import socket
@@ -169,7 +176,8 @@ def write(results:dict)->Path:
                "Both servers ran in the same run, one after the other; compare rows within one run."),
         tables=[dict(columns=COLUMNS, rows=rows)] + ([dict(title='The scheduler in-process, without HTTP', columns=ENGINE_COLUMNS,
                                                            rows=results['engine'])] if results.get('engine') else []),
-        notes=[f"{DESIGNS[d]}: {', '.join(f'{k}={v}' for k, v in results['server_args'][d].items())}." for d in a['designs']] +
+        notes=[f"{DESIGNS[d]}{' at ' + a['current_code'] if d == 'current' else ''}: server arguments "
+               f"{', '.join(f'{k}={v}' for k, v in results['server_args'][d].items())}." for d in a['designs']] +
               ([f"With 8 clients: {', '.join(f'{d} {x}x' for d, x in best.items() if x)} one client's tokens/s."]
                if any(best.values()) else []))
     return write_result('serve', results)
@@ -182,18 +190,20 @@ def main():
     ap.add_argument('--requests-per-client', type=int, default=2)
     ap.add_argument('--max-tokens', type=int, default=64)
     ap.add_argument('--designs', nargs='+', choices=list(DESIGNS), default=list(DESIGNS))
+    ap.add_argument('--current-code', type=Path, default=ROOT,
+                    help="the checkout whose server is 'current' (default: this one; the in-process table uses this process's convchat)")
     ap.add_argument('--no-engine', action='store_true', help="skip the in-process scheduler table")
     a = ap.parse_args()
     import onnxruntime, openai
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model_dir = a.model or model_folder(a.quick, tmp)
-        paths = dict(previous=previous_code(tmp) if 'previous' in a.designs else None, current=ROOT)
+        paths = dict(previous=previous_code(tmp) if 'previous' in a.designs else None, current=a.current_code.resolve())
         meta = json.loads((model_dir/'convchat-onnx.json').read_text())
         label = ('a tiny random model' if a.quick and not a.model else
                  f"`{model_dir.name}` ({meta.get('graph')} graph, {meta.get('bits')} bits)")
         results = dict(settings=dict(clients=a.clients, requests_per_client=a.requests_per_client, max_tokens=a.max_tokens,
-                                     designs=a.designs, model=label),
+                                     designs=a.designs, model=label, current_code=git_describe(a.current_code)),
                        machine=dict(cpu_info(), versions=dict(python=platform.python_version(), onnxruntime=onnxruntime.__version__,
                                                               openai=openai.__version__)),
                        rows=[], server_args={})

@@ -43,16 +43,16 @@ class Handle:
     def __repr__(self): return f"Handle({len(self.request.prompt)} prompt tokens, done={self.done}, cancelled={self.cancelled})"
 
 # %% ../nbs/05a_scheduler.ipynb #5f378191
+def _last(ev)->bool: return isinstance(ev, BaseException) or ev.generation is not None
+
 @patch
 def _put(self:Handle, ev):
     "Hand an `Event` (or an exception) over from the scheduler thread."
     with self.cond:
-        self.events.append(ev)
-        if isinstance(ev, BaseException) or ev.generation is not None: self.done = True
+        self.events.append(ev); self.done = self.done or _last(ev)
         self.cond.notify_all()
-        if self._wake: self._wake()
-
-def _last(ev)->bool: return isinstance(ev, BaseException) or ev.generation is not None
+        try: self._wake and self._wake()
+        except RuntimeError: pass                                  # the reader's event loop has closed: nobody is waiting
 
 def _check(ev):
     if isinstance(ev, BaseException): raise ev
