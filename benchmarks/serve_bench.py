@@ -1,176 +1,219 @@
-"""`convchat serve` on loopback: requests per second, latency (p50/p95) and time to first token under a fixed number of concurrent clients, talking to the server with the official `openai` client.
+"""`convchat serve` under load on loopback: aggregate tokens/s, time to first token and latency (p50/p95) for 1 to 16 concurrent
+streamed clients using the official `openai` client, for this checkout's server and the previous server design, in one run.
 
-    python benchmarks/serve_bench.py [--quick] [--models tiny default fused-int8] [--clients 1 4] [--requests 16] [--max-seconds 30]
+    python benchmarks/serve_bench.py [--quick] [--clients 1 2 4 8 16] [--requests-per-client 2] [--max-tokens 64]
+                                     [--designs previous current] [--model DIR]
 
-The server runs in its own process (`convchat.serve.run_server`, 2 running generations, its default ONNX Runtime threads) and the
-clients in this one, each a thread that sends greedy requests back to back until the request count or the time bound is
-reached. The same prompts are answered first by `ChatModel.generate` in this process, so the HTTP overhead can be read off
-the one-client latency. Models: a tiny random Llama-style model (measures the server itself) and, unless `--quick`, the
-embedded default model SmolLM2-135M-Instruct as its plain fp32 Optimum export (`convert.export(graph='plain', bits=None)`)
-and as a fused 8-bit graph (`convchat.fuse.build_fused(bits=8)`, onnxruntime-genai's builder; `fused-fp32` and `fused-int4`
-can be asked for too), both cached under the convchat cache folder and run by convchat's runtime. Results go to
-`benchmarks/results/serve.md` and `serve.json`.
+Model: what `convchat convert` writes by default for the default model (SmolLM2-135M-Instruct, fused 8-bit graph), cached
+under the convchat cache folder; `--quick` uses a tiny random Llama-style model instead (measures the server itself).
+Designs, each a server in its own process (`convchat.serve.run_server` from that code, ONNX Runtime's default threads):
+`previous` is the server of commit 20642a0 (one decode loop per request, 2 running at once, the rest queued), extracted with
+`git archive` and put first on PYTHONPATH; `current` is this checkout's server. Every client sends its requests back to back
+(greedy, `max_tokens` each, streamed with usage); a row ends when all are answered. Each reply is compared with the reply the
+same design gave that question with one client: greedy replies must not depend on the load. Results go to
+`benchmarks/results/serve.md` and `serve.json` (run under `flock /tmp/convchat-bench.lock`).
 """
-import argparse, json, os, platform, statistics, subprocess, sys, tempfile, threading, time
+import argparse, ast, json, os, platform, subprocess, sys, tempfile, threading, time
 from pathlib import Path
 from benchlib import cpu_info, column, write_result
 
-RESULTS = Path(__file__).parent/'results'
+ROOT, RESULTS = Path(__file__).resolve().parent.parent, Path(__file__).parent/'results'
+PREVIOUS = '20642a0'
 QUESTIONS = ["What time does the bakery open on Saturdays?", "Can I order a birthday cake for Friday?",
              "Do you have gluten-free bread?", "How long does sourdough keep?", "Is there parking nearby?",
              "What is in the seeded loaf?", "Do you deliver?", "Can I pay by card?"]
+DESIGNS = dict(previous=f"previous server ({PREVIOUS}: a decode loop per request, 2 at once)",
+               current="this checkout's server (continuous batching)")
+SERVER_ARGS = dict(previous=dict(max_queue=64), current=dict(max_queue=64, max_batch=16, max_concurrency=16))
 
-MODELS = ('tiny', 'default', 'fused-int8')
-CHOICES = MODELS + ('fused-fp32', 'fused-int4')
-
-def export_model(which:str, work:Path)->Path:
-    "An exported folder for `which`: 'tiny', 'default' (plain fp32 Optimum export) or 'fused-int8'/'fused-fp32'/'fused-int4' (`convchat.fuse.build_fused`, not gated); the default model's are cached."
+def model_folder(quick:bool, work:Path)->Path:
+    "The folder `convchat convert` writes for the default model (cached), or a tiny random model's export with `quick`."
     from convchat.core import cache_dir
-    from convchat.models import save_tiny_model
     from convchat.convert import export
-    if which == 'tiny':
-        return Path(export(save_tiny_model(work/'tiny-hf', 'llama'), work/'tiny-onnx', graph='plain', bits=None, verify=False, progress=False))
-    if which.startswith('fused-'):
-        from convchat.fuse import build_fused
-        from convchat.models import default_model_path
-        dest = cache_dir()/'bench'/f'default-{which}'
-        if (dest/'convchat-onnx.json').exists(): return dest
-        bits = {'fp32': None, 'int8': 8, 'int4': 4}[which.split('-', 1)[1]]
-        return Path(build_fused(default_model_path(), dest, bits=bits, overwrite=True))
-    dest = cache_dir()/'bench'/'default-onnx'
+    if quick:
+        from convchat.models import save_tiny_model
+        return Path(export(save_tiny_model(work/'tiny-hf', 'llama'), work/'tiny-onnx', graph='plain', bits=None, verify=False,
+                           progress=False))
+    dest = cache_dir()/'bench'/'default-convert'
     if (dest/'convchat-onnx.json').exists(): return dest
-    return Path(export('default', dest, graph='plain', bits=None, verify=False, overwrite=True))
+    return Path(export('default', dest, progress=False, overwrite=True))
+
+def previous_code(work:Path)->Path:
+    "The `convchat` package of commit `PREVIOUS`, extracted into `work`."
+    dest = work/'previous'; dest.mkdir()
+    tar = subprocess.run(['git', '-C', str(ROOT), 'archive', PREVIOUS, 'convchat'], capture_output=True, check=True).stdout
+    subprocess.run(['tar', '-x', '-C', str(dest)], input=tar, check=True)
+    return dest
+
+def git_describe(path:Path)->str:
+    "The commit of the checkout at `path` (with '+changes' when its work tree differs)."
+    rev = subprocess.run(['git', '-C', str(path), 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(['git', '-C', str(path), 'status', '--porcelain', '--', 'convchat'], capture_output=True,
+                           text=True).stdout.strip()
+    return rev + ('+changes' if dirty else '')
 
 def free_port()->int:
-    from convchat.serve import listen_socket
-    s = listen_socket('127.0.0.1', 0); p = s.getsockname()[1]; s.close()
-    return p
+    import socket
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
-def start_server(model_dir:Path, port:int, threads:int|None, concurrency:int):
-    code = (f"from convchat.serve import run_server; run_server({str(model_dir)!r}, port={port}, threads={threads}, "
-            f"max_concurrency={concurrency}, max_queue=64, log_level='warning')")
-    proc = subprocess.Popen([sys.executable, '-c', code], stderr=subprocess.PIPE, text=True)
-    line = proc.stderr.readline()
-    if 'convchat serve:' not in line: raise RuntimeError(f"server did not start: {line}{proc.stderr.read()}")
-    threading.Thread(target=proc.stderr.read, daemon=True).start()   # keep draining its log
-    return proc
+def start_server(code_path:Path, model_dir:Path, port:int, kwargs:dict, log:Path):
+    "`run_server` of the package at `code_path` in a child process, given those of `kwargs` its signature takes; wait until it answers."
+    from openai import OpenAI
+    code = (f"import inspect, convchat.serve as S; kw = {kwargs!r}; "
+            "ps = set(inspect.signature(S.run_server).parameters) | set(inspect.signature(S.make_app).parameters); "
+            "kw = {k: v for k, v in kw.items() if k in ps}; print('server args:', kw, flush=True); "
+            f"S.run_server({str(model_dir)!r}, port={port}, log_level='warning', **kw)")
+    env = dict(os.environ, PYTHONPATH=str(code_path))
+    proc = subprocess.Popen([sys.executable, '-c', code], stdout=log.open('w'), stderr=subprocess.STDOUT, env=env, cwd=code_path)
+    client = OpenAI(base_url=f'http://127.0.0.1:{port}/v1', api_key='none', max_retries=0, timeout=300)
+    for _ in range(600):
+        if proc.poll() is not None: raise RuntimeError(f"server from {code_path} ended: {log.read_text()[-2000:]}")
+        try: return proc, client, client.models.list().data[0].id
+        except Exception: time.sleep(0.2)
+    proc.kill(); raise RuntimeError(f"server from {code_path} did not answer in 120 s")
 
 def pct(xs, q):
     xs = sorted(xs)
-    return xs[min(len(xs)-1, max(0, round(q/100*(len(xs)-1))))] if xs else float('nan')
+    return xs[min(len(xs)-1, max(0, round(q/100*(len(xs)-1))))] if xs else None
 
-def load(client, model_id:str, clients:int, n_requests:int, max_seconds:float, max_tokens:int, stream:bool)->dict:
-    "`clients` threads send requests back to back; returns throughput and latency figures."
-    lat, ttft, toks, errors, lock = [], [], [], [], threading.Lock()
-    counter = iter(range(n_requests))
-    t_end = time.perf_counter() + max_seconds
-    def worker():
-        while time.perf_counter() < t_end:
-            with lock: i = next(counter, None)
-            if i is None: return
-            msgs = [{'role': 'user', 'content': QUESTIONS[i % len(QUESTIONS)]}]
-            t0 = time.perf_counter()
-            try:
-                if stream:
-                    first, n = None, 0
-                    for c in client.chat.completions.create(model=model_id, messages=msgs, max_tokens=max_tokens, temperature=0,
-                                                            stream=True, stream_options={'include_usage': True}):
-                        if first is None and c.choices and c.choices[0].delta.content: first = time.perf_counter()-t0
-                        if c.usage: n = c.usage.completion_tokens
-                else:
-                    r = client.chat.completions.create(model=model_id, messages=msgs, max_tokens=max_tokens, temperature=0)
-                    first, n = None, r.usage.completion_tokens
+def ask(client, model_id:str, q:str, max_tokens:int)->dict:
+    "One streamed greedy request: its text, completion tokens, time to first token and latency."
+    t0, first, n, text = time.perf_counter(), None, 0, []
+    for c in client.chat.completions.create(model=model_id, messages=[{'role': 'user', 'content': q}], max_tokens=max_tokens,
+                                            temperature=0, stream=True, stream_options={'include_usage': True}):
+        if c.choices and c.choices[0].delta.content:
+            if first is None: first = time.perf_counter()-t0
+            text.append(c.choices[0].delta.content)
+        if c.usage: n = c.usage.completion_tokens
+    return dict(q=q, text=''.join(text), tokens=n, ttft=first, latency=time.perf_counter()-t0)
+
+def load(client, model_id:str, clients:int, per_client:int, max_tokens:int)->tuple[dict, list]:
+    "`clients` threads each send `per_client` requests back to back: the row's figures and every answer."
+    out, errors, lock = [], [], threading.Lock()
+    def worker(k):
+        for i in range(per_client):
+            try: r = ask(client, model_id, QUESTIONS[(k*per_client + i) % len(QUESTIONS)], max_tokens)
             except Exception as e:
-                with lock: errors.append(repr(e)); continue
-            dt = time.perf_counter()-t0
-            with lock:
-                lat.append(dt); toks.append(n)
-                if first is not None: ttft.append(first)
+                with lock: errors.append(repr(e)[:200]); continue
+            with lock: out.append(r)
     t0 = time.perf_counter()
-    ths = [threading.Thread(target=worker) for _ in range(clients)]
+    ths = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
     for t in ths: t.start()
     for t in ths: t.join()
     wall = time.perf_counter()-t0
-    return dict(clients=clients, stream=stream, requests=len(lat), errors=len(errors), error_samples=errors[:3], seconds=round(wall, 2),
-                req_per_s=round(len(lat)/wall, 2), completion_tokens_per_s=round(sum(toks)/wall, 1),
-                latency_p50_s=round(pct(lat, 50), 3), latency_p95_s=round(pct(lat, 95), 3),
-                ttft_p50_s=round(pct(ttft, 50), 3) if ttft else None)
+    ttft, lat = [r['ttft'] for r in out if r['ttft'] is not None], [r['latency'] for r in out]
+    r3 = lambda x: None if x is None else round(x, 3)
+    return dict(clients=clients, requests=len(out), errors=len(errors), error_samples=errors[:3], seconds=round(wall, 2),
+                tokens=sum(r['tokens'] for r in out), tokens_per_s=round(sum(r['tokens'] for r in out)/wall, 1),
+                ttft_p50_s=r3(pct(ttft, 50)), ttft_p95_s=r3(pct(ttft, 95)),
+                latency_p50_s=r3(pct(lat, 50)), latency_p95_s=r3(pct(lat, 95))), out
 
-def bench_model(which:str, work:Path, a)->dict:
-    from openai import OpenAI
-    from convchat.runtime import ChatModel
-    t0 = time.perf_counter()
-    d = export_model(which, work)
-    print(f"[{which}] model at {d} ({time.perf_counter()-t0:.0f} s)", file=sys.stderr)
-    m = ChatModel(d, threads=a.threads)
-    direct = []
-    for q in QUESTIONS[:4]:
-        t0 = time.perf_counter(); m.generate([{'role': 'user', 'content': q}], max_new_tokens=a.max_tokens); direct.append(time.perf_counter()-t0)
-    model_id = m.model_id; del m
-    port = free_port()
-    proc = start_server(d, port, a.threads, a.concurrency)
+def bench_design(design:str, code_path:Path, model_dir:Path, a, work:Path)->list:
+    "Rows for one server design: one per client count, with the speed-up over one client and the share of replies as alone."
+    port, log = free_port(), work/f'{design}.log'
+    proc, client, model_id = start_server(code_path, model_dir, port, SERVER_ARGS[design], log)
+    rows, alone = [], {}
     try:
-        client = OpenAI(base_url=f'http://127.0.0.1:{port}/v1', api_key='none', max_retries=0, timeout=120)
-        client.chat.completions.create(model=model_id, messages=[{'role': 'user', 'content': 'hi'}], max_tokens=4)  # warm up
-        runs = []
+        ask(client, model_id, 'hi', 4)                                                           # warm up
+        for q in QUESTIONS: alone[q] = ask(client, model_id, q, a.max_tokens)['text']            # each question alone
         for c in a.clients:
-            for stream in (False, True):
-                r = load(client, model_id, c, a.requests, a.max_seconds, a.max_tokens, stream)
-                print(f"[{which}] clients={c} stream={stream}: {r['req_per_s']} req/s, p50 {r['latency_p50_s']} s, p95 {r['latency_p95_s']} s, errors {r['errors']}", file=sys.stderr)
-                runs.append(r)
+            r, answers = load(client, model_id, c, a.requests_per_client, a.max_tokens)
+            r.update(design=design, label=f"{design}, {c} client{'s' if c > 1 else ''}",
+                     same_as_alone=round(sum(x['text'] == alone[x['q']] for x in answers)/max(1, len(answers)), 3))
+            rows.append(r)
+            print(f"[{design}] {c} clients: {r['tokens_per_s']} tokens/s, TTFT p50 {r['ttft_p50_s']} s, latency p95 "
+                  f"{r['latency_p95_s']} s, same as alone {r['same_as_alone']}, errors {r['errors']}", file=sys.stderr)
     finally:
-        proc.send_signal(2); proc.wait(30)
-    return dict(model=which, model_id=model_id, direct_generate_s=round(statistics.median(direct), 3), runs=runs)
+        proc.send_signal(2)
+        try: proc.wait(60)
+        except subprocess.TimeoutExpired: proc.kill()
+    one = next((r['tokens_per_s'] for r in rows if r['clients'] == 1), None)
+    for r in rows: r['x_one_client'] = round(r['tokens_per_s']/one, 2) if one else None
+    return rows, next((l for l in log.read_text().splitlines() if l.startswith('server args:')), '')
 
-def _label(model:str, quantize:str|None=None)->str:
-    if model == 'tiny': return 'tiny (random weights)'
-    if model.startswith('fused-'): return f"SmolLM2-135M-Instruct fused {model.split('-', 1)[1]}"
-    return f"SmolLM2-135M-Instruct {quantize or 'fp32'}"     # `quantize`: results written before issue 11 (plain int8/int4)
+def engine_rows(model_dir:Path, a)->list:
+    "The same load on this checkout's `Scheduler` in-process (no HTTP): the ceiling the server's batching can reach."
+    from convchat.runtime import ChatModel, GenerationConfig
+    from convchat.scheduler import Scheduler, Request
+    m, c, rows = ChatModel(model_dir), GenerationConfig(max_new_tokens=a.max_tokens, temperature=0), []
+    with Scheduler(m, max_batch=max(a.clients), max_waiting=max(a.clients)*a.requests_per_client) as s:
+        s.submit(Request(m.encode('hi'), c.replace(max_new_tokens=4))).result()                   # warm up
+        for n in a.clients:
+            def client(k, out):
+                for i in range(a.requests_per_client):
+                    q = QUESTIONS[(k*a.requests_per_client + i) % len(QUESTIONS)]
+                    out.append(s.submit(Request(m.encode([{'role': 'user', 'content': q}]), c)).result().completion_tokens)
+            steps0, rows0, out, t0 = s.steps, s.stats['batch_rows_sum'], [], time.perf_counter()
+            ths = [threading.Thread(target=client, args=(k, out)) for k in range(n)]
+            for t in ths: t.start()
+            for t in ths: t.join()
+            wall = time.perf_counter()-t0
+            mean = (s.stats['batch_rows_sum']-rows0)/max(1, s.steps-steps0)
+            rows.append(dict(label=f"in-process, {n} client{'s' if n > 1 else ''}", clients=n, requests=len(out),
+                             tokens_per_s=round(sum(out)/wall, 1), mean_batch=round(mean, 2)))
+            print(f"[in-process] {n} clients: {rows[-1]['tokens_per_s']} tokens/s, mean batch {rows[-1]['mean_batch']}", file=sys.stderr)
+    for r in rows: r['x_one_client'] = round(r['tokens_per_s']/rows[0]['tokens_per_s'], 2)
+    return rows
 
-SERVE_COLUMNS = [column('label', 'model'), column('clients', 'clients'), column('stream', 'streamed'), column('requests', 'requests'),
-                 column('req_per_s', 'req/s', '{:.2f}', True), column('completion_tokens_per_s', 'tokens/s', '{:.1f}'),
-                 column('latency_p50_s', 'p50 latency (s)', '{:.3f}', True), column('latency_p95_s', 'p95 latency (s)', '{:.3f}'),
-                 column('ttft_p50_s', 'p50 TTFT (s)', '{:.3f}'), column('errors', 'errors')]
+ENGINE_COLUMNS = [column('label', 'scheduler, clients'), column('requests', 'requests'), column('tokens_per_s', 'tokens/s', '{:.1f}'),
+                  column('x_one_client', 'x one client', '{:.2f}'), column('mean_batch', 'mean rows per step', '{:.2f}')]
 
-def write(results:dict):
-    "Add the title, intro, table and notes to `results` and write serve.json and serve.md"
-    a = results['settings']
-    rows = [dict(r, label=_label(m['model'], a.get('quantize'))) for m in results['models'] for r in m['runs']]
-    results.update(title='Serving over HTTP', reproduce='python benchmarks/serve_bench.py',
-        intro=(f"`convchat serve` on loopback, {a['max_tokens']} greedy tokens per request, server with {a['concurrency']} running generations "
-               f"with ONNX Runtime on {a['threads']} thread(s) each, clients using the `openai` client; up to {a['requests']} requests or "
-               f"{a['max_seconds']} s per row. Compare rows within one run."),
-        tables=[dict(columns=SERVE_COLUMNS, rows=rows)],
-        notes=['The same request answered by `ChatModel.generate` in-process, without HTTP (median of 4): ' +
-               ', '.join(f"{_label(m['model'], a.get('quantize'))} {m['direct_generate_s']} s" for m in results['models']) + '. '
-               'Compared with the one-client rows this is the cost of HTTP, JSON and the `openai` client. With more clients than running '
-               'generations the rest wait in line: requests per second stay at what the CPU can generate, while latency and time to first '
-               'token grow with the wait.'])
+COLUMNS = [column('label', 'server, clients'), column('requests', 'requests'), column('tokens_per_s', 'tokens/s', '{:.1f}', True),
+           column('x_one_client', 'x one client', '{:.2f}', True), column('ttft_p50_s', 'p50 TTFT (s)', '{:.3f}'),
+           column('ttft_p95_s', 'p95 TTFT (s)', '{:.3f}'), column('latency_p50_s', 'p50 latency (s)', '{:.3f}'),
+           column('latency_p95_s', 'p95 latency (s)', '{:.3f}'), column('same_as_alone', 'same as alone', '{:.0%}'),
+           column('errors', 'errors')]
+
+def write(results:dict)->Path:
+    "Add the title, intro, table and notes to `results` and write serve.json and serve.md."
+    a, rows = results['settings'], results['rows']
+    best = {d: next((r['x_one_client'] for r in rows if r['design'] == d and r['clients'] == 8), None) for d in a['designs']}
+    results.update(title='Serving many clients at once', reproduce='flock /tmp/convchat-bench.lock python benchmarks/serve_bench.py',
+        intro=(f"`convchat serve` on loopback with {a['model']}: 1 to {max(a['clients'])} concurrent clients (the `openai` client, "
+               f"streamed), each sending {a['requests_per_client']} greedy requests of {a['max_tokens']} tokens at most back to back. "
+               "tokens/s is every reply's tokens over the row's wall time; *x one client* divides it by the one-client row of the "
+               "same server; *same as alone* is the share of replies identical to that question's reply with one client. "
+               "Both servers ran in the same run, one after the other; compare rows within one run."),
+        tables=[dict(columns=COLUMNS, rows=rows)] + ([dict(title='The scheduler in-process, without HTTP', columns=ENGINE_COLUMNS,
+                                                           rows=results['engine'])] if results.get('engine') else []),
+        notes=[f"{DESIGNS[d]}{' at ' + a['current_code'] if d == 'current' else ''}: server arguments "
+               f"{', '.join(f'{k}={v}' for k, v in results['server_args'][d].items())}." for d in a['designs']] +
+              ([f"With 8 clients: {', '.join(f'{d} {x}x' for d, x in best.items() if x)} one client's tokens/s."]
+               if any(best.values()) else []))
     return write_result('serve', results)
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    ap.add_argument('--quick', action='store_true', help='tiny model only')
-    ap.add_argument('--models', nargs='+', choices=CHOICES, default=list(MODELS))
-    ap.add_argument('--clients', type=int, nargs='+', default=[1, 4])
-    ap.add_argument('--requests', type=int, default=16, help='requests per row (at most)')
-    ap.add_argument('--max-seconds', type=float, default=30, help='time bound per row')
-    ap.add_argument('--max-tokens', type=int, default=32)
-    ap.add_argument('--threads', type=int, default=None, help="ONNX Runtime threads per generation (default: run_server's, cores // concurrency)")
-    ap.add_argument('--concurrency', type=int, default=2)
+    ap.add_argument('--quick', action='store_true', help='a tiny random model instead of the default model')
+    ap.add_argument('--model', type=Path, default=None, help='an exported folder to serve instead')
+    ap.add_argument('--clients', type=int, nargs='+', default=[1, 2, 4, 8, 16])
+    ap.add_argument('--requests-per-client', type=int, default=2)
+    ap.add_argument('--max-tokens', type=int, default=64)
+    ap.add_argument('--designs', nargs='+', choices=list(DESIGNS), default=list(DESIGNS))
+    ap.add_argument('--current-code', type=Path, default=ROOT,
+                    help="the checkout whose server is 'current' (default: this one; the in-process table uses this process's convchat)")
+    ap.add_argument('--no-engine', action='store_true', help="skip the in-process scheduler table")
     a = ap.parse_args()
-    a.threads = a.threads or max(1, (os.cpu_count() or 1) // a.concurrency)   # what run_server picks by default
-    import onnxruntime, fastapi, uvicorn, openai
-    results = dict(settings=dict(clients=a.clients, requests=a.requests, max_seconds=a.max_seconds, max_tokens=a.max_tokens,
-                                 threads=a.threads, concurrency=a.concurrency),
-                   machine=dict(cpu_info(a.threads), versions=dict(python=platform.python_version(), onnxruntime=onnxruntime.__version__,
-                                fastapi=fastapi.__version__, uvicorn=uvicorn.__version__, openai=openai.__version__)),
-                   models=[])
-    load0 = os.getloadavg()[0]
+    import onnxruntime, openai
     with tempfile.TemporaryDirectory() as tmp:
-        for which in (['tiny'] if a.quick else a.models):
-            results['models'].append(bench_model(which, Path(tmp), a))
-    results['machine'].update(load_avg=round(os.getloadavg()[0], 2), note=f'shared; load {load0:.2f} at the start')
+        tmp = Path(tmp)
+        model_dir = a.model or model_folder(a.quick, tmp)
+        paths = dict(previous=previous_code(tmp) if 'previous' in a.designs else None, current=a.current_code.resolve())
+        meta = json.loads((model_dir/'convchat-onnx.json').read_text())
+        label = ('a tiny random model' if a.quick and not a.model else
+                 f"`{model_dir.name}` ({meta.get('graph')} graph, {meta.get('bits')} bits)")
+        results = dict(settings=dict(clients=a.clients, requests_per_client=a.requests_per_client, max_tokens=a.max_tokens,
+                                     designs=a.designs, model=label, current_code=git_describe(a.current_code)),
+                       machine=dict(cpu_info(), versions=dict(python=platform.python_version(), onnxruntime=onnxruntime.__version__,
+                                                              openai=openai.__version__)),
+                       rows=[], server_args={})
+        load0 = os.getloadavg()[0]
+        for d in a.designs:
+            rows, args = bench_design(d, paths[d], model_dir, a, tmp)
+            results['rows'] += rows
+            results['server_args'][d] = ast.literal_eval(args.split('server args:', 1)[1]) if args else {}
+        if 'current' in a.designs and not a.no_engine: results['engine'] = engine_rows(model_dir, a)
+        results['machine'].update(load_avg=round(os.getloadavg()[0], 2), note=f'shared; load {load0:.2f} at the start')
     print(write(results).read_text())
 
 if __name__ == '__main__': main()

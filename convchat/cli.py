@@ -262,26 +262,28 @@ def _load_prompts(load_prompts, batch_file):
 def serve(onnx_dir:str='convchat-onnx', # Exported ONNX model folder (from `convchat convert`)
           host:str='127.0.0.1',    # Interface to bind; loopback by default
           port:int=8000,           # Port, 1 to 65535
-          max_concurrency:int=2,   # Generations running at once; more wait in the queue
-          max_queue:int=16,        # Requests allowed to wait; beyond it the answer is 429
+          max_concurrency:int=8,   # Generations decoded together in one batch; more wait in the queue
+          max_queue:int=16,        # Requests allowed to wait for a place in the batch; beyond it the answer is 429
           api_key:str=None,        # Require `Authorization: Bearer KEY` on /v1 (better: set $CONVCHAT_API_KEY, which `ps` does not show)
           model_name:str=None,     # Model id clients use (default: the folder name)
-          threads:int=None,        # ONNX Runtime threads per generation (default: cores / max-concurrency)
+          threads:int=None,        # ONNX Runtime threads (default: all cores)
           max_body_bytes:int=4<<20, # Largest request body; larger ones get 413
           allowed_hosts:str=None,  # Extra Host names accepted on loopback, comma-separated ('*' for any)
+          shutdown_grace:float=5,  # Seconds running requests get to finish on Ctrl-C before they are cancelled
           model_path:str=None,     # Old spelling of --onnx-dir
          )->int:
     "Serve an exported model over an OpenAI-compatible HTTP API"
     onnx_dir = model_path or onnx_dir
     _check_num('port', port, 1, 65535); _check_num('max_concurrency', max_concurrency, 1)
     _check_num('max_queue', max_queue, 0); _check_num('threads', threads, 1)
-    _check_num('max_body_bytes', max_body_bytes, 1024)
+    _check_num('max_body_bytes', max_body_bytes, 1024); _check_num('shutdown_grace', shutdown_grace, 0)
     if not Path(onnx_dir).is_dir(): raise ConvchatError(f"{onnx_dir}: no such model folder (make one with `convchat convert`)")
     from convchat.serve import run_server
     with _model_load_errors(onnx_dir):
         return run_server(onnx_dir, host=host, port=port, max_concurrency=max_concurrency, max_queue=max_queue,
                           api_key=api_key, model_name=model_name, threads=threads, max_body_bytes=max_body_bytes,
-                          allowed_hosts=[h.strip() for h in allowed_hosts.split(',') if h.strip()] if allowed_hosts else None) or 0
+                          allowed_hosts=[h.strip() for h in allowed_hosts.split(',') if h.strip()] if allowed_hosts else None,
+                          shutdown_grace=shutdown_grace) or 0
 
 # %% ../nbs/07_cli.ipynb #b2afa17c
 def pipeline(data_file:str=None,        # Conversations; the recipe's, or the built-in examples, when omitted

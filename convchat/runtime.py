@@ -1,4 +1,4 @@
-"""The one ONNX decoder: a KV-cache loop with greedy and sampled decoding, generation options, logit comparison, and `ChatModel`, which answers chats from an exported folder with ONNX Runtime alone.
+"""The one ONNX decoder: a KV-cache batch whose rows join and leave between steps, with greedy and sampled decoding, generation options, logit comparison, and `ChatModel`, which answers chats from an exported folder with ONNX Runtime alone.
 
 Docs: https://convchat.github.io/convchat/runtime.html.md"""
 
@@ -16,8 +16,8 @@ from .core import *
 
 # %% auto #0
 __all__ = ['META_FILE', 'GenerationConfig', 'next_tokens', 'resolve_onnx_file', 'check_onnx_file', 'Decoder', 'position_ids',
-           'Step', 'log_softmax', 'compare_logits', 'ChatTemplateError', 'render_chat', 'Generation', 'ChatModel',
-           'TextStream', 'Event']
+           'log_softmax', 'Sample', 'Row', 'kv_layout', 'Batch', 'Step', 'compare_logits', 'ChatTemplateError',
+           'render_chat', 'Generation', 'ChatModel', 'TextStream', 'Event']
 
 # %% ../nbs/04_runtime.ipynb #a636cdb2
 def _num(name, v, ok, what, whole=False):
@@ -247,7 +247,9 @@ def _run(self:Decoder, ids:np.ndarray, mask:np.ndarray, pos:np.ndarray, past:lis
     io.bind_cpu_input('input_ids', np.ascontiguousarray(ids, dtype=self.int_dtype))
     if self.has_mask: io.bind_cpu_input('attention_mask', np.ascontiguousarray(mask, dtype=self.int_dtype))
     if self.has_pos: io.bind_cpu_input('position_ids', np.ascontiguousarray(pos, dtype=self.int_dtype))
-    for n, v in zip(self.past_names, past): io.bind_ortvalue_input(n, v)
+    for n, v in zip(self.past_names, past):                               # numpy after a join/leave, else OrtValues
+        if isinstance(v, np.ndarray): io.bind_cpu_input(n, v)
+        else: io.bind_ortvalue_input(n, v)
     io.bind_output('logits')
     for n in self.present_names: io.bind_output(n)
     self.session.run_with_iobinding(io)
@@ -260,39 +262,162 @@ def logits(self:Decoder, prompts:list[list[int]])->np.ndarray:
     ids, mask = self._pad(prompts)
     return self._run(ids, mask, position_ids(mask, ids.shape[1]), self._empty_past(len(prompts)))[0]
 
-# %% ../nbs/04_runtime.ipynb #bfa064cd
+# %% ../nbs/04_runtime.ipynb #bbb1982d
+def log_softmax(x:np.ndarray)->np.ndarray:
+    "Log-probabilities over the last axis, computed without overflow."
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+@dataclass
+class Sample:
+    "The token one row of a batch chose at a step, with log-probabilities when the row asks for them."
+    token:int                        # The chosen token id
+    logits:np.ndarray                # (vocab,) the raw logits it was chosen from
+    logprob:float|None=None          # Its log-probability under the model
+    top_logprobs:list|None=None      # [(token_id, logprob)]: the row's `logprobs` most likely tokens
+
+def _logprobs(logits:np.ndarray, t:int, k:int|None)->tuple:
+    "The log-probability of `t` and the `k` most likely (token, log-probability) pairs, or (None, None)."
+    if k is None: return None, None
+    lp = log_softmax(logits.astype(np.float64))                             # (vocab,)
+    top = np.argpartition(-lp, k)[:k] if 0 < k < len(lp) else np.arange(len(lp) if k else 0)
+    top = top[np.argsort(-lp[top], kind='stable')]
+    return float(lp[t]), [(int(i), float(lp[i])) for i in top]
+
+def _fit(mask:np.ndarray, n:int)->np.ndarray:
+    "A bool mask cut or padded (with False) to length `n`."
+    mask = np.asarray(mask, bool)[:n]
+    return mask if len(mask) == n else np.concatenate([mask, np.zeros(n-len(mask), bool)])
+
+# %% ../nbs/04_runtime.ipynb #de1918d1
+class Row:
+    "One sequence of a `Batch`: its prompt, decoding options, sampler, optional constraint and what it produced."
+    def __init__(self, prompt:list,                 # Prompt token ids
+                 config:GenerationConfig=None,      # Decoding options (default: `GenerationConfig()`)
+                 constraint=None,                   # Optional: `allowed()` -> bool mask (vocab,) or None, then `advance(token)`
+                 logprobs:int|None=None,            # Report each chosen token's log-probability and this many top ones
+                ):
+        if not len(prompt): raise ConvchatError("every prompt needs at least one token")
+        self.prompt, self.config, self.constraint, self.logprobs = list(prompt), config or GenerationConfig(), constraint, logprobs
+        self.rng, self.seen, self.last, self.n = np.random.default_rng(self.config.seed), list(prompt), None, 0
+
+    def __repr__(self): return f"Row(prompt={len(self.prompt)} tokens, cached={self.n}, made={len(self.seen)-len(self.prompt)})"
+
+# %% ../nbs/04_runtime.ipynb #81696859
+@patch
+def choose(self:Row, logits:np.ndarray, # (vocab,) last-position logits
+          )->Sample:
+    "Pick the next token with the row's options, sampler and constraint."
+    c, x = self.config, logits
+    if self.constraint is not None and (ok := self.constraint.allowed()) is not None: x = np.where(_fit(ok, len(x)), x, -np.inf)
+    t = int(next_tokens(x[None], [_recent(self.seen, c.repeat_last_n)], c.temperature, c.top_k, c.top_p,
+                        c.repetition_penalty, self.rng)[0])
+    if self.constraint is not None: self.constraint.advance(t)
+    self.seen.append(t); self.last = t
+    return Sample(t, logits, *_logprobs(logits, t, self.logprobs))
+
+# %% ../nbs/04_runtime.ipynb #a5cce70c
+def kv_layout(decoder:Decoder)->str:
+    "'left' (each row's cached tokens last) for graphs given positions; 'right' (tokens first) for those that derive them from the mask."
+    return 'left' if decoder.has_pos else 'right'
+
+class Batch:
+    "Rows decoded together, one forward pass per step; rows join (prefilled) and leave between steps."
+    def __init__(self, decoder:Decoder,  # The graph the rows run on
+                 layout:str=None,         # 'left' or 'right' KV layout (default: `kv_layout(decoder)`)
+                ):
+        self.decoder, self.layout, self.rows, self.past, self.width = decoder, layout or kv_layout(decoder), [], None, 0
+        if self.layout not in ('left', 'right'): raise ConvchatError(f"layout must be 'left' or 'right', not {layout!r}")
+
+    def __len__(self): return len(self.rows)
+    def __repr__(self): return f"Batch({len(self.rows)} rows, {self.layout}, width={self.width})"
+
+# %% ../nbs/04_runtime.ipynb #7180fcab
+@patch
+def _mask(self:Batch, lens:list, width:int)->np.ndarray:
+    "(B, width) attention mask of rows holding `lens` tokens in this batch's layout."
+    idx = np.arange(width)[None]                                            # (1, width)
+    lens = np.asarray(lens)[:, None]                                        # (B, 1)
+    return (idx >= width-lens if self.layout == 'left' else idx < lens).astype(np.int64)
+
+@patch
+def _shift(self:Batch, kv:np.ndarray, width:int)->np.ndarray:
+    "Pad a cache (B, heads, w, head_dim) with zeros to `width` on the padding side of the layout."
+    pad = [(0, 0)]*4; pad[2] = (width-kv.shape[2], 0) if self.layout == 'left' else (0, width-kv.shape[2])
+    return np.pad(kv, pad)
+
+# %% ../nbs/04_runtime.ipynb #af59d988
+@patch
+def _prefill(self:Batch, rows:list)->tuple:
+    "One pass over the new rows' prompts, padded in the batch's layout: prompt logits (B, T, vocab) and their cache."
+    d, lens = self.decoder, [len(r.prompt) for r in rows]
+    T = max(lens); mask = self._mask(lens, T)
+    ids = np.full(mask.shape, d.pad_id, np.int64); ids[mask.astype(bool)] = np.concatenate([r.prompt for r in rows])
+    logits, past = d._run(ids, mask, position_ids(mask, T), d._empty_past(len(rows)))
+    return logits, [p.numpy() for p in past]
+
+def _np(v)->np.ndarray: return v if isinstance(v, np.ndarray) else v.numpy()
+
+@patch
+def join(self:Batch, rows:list,               # New `Row`s
+         prompt_logits:bool=False,             # Also return the prompt logits, left-padded (B, T, vocab)
+        )->list:
+    "Prefill `rows` together, add them to the batch, and return the `Sample` each chose first."
+    logits, past = self._prefill(rows)                                      # (k, T, vocab), per layer (k, heads, T, head_dim)
+    T, right = logits.shape[1], self.layout == 'right'
+    width, new = max(self.width, T), [self._shift(p, max(self.width, T)) for p in past]
+    self.past = [np.concatenate([self._shift(_np(a), width), b]) for a, b in zip(self.past, new)] if self.rows else new
+    self.rows, self.width = self.rows + list(rows), width
+    for r in rows: r.n = len(r.prompt)
+    out = [r.choose(x[len(r.prompt)-1 if right else -1]) for r, x in zip(rows, logits)]
+    if not prompt_logits: return out
+    return out, np.stack([np.roll(x, T-len(r.prompt), 0) for r, x in zip(rows, logits)]) if right else logits
+
+# %% ../nbs/04_runtime.ipynb #d1f24020
+@patch
+def step(self:Batch)->list:
+    "One forward pass over every row's last token: the `Sample` each chose next."
+    if not self.rows: return []
+    lens = [r.n for r in self.rows]
+    mask = self._mask([n+1 for n in lens], self.width+1)                    # (B, width+1): the new token included
+    ids = np.array([[r.last] for r in self.rows], np.int64)                 # (B, 1)
+    logits, self.past = self.decoder._run(ids, mask, np.array(lens)[:, None], self.past)
+    self.width += 1
+    for r in self.rows: r.n += 1
+    return [r.choose(x) for r, x in zip(self.rows, logits[:, -1])]
+
+@patch
+def leave(self:Batch, rows:list):
+    "Take `rows` out of the batch (their cache is sliced out, and padding no row needs any more)."
+    gone = {id(r) for r in rows}
+    keep = [i for i, r in enumerate(self.rows) if id(r) not in gone]
+    if len(keep) == len(self.rows): return
+    self.rows = [self.rows[i] for i in keep]
+    if not self.rows: self.past, self.width = None, 0; return
+    w = max(r.n for r in self.rows)
+    cut = slice(self.width-w, None) if self.layout == 'left' else slice(0, w)
+    self.past = [np.ascontiguousarray(_np(p)[keep][:, :, cut]) for p in self.past]
+    self.width = w
+
+# %% ../nbs/04_runtime.ipynb #56a47e04
 @dataclass
 class Step:
     "One decoding step of a batch."
     tokens:np.ndarray                     # (B,) chosen token ids
     logits:np.ndarray                     # (B, vocab) the logits they were chosen from
-    prompt_logits:np.ndarray|None=None    # (B, T, vocab) on the first step, when `steps(prompt_logits=True)`
-
-def _recent(seen:list, n:int)->list:
-    "The tokens the penalty sees: the last `n` (-1: all, 0: none)."
-    return seen if n < 0 else seen[-n:] if n else []
+    prompt_logits:np.ndarray|None=None    # (B, T, vocab) left-padded, on the first step, when `steps(prompt_logits=True)`
 
 @patch
 def steps(self:Decoder, prompts:list[list[int]],  # Token ids per row
           config:GenerationConfig=None,           # Decoding options (`max_new_tokens` bounds the steps)
           prompt_logits:bool=False,               # Also hand back the prefill's logits on the first step
          )->Iterator[Step]:
-    "Prefill `prompts`, then yield one `Step` per new token."
-    c = config or GenerationConfig()
-    ids, mask = self._pad(prompts)
-    pos, b = position_ids(mask, ids.shape[1]), len(prompts)
-    seen = [list(p) for p in prompts] if c.repetition_penalty != 1.0 and c.repeat_last_n else None
-    rng, past = np.random.default_rng(c.seed), self._empty_past(b)
+    "Prefill `prompts` as one `Batch`, then yield one `Step` per new token (rows never leave)."
+    c, b = config or GenerationConfig(), Batch(self)
+    s, full = b.join([Row(p, c) for p in prompts], prompt_logits=True)
     for i in range(c.max_new_tokens):
-        full, past = self._run(ids, mask, pos, past)                          # (B, T, V)
-        logits = full[:, -1]                                                  # (B, V)
-        tok = next_tokens(logits, seen and [_recent(s, c.repeat_last_n) for s in seen], c.temperature, c.top_k, c.top_p,
-                          c.repetition_penalty, rng)
-        yield Step(tok, logits, full if i == 0 and prompt_logits else None)
-        if seen is not None:
-            for s, t in zip(seen, tok): s.append(int(t))
-        ids, pos = tok[:, None], pos[:, -1:] + 1
-        mask = np.concatenate([mask, np.ones((b, 1), dtype=np.int64)], -1)
+        if i: s = b.step()
+        yield Step(np.array([x.token for x in s]), np.stack([x.logits for x in s]), full if i == 0 and prompt_logits else None)
 
 # %% ../nbs/04_runtime.ipynb #4db3d918
 @patch
@@ -310,11 +435,6 @@ def greedy(self:Decoder, prompts:list[list[int]], n_tokens:int,
     return (np.stack(toks, 1), first) + ((np.stack(margs, 1),) if margins else ())
 
 # %% ../nbs/04_runtime.ipynb #d8971e9c
-def log_softmax(x:np.ndarray)->np.ndarray:
-    "Log-probabilities over the last axis, computed without overflow."
-    x = x - x.max(-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(-1, keepdims=True))
-
 def compare_logits(reference:str|Path, # Reference graph or folder (the verified Optimum export)
                    candidate:str|Path, # Fused and/or quantized graph or folder
                    ids:list,            # Token ids of a real text
@@ -504,10 +624,11 @@ class _Reply:
     def add(self, t:int)->str:
         "Take token `t`; return the new text that is safe to show."
         self.ids.append(t)
-        if t in self.model.eos_ids: self.reason = 'stop'; return ''
+        if t in self.model.eos_ids: self.reason = 'stop'; return ''                  # ends the reply even at the budget
         delta = self.text.put(t)
         if self.text.stopped: self.reason = 'stop'
         elif self.config.loop_guard and _looping(self.ids): self.reason = 'length'    # a loop ends as if the budget ran out
+        elif len(self.ids) >= self.config.max_new_tokens: self.reason = 'length'
         return delta
 
     def finish(self, ttft:float, total:float)->tuple[str, Generation]:
@@ -518,9 +639,12 @@ class _Reply:
 # %% ../nbs/04_runtime.ipynb #6386720b
 @dataclass
 class Event:
-    "A step of a reply: new `text` (may be empty); the last event also carries the finished `generation`."
+    "A step of a reply: new `text` (may be empty) and its token; the last event also carries the finished `generation`."
     text:str=''
     generation:Generation|None=None
+    token:int|None=None                   # The token of this step (None on the last event)
+    logprob:float|None=None               # Its log-probability, when asked for
+    top_logprobs:list|None=None           # [(token_id, logprob)], when asked for
 
 @patch
 def _budget(self:ChatModel, n_prompt:int, max_new_tokens:int)->int:
@@ -529,19 +653,43 @@ def _budget(self:ChatModel, n_prompt:int, max_new_tokens:int)->int:
                                      "shorten it (a ChatSession drops old turns for you)")
     return min(max_new_tokens, room)
 
+# %% ../nbs/04_runtime.ipynb #eee4d46b
+@patch
+def _reply(self:ChatModel, ids:list, c:GenerationConfig, constraint=None, logprobs:int|None=None)->tuple:
+    "The `Row` and `_Reply` of a prompt, its budget cut to the context left."
+    c = c.replace(max_new_tokens=self._budget(len(ids), c.max_new_tokens))
+    return Row(ids, c, constraint, logprobs), _Reply(self, c, len(ids))
+
+def _event(delta:str, s:Sample)->Event: return Event(delta, None, s.token, s.logprob, s.top_logprobs)
+
+@patch
+def _decode(self:ChatModel, rows:list, replies:list)->Iterator[tuple]:
+    "Decode `rows` as one `Batch`, each leaving when its reply ends: (row index, `Event`) per token."
+    b, at = Batch(self.decoder), {id(r): i for i, r in enumerate(rows)}
+    samples = b.join(rows)
+    while samples:
+        done = []
+        for r, s in zip(list(b.rows), samples):
+            i = at[id(r)]; yield i, _event(replies[i].add(s.token), s)
+            if replies[i].reason: done.append(r)
+        b.leave(done)
+        samples = b.step()
+
+# %% ../nbs/04_runtime.ipynb #8f9a5fd3
 @patch
 def events(self:ChatModel, messages:list|str, # Chat messages, or raw prompt text
            config:GenerationConfig=None,      # Decoding options (default: `GenerationConfig()`)
+           constraint=None,                   # Optional constraint on the tokens (see `Row`)
+           logprobs:int|None=None,            # Give each token's log-probability and this many top ones
            **overrides,                       # `GenerationConfig` fields to change
           )->Iterator[Event]:
     "Generate a reply step by step: an `Event` per token, the last one carrying the `Generation`."
     c, t0 = _config(config, overrides), time.perf_counter()
-    ids = self.encode(messages)
-    c, r, ttft = c.replace(max_new_tokens=self._budget(len(ids), c.max_new_tokens)), _Reply(self, c, len(ids)), 0.0
-    for s in self.decoder.steps([ids], c):
-        if not r.ids: ttft = time.perf_counter()-t0
-        yield Event(r.add(int(s.tokens[0])))
-        if r.reason: break
+    row, r = self._reply(self.encode(messages), c, constraint, logprobs)
+    ttft = 0.0
+    for _, ev in self._decode([row], [r]):
+        if len(r.ids) == 1: ttft = time.perf_counter()-t0
+        yield ev
     rest, gen = r.finish(ttft, time.perf_counter()-t0)
     yield Event(rest, gen)
 
@@ -563,33 +711,19 @@ def stream(self:ChatModel, messages:list|str, config:GenerationConfig=None, **ov
 @patch
 def generate_batch(self:ChatModel, conversations:list, # List of message lists (or raw prompts)
                    config:GenerationConfig=None,        # Decoding options (default: `GenerationConfig()`)
-                   batch_size:int=8,                    # Conversations per forward pass
+                   batch_size:int=8,                    # Conversations decoded together
                    **overrides,                         # `GenerationConfig` fields to change
                   )->list[Generation]:
     "Generate one reply per conversation, `batch_size` at a time."
     c = _config(config, overrides)
-    enc, res = [self.encode(x) for x in conversations], [None]*len(conversations)
-    for idx in self._batches(enc, batch_size):
-        for i, gen in zip(idx, self._batch([enc[i] for i in idx], c)): res[i] = gen
-    return res
+    enc = [self.encode(x) for x in conversations]
+    return [g for s in range(0, len(enc), batch_size) for g in self._batch(enc[s:s+batch_size], c)]
 
 @patch
 def _batch(self:ChatModel, prompts:list, c:GenerationConfig)->list[Generation]:
-    "Replies to token-id `prompts` decoded together, each row ending on its own."
+    "Replies to token-id `prompts` decoded together, each row leaving the batch when it ends."
     t0, ttft = time.perf_counter(), 0.0
-    c = c.replace(max_new_tokens=min(self._budget(len(p), c.max_new_tokens) for p in prompts))
-    rows = [_Reply(self, c, len(p)) for p in prompts]
-    for k, s in enumerate(self.decoder.steps(prompts, c)):
+    rows, replies = zip(*[self._reply(p, c) for p in prompts])
+    for k, _ in enumerate(self._decode(list(rows), list(replies))):
         if k == 0: ttft = time.perf_counter()-t0
-        for r, t in zip(rows, s.tokens):
-            if not r.reason: r.add(int(t))
-        if all(r.reason for r in rows): break
-    return [r.finish(ttft, time.perf_counter()-t0)[1] for r in rows]
-
-@patch
-def _batches(self:ChatModel, enc:list, batch_size:int)->list:
-    "Index lists to run together: in order when the graph takes position ids; else only prompts of equal length."
-    if self.decoder.has_pos: return [list(range(s, min(s+batch_size, len(enc)))) for s in range(0, len(enc), batch_size)]
-    groups = {}
-    for i, e in enumerate(enc): groups.setdefault(len(e), []).append(i)
-    return [g[s:s+batch_size] for g in groups.values() for s in range(0, len(g), batch_size)]
+    return [r.finish(ttft, time.perf_counter()-t0)[1] for r in replies]
