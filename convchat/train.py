@@ -18,9 +18,10 @@ from .tokenization import (ensure_chat_template, resize_embeddings, build_datase
 
 # %% auto #0
 __all__ = ['TrainConfig', 'save_schedule', 'make_config', 'cpu_has_bf16', 'resolve_precision', 'label_loss', 'ConvchatTrainer',
-           'EpochLengthGroupedSampler', 'checkpoints_dir', 'oom_advice', 'add_lora', 'merge_lora', 'training_args',
-           'SaveEvery', 'SaveOnSignal', 'TrainingInterrupted', 'save_model', 'TrainResult', 'load_base_model', 'train',
-           'plot_loss', 'greedy_answer', 'cpu_info']
+           'EpochLengthGroupedSampler', 'checkpoints_dir', 'is_main_process', 'barrier', 'main_process_first',
+           'full_model', 'oom_advice', 'add_lora', 'merge_lora', 'training_args', 'SaveEvery', 'SaveOnSignal',
+           'TrainingInterrupted', 'save_model', 'TrainResult', 'load_base_model', 'train', 'plot_loss', 'greedy_answer',
+           'cpu_info']
 
 # %% ../nbs/03_train.ipynb #fd0fd6fc
 @dataclass
@@ -200,6 +201,49 @@ def _resume_path(resume, ckpts:Path):
     if not (p/'trainer_state.json').exists(): raise ConvchatError(f"{p} is not a training checkpoint (no trainer_state.json)")
     return str(p)
 
+# %% ../nbs/03_train.ipynb #ac71c21a
+def is_main_process()->bool:
+    "Whether this process prints and writes: the only one, or rank 0 under `torchrun`/`accelerate launch`."
+    return int(os.environ.get('RANK', '0')) == 0
+
+def barrier():
+    "Wait until every process of a multi-process run gets here (nothing to do in a single process)."
+    if int(os.environ.get('WORLD_SIZE', '1')) <= 1: return
+    import torch
+    from accelerate import PartialState
+    PartialState(cpu=not torch.cuda.is_available()).wait_for_everyone()   # joins the process group the launcher set up
+
+@contextlib.contextmanager
+def main_process_first():
+    "Run the block on the main process first, then on the others (which then read what it wrote)."
+    if not is_main_process(): barrier()
+    try: yield
+    finally:
+        if is_main_process(): barrier()
+
+# %% ../nbs/03_train.ipynb #6144c277
+def _unsharded_copy(model, state:dict):
+    "A fresh, unsharded copy of `model` (a peft LoRA model or a plain one) holding the full `state` dict."
+    import torch
+    from transformers import AutoModelForCausalLM
+    base = model.get_base_model() if hasattr(model, 'get_base_model') else model
+    dtype = next(iter(state.values())).dtype
+    with torch.device('cpu'): copy = AutoModelForCausalLM.from_config(base.config, dtype=dtype)
+    copy.generation_config = base.generation_config
+    if base is not model:
+        from peft import get_peft_model
+        copy = get_peft_model(copy, model.peft_config[model.active_adapter])
+    copy.load_state_dict(state)
+    return copy
+
+def full_model(trainer):
+    "The trained model with full weights on the main process, None on the others; every process must call it."
+    acc = trainer.accelerator
+    model = acc.unwrap_model(trainer.model, keep_fp32_wrapper=False)   # drops DDP and the autocast wrapper of the forward
+    if not (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled): return model if acc.is_main_process else None
+    state = acc.get_state_dict(trainer.model)                           # gathers the shards onto the main process
+    return _unsharded_copy(model, state) if acc.is_main_process else None
+
 # %% ../nbs/03_train.ipynb #fbc4b181
 def _is_oom(e:BaseException)->bool:
     import torch
@@ -279,7 +323,7 @@ class SaveOnSignal(TrainerCallback):
     def handle(self, signum, frame):
         if self.received: raise KeyboardInterrupt(f'second {self.received}')
         self.received = signal.Signals(signum).name
-        print(f"convchat: {self.received}: writing a checkpoint after this step, then stopping (send it again to stop at once)", file=sys.stderr)
+        if is_main_process(): print(f"convchat: {self.received}: writing a checkpoint after this step, then stopping (send it again to stop at once)", file=sys.stderr)
 
     @contextlib.contextmanager
     def installed(self):
@@ -384,7 +428,8 @@ def _check_inputs(data_file:Path, output_dir:Path, model, overwrite:bool, resume
     protect = [data_file] + ([Path(model)] if isinstance(model, (str, Path)) and Path(model).exists() else [])
     check_output_dir(output_dir, overwrite, protect)
     ckpts = checkpoints_dir(output_dir)
-    _recover_earlier(ckpts); _check_checkpoints(ckpts)
+    if is_main_process(): _recover_earlier(ckpts)
+    _check_checkpoints(ckpts)
     return protect, ckpts, _resume_path(resume, ckpts)
 
 # %% ../nbs/03_train.ipynb #3e05062b
@@ -468,18 +513,19 @@ def train(data_file:Path,              # Conversations file (JSON/JSONL, any for
     protect, ckpts, resume = _check_inputs(data_file, output_dir, model, overwrite, resume)
     if cfg.num_threads: torch.set_num_threads(cfg.num_threads)
     set_seed(cfg.seed)
-    m, tok, train_ds, eval_ds, rep = _prepare(data_file, model, cfg, allow_pickle, progress)
+    with main_process_first(): m, tok, train_ds, eval_ds, rep = _prepare(data_file, model, cfg, allow_pickle, progress)  # converts the default model once
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
     precision = resolve_precision(cfg.precision, device == 'cuda')
-    old = _set_aside(ckpts) if resume is None else None     # inputs are good: the earlier checkpoints go once we write one
+    old = _set_aside(ckpts) if resume is None and is_main_process() else None   # inputs are good: the earlier checkpoints go once we write one
     trainer, sig = _make_trainer(m, tok, train_ds, eval_ds, cfg, ckpts, precision, resume, old, callbacks, progress)
     out = _fit(trainer, sig, resume, old, ckpts, cfg, device)
     metrics = dict(**_final_metrics(trainer, out, eval_ds is not None), wall_time_s=round(time.time()-t0, 1))
     record = _train_record(model, data_file, rep, train_ds, eval_ds, cfg, precision, device, resume, metrics)
-    final = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)   # drop the autocast wrapper of the forward
-    if trainer.is_world_process_zero():
+    final = full_model(trainer)                 # every process takes part; the main process gets the model
+    if final is not None:
         save_model(final, tok, output_dir, record, overwrite=overwrite, protect=protect)
         if not cfg.keep_checkpoints: _remove_checkpoints(ckpts)
+    barrier()                                   # the others return once the folder exists
     return TrainResult(output_dir, metrics, trainer.state.log_history, record)
 
 # %% ../nbs/03_train.ipynb #6330628f
