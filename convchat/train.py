@@ -19,7 +19,7 @@ from .tokenization import (ensure_chat_template, resize_embeddings, build_datase
 # %% auto #0
 __all__ = ['TrainConfig', 'save_schedule', 'make_config', 'cpu_has_bf16', 'resolve_precision', 'label_loss', 'ConvchatTrainer',
            'EpochLengthGroupedSampler', 'checkpoints_dir', 'is_main_process', 'barrier', 'main_process_first',
-           'full_model', 'oom_advice', 'add_lora', 'merge_lora', 'training_args', 'SaveEvery', 'SaveOnSignal',
+           'oom_advice', 'add_lora', 'merge_lora', 'full_model', 'training_args', 'SaveEvery', 'SaveOnSignal',
            'TrainingInterrupted', 'save_model', 'TrainResult', 'load_base_model', 'train', 'plot_loss', 'greedy_answer',
            'cpu_info']
 
@@ -221,29 +221,6 @@ def main_process_first():
     finally:
         if is_main_process(): barrier()
 
-# %% ../nbs/03_train.ipynb #6144c277
-def _unsharded_copy(model, state:dict):
-    "A fresh, unsharded copy of `model` (a peft LoRA model or a plain one) holding the full `state` dict."
-    import torch
-    from transformers import AutoModelForCausalLM
-    base = model.get_base_model() if hasattr(model, 'get_base_model') else model
-    dtype = next(iter(state.values())).dtype
-    with torch.device('cpu'): copy = AutoModelForCausalLM.from_config(base.config, dtype=dtype)
-    copy.generation_config = base.generation_config
-    if base is not model:
-        from peft import get_peft_model
-        copy = get_peft_model(copy, model.peft_config[model.active_adapter])
-    copy.load_state_dict(state)
-    return copy
-
-def full_model(trainer):
-    "The trained model with full weights on the main process, None on the others; every process must call it."
-    acc = trainer.accelerator
-    model = acc.unwrap_model(trainer.model, keep_fp32_wrapper=False)   # drops DDP and the autocast wrapper of the forward
-    if not (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled): return model if acc.is_main_process else None
-    state = acc.get_state_dict(trainer.model)                           # gathers the shards onto the main process
-    return _unsharded_copy(model, state) if acc.is_main_process else None
-
 # %% ../nbs/03_train.ipynb #fbc4b181
 def _is_oom(e:BaseException)->bool:
     import torch
@@ -270,6 +247,29 @@ def add_lora(model, cfg:TrainConfig):
 def merge_lora(model):
     "The plain model, with LoRA adapters (if any) merged into its weights."
     return model.merge_and_unload() if hasattr(model, 'merge_and_unload') else model
+
+# %% ../nbs/03_train.ipynb #6144c277
+def _unsharded_copy(model, state:dict):
+    "A fresh, unsharded copy of `model` (a peft LoRA model or a plain one) holding the full `state` dict."
+    import torch
+    from transformers import AutoModelForCausalLM
+    base = model.get_base_model() if hasattr(model, 'get_base_model') else model
+    dtype = next(iter(state.values())).dtype
+    with torch.device('cpu'): copy = AutoModelForCausalLM.from_config(base.config, dtype=dtype)
+    copy.generation_config = base.generation_config
+    if base is not model:
+        from peft import get_peft_model
+        copy = get_peft_model(copy, model.peft_config[model.active_adapter])
+    copy.load_state_dict(state)
+    return copy
+
+def full_model(trainer):
+    "The trained model with full weights on the main process, None on the others; every process must call it."
+    acc = trainer.accelerator
+    model = acc.unwrap_model(trainer.model, keep_fp32_wrapper=False)   # drops DDP and the autocast wrapper of the forward
+    if not (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled): return model if acc.is_main_process else None
+    state = acc.get_state_dict(trainer.model)                           # gathers the shards onto the main process
+    return _unsharded_copy(model, state) if acc.is_main_process else None
 
 # %% ../nbs/03_train.ipynb #0bc9c4e3
 def training_args(cfg:TrainConfig,       # The configuration
