@@ -10,28 +10,27 @@ import os, sys, json, subprocess
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['torchrun', 'fsdp_env', 'allow_cpu_fsdp']
+__all__ = ['FSDP_FLAGS', 'launch', 'allow_cpu_fsdp']
 
 # %% ../nbs/03a_distributed.ipynb #e6762a57
-def torchrun(args:list,          # A script and its arguments
-             nproc:int=2,        # Processes to start on this machine
-             env:dict=None,      # Extra environment variables for every process
-             timeout:float=600,  # Seconds before the run is killed
-            )->subprocess.CompletedProcess:
-    "Run `args` in `nproc` processes with `torchrun` (gloo on a CPU) and capture their output."
+def launch(args:list,            # A script and its arguments
+           nproc:int=2,          # Processes to start on this machine
+           accelerate:list=None, # Run with `accelerate launch` and these flags (e.g. FSDP's) instead of `torchrun`
+           env:dict=None,        # Extra environment variables for every process
+           timeout:float=600,    # Seconds before the run is killed
+          )->subprocess.CompletedProcess:
+    "Run `args` in `nproc` processes (gloo on a CPU) and capture their output."
     import convchat
     pp = os.pathsep.join(filter(None, [str(Path(convchat.__file__).parent.parent), os.environ.get('PYTHONPATH')]))
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={nproc}', *map(str, args)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+    if accelerate is None: cmd = ['torch.distributed.run', '--standalone', f'--nproc_per_node={nproc}']
+    else: cmd = ['accelerate.commands.launch', f'--num_processes={nproc}', '--num_machines=1', '--mixed_precision=no',
+                 '--dynamo_backend=no', *accelerate]
+    return subprocess.run([sys.executable, '-m', *cmd, *map(str, args)], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, 'PYTHONPATH': pp, 'OMP_NUM_THREADS': '1', **(env or {})})
 
 # %% ../nbs/03a_distributed.ipynb #046ecd11
-def fsdp_env(layer_cls:str='LlamaDecoderLayer', # The decoder-layer class that becomes one FSDP unit
-             version:int=2,                     # 2: per-parameter sharding (DTensor); 1: flat parameters (GPU only)
-            )->dict:
-    "The environment `accelerate launch --use_fsdp` sets for a fully sharded run, as `Trainer` reads it."
-    return dict(ACCELERATE_USE_FSDP='true', FSDP_VERSION=str(version), FSDP_AUTO_WRAP_POLICY='TRANSFORMER_BASED_WRAP',
-                FSDP_TRANSFORMER_CLS_TO_WRAP=layer_cls, FSDP_STATE_DICT_TYPE='FULL_STATE_DICT')
+FSDP_FLAGS = ['--use_fsdp', '--fsdp_version=2', '--fsdp_auto_wrap_policy=TRANSFORMER_BASED_WRAP',
+              '--fsdp_transformer_layer_cls_to_wrap=LlamaDecoderLayer']   # fully sharded, one unit per decoder layer
 
 def allow_cpu_fsdp():
     "Let accelerate's FSDP plugin shard a run of CPU processes (gloo), which it otherwise trains data-parallel; for tests."
