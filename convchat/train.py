@@ -19,9 +19,9 @@ from .tokenization import (ensure_chat_template, resize_embeddings, build_datase
 # %% auto #0
 __all__ = ['TrainConfig', 'save_schedule', 'make_config', 'cpu_has_bf16', 'resolve_precision', 'label_loss', 'ConvchatTrainer',
            'EpochLengthGroupedSampler', 'checkpoints_dir', 'is_main_process', 'barrier', 'main_process_first',
-           'oom_advice', 'add_lora', 'merge_lora', 'full_model', 'training_args', 'SaveEvery', 'SaveOnSignal',
-           'TrainingInterrupted', 'save_model', 'TrainResult', 'load_base_model', 'train', 'plot_loss', 'greedy_answer',
-           'cpu_info']
+           'any_process', 'allow_indexed_cpu_loads', 'oom_advice', 'add_lora', 'merge_lora', 'full_model',
+           'training_args', 'SaveEvery', 'SaveOnSignal', 'TrainingInterrupted', 'save_model', 'TrainResult',
+           'load_base_model', 'train', 'plot_loss', 'greedy_answer', 'cpu_info']
 
 # %% ../nbs/03_train.ipynb #fd0fd6fc
 @dataclass
@@ -221,6 +221,25 @@ def main_process_first():
     finally:
         if is_main_process(): barrier()
 
+def any_process(flag:bool)->bool:
+    "Whether `flag` holds on any process, the same answer on all of them: for what they must decide together."
+    if int(os.environ.get('WORLD_SIZE', '1')) <= 1: return bool(flag)
+    import torch, torch.distributed as dist
+    from accelerate import PartialState
+    t = torch.tensor([int(bool(flag))], device=PartialState(cpu=not torch.cuda.is_available()).device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+# %% ../nbs/03_train.ipynb #1977236c
+def _indexed_cpu(obj, location:str):
+    if re.fullmatch(r'cpu:\d+', location): return obj
+
+def allow_indexed_cpu_loads():
+    "Let `torch.load` map storages to 'cpu:N' devices (CPU processes under torchrun), as it maps them to 'cpu'."
+    import torch
+    if _indexed_cpu not in [d for _, _, d in torch.serialization._package_registry]:
+        torch.serialization.register_package(100, lambda obj: None, _indexed_cpu)
+
 # %% ../nbs/03_train.ipynb #fbc4b181
 def _is_oom(e:BaseException)->bool:
     import torch
@@ -313,7 +332,8 @@ class SaveEvery(TrainerCallback):
     def __init__(self, minutes:float): self.minutes, self.last = minutes, time.monotonic()
     def on_save(self, args, state, control, **kw): self.last = time.monotonic()
     def on_step_end(self, args, state, control, **kw):
-        if self.minutes and time.monotonic() - self.last >= self.minutes*60: control.should_save = True
+        if not self.minutes: return control
+        if any_process(time.monotonic() - self.last >= self.minutes*60): control.should_save = True   # all processes, same step
         return control
 
 # %% ../nbs/03_train.ipynb #80a829f3
@@ -336,7 +356,9 @@ class SaveOnSignal(TrainerCallback):
             for s, h in old.items(): signal.signal(s, h)
 
     def on_step_end(self, args, state, control, **kw):
-        if self.received: control.should_save = control.should_training_stop = True
+        if any_process(self.received is not None):      # all processes stop after the same step, whichever got the signal
+            self.received = self.received or 'a signal to another process'
+            control.should_save = control.should_training_stop = True
         return control
 
 class TrainingInterrupted(ConvchatError):
@@ -461,6 +483,7 @@ def _make_trainer(m, tok, train_ds, eval_ds, cfg:TrainConfig, ckpts:Path, precis
 # %% ../nbs/03_train.ipynb #9d88f94a
 def _fit(trainer, sig:SaveOnSignal, resume, old:Path|None, ckpts:Path, cfg:TrainConfig, device:str):
     "Run `trainer`; on failure or a signal put the earlier checkpoints back, on success drop them."
+    if trainer.args.world_size > 1: allow_indexed_cpu_loads()
     try:
         with sig.installed(): out = trainer.train(resume_from_checkpoint=resume)
     except BaseException as e:
