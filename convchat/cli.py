@@ -117,9 +117,10 @@ def validate(data_file:str,        # JSON or JSONL file of conversations (a pipe
     return 0 if rep.ok else 1
 
 # %% ../nbs/07_cli.ipynb #5205bf50
-def train(data_file:str=None,          # Conversations (JSON/JSONL); the built-in examples when omitted
+def train(data_file:str=None,          # Conversations (JSON/JSONL); the recipe's, or the built-in examples, when omitted
           output_dir:str='convchat-model', # Where the fine-tuned model is written
-          model:str='default',         # 'default' (SmolLM2-135M-Instruct), a hub id such as distilgpt2, or a folder
+          model:str=None,              # 'default' (SmolLM2-135M-Instruct), a hub id such as distilgpt2, or a folder; default: the recipe's
+          config:str=None,             # A recipe (YAML) of training options and TrainingArguments fields; flags override it
           epochs:float=None,           # Training epochs (default: the trainer's)
           max_steps:int=None,          # Stop after this many optimizer steps (overrides --epochs)
           batch_size:int=None,         # Examples per step
@@ -127,29 +128,43 @@ def train(data_file:str=None,          # Conversations (JSON/JSONL); the built-i
           max_length:int=None,         # Longest example in tokens (whole turns are dropped to fit)
           lora:bool=False,             # Train LoRA adapters and merge them into the weights
           seed:int=None,               # Random seed
+          report_to:str=None,          # Trackers for the losses, comma-separated: tensorboard, mlflow; or none (the default)
           resume:str=None,             # Checkpoint folder to resume from, or 'last'
           save_every:str=None,         # Checkpoint every N steps ('50') or so often ('10m', '90s'); default 10m. Ctrl-C/SIGTERM also save
           allow_pickle:bool=False,     # Load a base model whose weights are pickle files (pytorch_model.bin); only for models you trust
           overwrite:bool=False,        # Replace a model folder that convchat wrote
+          **options,                   # Any other recipe option (on the command line: --optim adamw_torch)
          )->int:
     "Fine-tune a chat model on your conversations and save it as safetensors"
     _check_num('epochs', epochs, 0, above=True); _check_num('max_steps', max_steps, 1); _check_num('batch_size', batch_size, 1)
     _check_num('learning_rate', learning_rate, 0, 1, above=True); _check_num('max_length', max_length, 1); _check_num('seed', seed, 0, 2**32-1)
+    cfg, over, data_file, model = _recipe(config, data_file, model, options, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
+                                          learning_rate=learning_rate, max_length=max_length, seed=seed, lora=lora or None,
+                                          save_every=save_every, report_to=report_to and report_to.split(','))
     if data_file is not None: _check_file(data_file)
     _check_model(model)
     check_output_dir(output_dir, overwrite, protect=[data_file, model])
     from convchat.data import example_conversations_path
     with _regular_file(data_file) as f:
         _check_data(f or example_conversations_path(), data_file)
-        return _train(f or example_conversations_path(), output_dir, model, overwrite, resume, epochs=epochs, max_steps=max_steps,
-                      batch_size=batch_size, learning_rate=learning_rate, max_length=max_length, seed=seed, lora=lora or None,
-                      save_every=save_every, allow_pickle=allow_pickle or None)
+        return _train(f or example_conversations_path(), output_dir, model, overwrite, resume, cfg,
+                      allow_pickle=allow_pickle or None, **over)
 
-def _train(data_file, output_dir, model, overwrite, resume, **opts)->int:
+# %% ../nbs/07_cli.ipynb #5e9996b8
+def _recipe(config, data_file, model, options:dict, **flags)->tuple:
+    "`(TrainConfig, {}, data_file, model)` from recipe file `config`, `options` and the flags set; `(None, flags, ...)` without one."
+    flags = {k: v for k, v in flags.items() if v is not None}
+    if config is None and not options: return None, flags, data_file, model or 'default'   # `train` checks the flags, after the files
+    if config is not None: _check_file(config, 'recipe file')
+    from convchat.train import load_recipe
+    cfg, run = load_recipe(config, **options, **flags)
+    return cfg, {}, data_file or run.get('data_file'), model or run.get('model') or 'default'
+
+def _train(data_file, output_dir, model, overwrite, resume, cfg=None, **opts)->int:
     from convchat import train as T
     over = {k: v for k, v in opts.items() if v is not None}
     with contextlib.redirect_stdout(sys.stderr):   # the Trainer's log lines are diagnostics: keep stdout for answers
-        res = T.train(data_file, output_dir, model=model, overwrite=overwrite,
+        res = T.train(data_file, output_dir, model=model, config=cfg, overwrite=overwrite,
                       resume_from_checkpoint=resume, **over)
     say(f"Saved the fine-tuned model to {res.output_dir}")
     say('  ' + ', '.join(f'{k} {v:.4g}' if isinstance(v, float) else f'{k} {v}' for k,v in res.metrics.items()))
@@ -269,9 +284,10 @@ def serve(onnx_dir:str='convchat-onnx', # Exported ONNX model folder (from `conv
                           allowed_hosts=[h.strip() for h in allowed_hosts.split(',') if h.strip()] if allowed_hosts else None) or 0
 
 # %% ../nbs/07_cli.ipynb #b2afa17c
-def pipeline(data_file:str=None,        # Conversations; the built-in examples when omitted
-             model:str='default',       # Base model: 'default', a hub id or a folder
+def pipeline(data_file:str=None,        # Conversations; the recipe's, or the built-in examples, when omitted
+             model:str=None,            # Base model: 'default', a hub id or a folder (default: the recipe's, else 'default')
              work_dir:str='convchat-run', # Folder for the fine-tuned model (model/) and its ONNX export (onnx/)
+             config:str=None,           # A training recipe (YAML), as for `convchat train`; flags override it
              epochs:float=None,         # Training epochs (default: the trainer's)
              max_steps:int=None,        # Stop training after this many optimizer steps
              graph:str='auto',          # ONNX graph: 'fused', 'plain' or 'auto' (fused where the architecture allows it)
@@ -279,25 +295,27 @@ def pipeline(data_file:str=None,        # Conversations; the built-in examples w
              prompt:str=None,           # Question for the final chat (default: one from the example data)
              overwrite:bool=False,      # Replace earlier results in work_dir
              quantize:str=None,         # Old spelling of --bits (int8, int4 or none)
+             **options,                 # Any other recipe option (on the command line: --lora-r 8)
             )->int:
     "Data, fine-tune, ONNX export and a chat reply, end to end"
     graph, bits = _graph_bits(graph, bits, quantize)
     _check_num('epochs', epochs, 0, above=True); _check_num('max_steps', max_steps, 1)
+    cfg, over, data_file, model = _recipe(config, data_file, model, options, epochs=epochs, max_steps=max_steps)
     if data_file is not None: _check_file(data_file)
     _check_model(model)
     work = Path(work_dir)
     for d in (work/'model', work/'onnx'): check_output_dir(d, overwrite, protect=[data_file, model])
     from convchat.data import example_conversations_path
     with _regular_file(data_file) as f:
-        return _pipeline(f or example_conversations_path(), data_file, model, work, epochs, max_steps, graph, bits, prompt, overwrite)
+        return _pipeline(f or example_conversations_path(), data_file, model, work, cfg, over, graph, bits, prompt, overwrite)
 
-def _pipeline(data_file, shown, model, work, epochs, max_steps, graph, bits, prompt, overwrite)->int:
+def _pipeline(data_file, shown, model, work, cfg, over, graph, bits, prompt, overwrite)->int:
     from convchat.data import EXAMPLE_QUESTIONS
     t0 = time.time()
     say(f"[1/4] Checking {shown or data_file}")
     _check_data(data_file, shown)
     say(f"[2/4] Fine-tuning {model}")
-    _train(str(data_file), str(work/'model'), model, overwrite, None, epochs=epochs, max_steps=max_steps)
+    _train(str(data_file), str(work/'model'), model, overwrite, None, cfg, **over)
     from convchat.train import is_main_process
     if not is_main_process(): return 0      # several processes (torchrun, accelerate launch): the main one exports and chats
     say("[3/4] Exporting to ONNX")
@@ -344,8 +362,15 @@ def main(argv:list=None)->int:
         p.error = _usage_error(cmd)
         for a in p._actions:
             if a.dest in HIDDEN.get(cmd, ()): a.help = SUPPRESS
-        args = vars(p.parse_args(rest))
+        takes_options = any(v.kind is inspect.Parameter.VAR_KEYWORD for v in inspect.signature(fn).parameters.values())
+        if takes_options: p.epilog = ("Any other recipe option is a flag too: a TrainConfig field or a TrainingArguments field "
+                                      "(--optim adamw_torch, --lora-r 8, --fsdp 'full_shard auto_wrap').")
+        args, extra = p.parse_known_args(rest) if takes_options else (p.parse_args(rest), [])
+        args = vars(args)
         for k in ('pdb', 'xtra'): args.pop(k, None)
+        if extra:                              # recipe options given as flags: `--optim adamw_torch`
+            from convchat.train import parse_recipe
+            args.update(parse_recipe(args=extra))
         return fn(**args) or 0
     except _UsageError as e: err(e); return 2
     except ConvchatError as e: err(e); return 130 if type(e).__name__ == 'TrainingInterrupted' else 1

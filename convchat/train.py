@@ -7,7 +7,7 @@ Docs: https://convchat.github.io/convchat/train.html.md"""
 # %% ../nbs/03_train.ipynb #0ff117d2
 from __future__ import annotations
 import os, sys, re, json, math, time, shutil, signal, platform, contextlib
-from dataclasses import dataclass, field, asdict, fields, replace
+from dataclasses import dataclass, field, asdict, fields, replace, make_dataclass, MISSING
 from pathlib import Path
 from fastcore.basics import patch
 from .core import *
@@ -17,11 +17,13 @@ from .tokenization import (ensure_chat_template, resize_embeddings, build_datase
                                    DataCollator)
 
 # %% auto #0
-__all__ = ['TrainConfig', 'save_schedule', 'make_config', 'cpu_has_bf16', 'resolve_precision', 'label_loss', 'ConvchatTrainer',
-           'EpochLengthGroupedSampler', 'checkpoints_dir', 'is_main_process', 'barrier', 'main_process_first',
-           'any_process', 'allow_indexed_cpu_loads', 'oom_advice', 'add_lora', 'merge_lora', 'full_model',
-           'training_args', 'SaveEvery', 'SaveOnSignal', 'TrainingInterrupted', 'save_model', 'TrainResult',
-           'load_base_model', 'train', 'plot_loss', 'greedy_answer', 'cpu_info']
+__all__ = ['RECIPE_FILE', 'TrainConfig', 'save_schedule', 'make_config', 'trainer_fields', 'RunOptions', 'trainer_options',
+           'recipe_parser', 'parse_recipe', 'load_recipe', 'recipe_of', 'save_recipe', 'cpu_has_bf16',
+           'resolve_precision', 'label_loss', 'ConvchatTrainer', 'EpochLengthGroupedSampler', 'checkpoints_dir',
+           'is_main_process', 'barrier', 'main_process_first', 'any_process', 'allow_indexed_cpu_loads', 'oom_advice',
+           'add_lora', 'merge_lora', 'full_model', 'runs_dir', 'training_args', 'SaveEvery', 'SaveOnSignal',
+           'TrainingInterrupted', 'save_model', 'TrainResult', 'load_base_model', 'train', 'plot_loss',
+           'tensorboard_history', 'greedy_answer', 'cpu_info']
 
 # %% ../nbs/03_train.ipynb #fd0fd6fc
 @dataclass
@@ -49,7 +51,7 @@ class TrainConfig:
     lora_r: int = 16                  # LoRA rank
     lora_alpha: int = 32              # LoRA scaling numerator
     lora_dropout: float = 0.05        # Dropout on the LoRA branch
-    lora_target_modules: str|list = 'all-linear' # Modules that get adapters
+    lora_target_modules: str|list[str] = 'all-linear' # Modules that get adapters
     early_stopping_patience: int|None = None # Evaluations without improvement before stopping (None: never)
     eval_steps: int|None = None       # Evaluate every this many steps (None: every epoch)
     save_every: int|str|None = '10m'  # Checkpoint every N optimizer steps (50) or every so long ('10m', '90s', '2h'); None: only on SIGTERM/Ctrl-C
@@ -58,6 +60,10 @@ class TrainConfig:
     logging_steps: int = 1            # Log the training loss every this many steps
     num_threads: int|None = None      # torch CPU threads (None: torch's default, all cores)
     dataloader_workers: int = 0       # DataLoader worker processes
+    report_to: str|list[str] = 'none'    # Trackers that get the losses: 'tensorboard', 'mlflow' (a local database), a list, or 'none'
+    logging_dir: str|None = None      # Where trackers write (None: `<output_dir>.runs/<run_name>`)
+    run_name: str|None = None         # The run's name in the trackers (None: the date and time it started)
+    trainer_args: dict = field(default_factory=dict) # Any other `TrainingArguments` field, e.g. {'optim': 'adamw_torch'}
 
 # %% ../nbs/03_train.ipynb #e6cce2a9
 def save_schedule(save_every:int|str|None, # Steps (50, '50'), a time ('10m', '90s', '2h'), or None/0 for neither
@@ -88,7 +94,120 @@ def make_config(config:TrainConfig=None, # A starting configuration (default: `T
     if cfg.epochs <= 0 and cfg.max_steps <= 0: raise ConvchatError(f"epochs must be positive, not {cfg.epochs}")
     if cfg.learning_rate <= 0: raise ConvchatError(f"learning_rate must be positive, not {cfg.learning_rate}")
     save_schedule(cfg.save_every)
-    return cfg
+    if cfg.trainer_args: _check_trainer_args(cfg.trainer_args)
+    one = lambda v: v[0] if isinstance(v, (list, tuple)) and len(v) == 1 else v   # a flag's ['all-linear'] is 'all-linear'
+    return replace(cfg, lora_target_modules=one(cfg.lora_target_modules), report_to=one(cfg.report_to))
+
+# %% ../nbs/03_train.ipynb #64ddf669
+_RENAMED = dict(num_train_epochs='epochs', per_device_train_batch_size='batch_size', per_device_eval_batch_size='batch_size',
+                gradient_accumulation_steps='grad_accum', lr_scheduler_type='lr_scheduler', bf16='precision', fp16='precision',
+                save_steps='save_every', save_strategy='save_every', dataloader_num_workers='dataloader_workers',
+                output_dir='output_dir (checkpoints go to <output_dir>.checkpoints)')   # TrainingArguments set from convchat's options
+
+def trainer_fields()->dict:
+    "The `TrainingArguments` fields a recipe may set directly: `{name: dataclass field}` (convchat's own options excluded)."
+    from transformers import TrainingArguments
+    ours = {f.name for f in fields(TrainConfig)} | set(_RENAMED)
+    return {f.name: f for f in fields(TrainingArguments) if f.init and f.name not in ours}
+
+def _unknown(names, valid, what='training option')->ConvchatError:
+    "The error for option `names` that are not in `valid`, with convchat's name where `TrainingArguments` has another."
+    import difflib
+    hint = lambda n: (f" (convchat's option: {_RENAMED[n]})" if n in _RENAMED else
+                      ''.join(f" (did you mean {m}?)" for m in difflib.get_close_matches(n, valid, 1)))
+    return ConvchatError(f"unknown {what}(s): {', '.join(n + hint(n) for n in sorted(names))}; "
+                         "convchat's options are TrainConfig's fields, and any other TrainingArguments field may be given")
+
+def _check_trainer_args(args:dict):
+    if bad := set(args) - set(trainer_fields()): raise _unknown(bad, list(trainer_fields()), 'TrainingArguments field')
+
+
+# %% ../nbs/03_train.ipynb #707ebed8
+@dataclass
+class RunOptions:
+    "What a recipe names besides the training options."
+    data_file: str|None = None    # Conversations file (None: the built-in examples)
+    model: str|None = None        # Base model: 'default', a folder or a hub id (None: 'default')
+
+def trainer_options():
+    "A dataclass of the `TrainingArguments` fields in `trainer_fields`, for `HfArgumentParser` (no checks of its own)."
+    import typing
+    from transformers import TrainingArguments
+    hints = typing.get_type_hints(TrainingArguments)
+    return make_dataclass('TrainerOptions', [(n, hints[n], field(default=f.default, default_factory=f.default_factory, metadata=f.metadata))
+                                             for n, f in trainer_fields().items()])
+
+# %% ../nbs/03_train.ipynb #0a5eb66e
+class _Unset: "An option that neither the file nor a flag set."
+_UNSET = _Unset()
+
+def recipe_parser():
+    "`HfArgumentParser` over `RunOptions`, `TrainConfig` and `TrainerOptions`; every option defaults to unset."
+    from transformers import HfArgumentParser
+    p = HfArgumentParser([RunOptions, TrainConfig, trainer_options()])
+    p.set_defaults(**{a.dest: _UNSET for a in p._actions if a.dest != 'help'})
+    def error(msg): raise ConvchatError(f"recipe: {msg}")
+    p.error = error
+    return p
+
+def _read_yaml(path)->dict:
+    import yaml
+    path = Path(path)
+    if not path.is_file(): raise ConvchatError(f"{path}: no such recipe file")
+    try: d = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e: raise ConvchatError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(d, dict): raise ConvchatError(f"{path}: a recipe is a mapping of option names to values, not a {type(d).__name__}")
+    return d
+
+# %% ../nbs/03_train.ipynb #83ba22ea
+def parse_recipe(path:str|Path=None, # A YAML recipe
+                 args:list=(),       # Command-line flags (`--optim adamw_torch`, `--lora-r 8`)
+                 **overrides,        # Options that win over both
+                )->dict:             # The options set, by name
+    "The options that `path`, then `args`, then `overrides` set, checked and typed by `HfArgumentParser`."
+    p = recipe_parser()
+    known = {a.dest for a in p._actions}
+    opts = {**(_read_yaml(path) if path else {}), **overrides}
+    if bad := set(opts) - known: raise _unknown(bad, known)
+    p.set_defaults(**{k: v for k, v in opts.items() if k not in overrides})
+    flags = ['--' + a[2:].partition('=')[0].replace('-', '_') + ''.join(a.partition('=')[1:]) if a.startswith('--') else a for a in args]
+    *dcs, rest = p.parse_args_into_dataclasses(args=flags, return_remaining_strings=True)
+    if rest: raise _unknown([a[2:].partition('=')[0] for a in rest if a.startswith('--')] or rest, known, 'flag')
+    return {**{k: v for dc in dcs for k, v in vars(dc).items() if v is not _UNSET}, **overrides}
+
+# %% ../nbs/03_train.ipynb #149f5059
+def load_recipe(path:str|Path=None, # A YAML recipe
+                args:list=(),       # Command-line flags
+                **overrides,        # Options that win over both
+               )->tuple:            # `(TrainConfig, {'data_file':..., 'model':...})` with only what was set
+    "The `TrainConfig` and run options of a recipe file, flags and overrides."
+    opts = parse_recipe(path, args, **overrides)
+    run = {k: opts.pop(k) for k in [f.name for f in fields(RunOptions)] if k in opts}
+    ta = set(trainer_fields())
+    extra = {**opts.pop('trainer_args', {}), **{k: opts.pop(k) for k in list(opts) if k in ta}}
+    return make_config(trainer_args=extra, **opts), run
+
+# %% ../nbs/03_train.ipynb #4b5afa8b
+RECIPE_FILE = 'convchat-recipe.yaml'
+
+def _recipe_model(record:dict)->str|None:
+    "How a recipe names the base model of `record`: 'default' or a hub id as given, a folder by its absolute path."
+    base, path = record.get('base_model'), record.get('base_model_path')
+    if not base or base == 'in-memory model': return None
+    if base == 'default' or not Path(base).exists(): return base
+    return str(Path(path or base).resolve())
+
+def recipe_of(record:dict)->dict:
+    "The recipe that repeats the run `record` (the contents of `convchat-train.json`) describes."
+    cfg = dict(record['config']); extra = cfg.pop('trainer_args', {}) or {}
+    run = dict(model=_recipe_model(record), data_file=record.get('data_file'))
+    return {**{k: v for k, v in run.items() if v is not None}, **cfg, **extra}
+
+def save_recipe(path:Path, record:dict)->Path:
+    "Write `recipe_of(record)` as YAML to `path`."
+    import yaml
+    head = f"# convchat recipe of the run that wrote this folder; repeat it with: convchat train --config {RECIPE_FILE} --output-dir NEW\n"
+    return atomic_write_text(Path(path), head + yaml.safe_dump(recipe_of(record), sort_keys=False))
 
 # %% ../nbs/03_train.ipynb #75847d33
 def cpu_has_bf16()->bool:
@@ -290,6 +409,23 @@ def full_model(trainer):
     state = acc.get_state_dict(trainer.model)                           # gathers the shards onto the main process
     return _unsharded_copy(model, state) if acc.is_main_process else None
 
+# %% ../nbs/03_train.ipynb #7263f364
+def runs_dir(output_dir:Path)->Path:
+    "Where the trackers of a run writing `output_dir` keep their files: `<output_dir>.runs/`."
+    output_dir = Path(output_dir)
+    return output_dir.with_name(output_dir.name + '.runs')
+
+def _tracking(cfg:TrainConfig, ckpt_dir:Path)->dict:
+    "`report_to`, `logging_dir` and `run_name` for `TrainingArguments`; MLflow gets a local database in `runs_dir`."
+    name = cfg.run_name or time.strftime('%Y%m%d-%H%M%S')
+    runs = runs_dir(Path(ckpt_dir).with_name(Path(ckpt_dir).name.removesuffix('.checkpoints')))
+    trackers = [cfg.report_to] if isinstance(cfg.report_to, str) else list(cfg.report_to)
+    if ('mlflow' in trackers or 'all' in trackers) and not os.environ.get('MLFLOW_TRACKING_URI'):
+        import mlflow; runs.mkdir(parents=True, exist_ok=True); mlflow.set_tracking_uri(f"sqlite:///{runs.resolve()/'mlflow.db'}")
+    from transformers import TrainingArguments
+    where = {'logging_dir': str(cfg.logging_dir or runs/name)} if 'logging_dir' in TrainingArguments.__dataclass_fields__ else {}
+    return dict(report_to=cfg.report_to, run_name=name, **where)   # transformers 5 may drop logging_dir (TENSORBOARD_LOGGING_DIR)
+
 # %% ../nbs/03_train.ipynb #0bc9c4e3
 def training_args(cfg:TrainConfig,       # The configuration
                   ckpt_dir:Path,         # Checkpoint folder
@@ -310,7 +446,7 @@ def training_args(cfg:TrainConfig,       # The configuration
     sv = 'steps' if steps else ev if early else 'no'              # 'no': `SaveEvery` checkpoints by time
     save_steps = steps or (cfg.eval_steps if early else None)
     limit = max(cfg.save_total_limit, 2) if early else cfg.save_total_limit   # the best and the newest
-    return TrainingArguments(
+    return TrainingArguments(**{**dict(
         output_dir=str(ckpt_dir), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler,
@@ -321,8 +457,8 @@ def training_args(cfg:TrainConfig,       # The configuration
         save_total_limit=limit, load_best_model_at_end=early, metric_for_best_model='eval_loss' if early else None,
         greater_is_better=False if early else None, logging_strategy='steps', logging_steps=cfg.logging_steps, logging_first_step=True,
         gradient_checkpointing=cfg.gradient_checkpointing, torch_compile=cfg.torch_compile, prediction_loss_only=True,
-        remove_unused_columns=False, dataloader_num_workers=cfg.dataloader_workers, report_to='none',
-        disable_tqdm=not progress, log_level='warning', save_only_model=False)
+        remove_unused_columns=False, dataloader_num_workers=cfg.dataloader_workers, **_tracking(cfg, ckpt_dir),
+        disable_tqdm=not progress, log_level='warning', save_only_model=False), **cfg.trainer_args})
 
 # %% ../nbs/03_train.ipynb #16e040cc
 from transformers import TrainerCallback
@@ -383,7 +519,7 @@ def save_model(model, tokenizer,         # The trained model (LoRA merged or not
     with atomic_dir(output_dir, overwrite=overwrite, protect=protect) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        if record is not None: atomic_write_json(tmp/'convchat-train.json', record)
+        if record is not None: atomic_write_json(tmp/'convchat-train.json', record); save_recipe(tmp/RECIPE_FILE, record)
     return Path(output_dir)
 
 # %% ../nbs/03_train.ipynb #7830a03f
@@ -536,7 +672,8 @@ def train(data_file:Path,              # Conversations file (JSON/JSONL, any for
     protect, ckpts, resume = _check_inputs(data_file, output_dir, model, overwrite, resume)
     if cfg.num_threads: torch.set_num_threads(cfg.num_threads)
     set_seed(cfg.seed)
-    with main_process_first(): m, tok, train_ds, eval_ds, rep = _prepare(data_file, model, cfg, allow_pickle, progress)  # converts the default model once
+    with main_process_first():                  # the main process converts the default model; the others then read it
+        m, tok, train_ds, eval_ds, rep = _prepare(data_file, model, cfg, allow_pickle, progress)
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
     precision = resolve_precision(cfg.precision, device == 'cuda')
     old = _set_aside(ckpts) if resume is None and is_main_process() else None   # inputs are good: the earlier checkpoints go once we write one
@@ -566,6 +703,17 @@ def plot_loss(history_or_result, # A `TrainResult` or `Trainer`'s log history
     ax.set_xlabel('step'); ax.set_ylabel('cross-entropy'); ax.legend(); ax.grid(alpha=.3)
     if title: ax.set_title(title)
     return ax
+
+# %% ../nbs/03_train.ipynb #e0571118
+def tensorboard_history(logdir:Path)->list:
+    "The train and eval losses in the TensorBoard event files under `logdir`, as `[{'step':..., 'loss' or 'eval_loss':...}]`."
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    out = []
+    for f in sorted(Path(logdir).rglob('events.out.tfevents.*')):
+        acc = EventAccumulator(str(f)); acc.Reload()
+        for tag, key in (('train/loss', 'loss'), ('eval/loss', 'eval_loss')):
+            if tag in acc.Tags()['scalars']: out += [{'step': e.step, key: e.value} for e in acc.Scalars(tag)]
+    return sorted(out, key=lambda h: h['step'])
 
 # %% ../nbs/03_train.ipynb #69038169
 def greedy_answer(model, tokenizer, question:str, max_new_tokens:int=40)->str:
