@@ -479,7 +479,9 @@ class SaveOnSignal(TrainerCallback):
     def handle(self, signum, frame):
         if self.received: raise KeyboardInterrupt(f'second {self.received}')
         self.received = signal.Signals(signum).name
-        if is_main_process(): print(f"convchat: {self.received}: writing a checkpoint after this step, then stopping (send it again to stop at once)", file=sys.stderr)
+        if is_main_process():
+            print(f"convchat: {self.received}: writing a checkpoint after this step, then stopping (send it again to stop at once)",
+                  file=sys.stderr)
 
     @contextlib.contextmanager
     def installed(self):
@@ -676,7 +678,7 @@ def train(data_file:Path,              # Conversations file (JSON/JSONL, any for
         m, tok, train_ds, eval_ds, rep = _prepare(data_file, model, cfg, allow_pickle, progress)
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
     precision = resolve_precision(cfg.precision, device == 'cuda')
-    old = _set_aside(ckpts) if resume is None and is_main_process() else None   # inputs are good: the earlier checkpoints go once we write one
+    old = _set_aside(ckpts) if resume is None and is_main_process() else None   # the earlier checkpoints go once we write one
     trainer, sig = _make_trainer(m, tok, train_ds, eval_ds, cfg, ckpts, precision, resume, old, callbacks, progress)
     out = _fit(trainer, sig, resume, old, ckpts, cfg, device)
     metrics = dict(**_final_metrics(trainer, out, eval_ds is not None), wall_time_s=round(time.time()-t0, 1))
