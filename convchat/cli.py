@@ -17,8 +17,8 @@ __all__ = ['MIN_TEMPERATURE', 'COMMANDS', 'HIDDEN', 'say', 'validate', 'train', 
 
 # %% ../nbs/07_cli.ipynb #96ad3a36
 def say(*args):
-    "Print a diagnostic line on stderr."
-    print(*args, file=sys.stderr, flush=True)
+    "Print a diagnostic line on stderr (on the main process only, under `torchrun`/`accelerate launch`)."
+    if int(os.environ.get('RANK', '0')) == 0: print(*args, file=sys.stderr, flush=True)
 
 def _opt(name): return '--' + name.replace('_', '-')
 def _num(x): return f"{x:g}" if isinstance(x, float) else str(x)
@@ -318,6 +318,8 @@ def _pipeline(data_file, shown, model, work, cfg, over, graph, bits, prompt, ove
     _check_data(data_file, shown)
     say(f"[2/4] Fine-tuning {model}")
     _train(str(data_file), str(work/'model'), model, overwrite, None, cfg, **over)
+    from convchat.train import is_main_process
+    if not is_main_process(): return 0      # several processes (torchrun, accelerate launch): the main one exports and chats
     say("[3/4] Exporting to ONNX")
     convert(str(work/'model'), str(work/'onnx'), graph=graph, bits=bits or 'none', overwrite=overwrite)
     q = prompt or EXAMPLE_QUESTIONS[0][0]

@@ -20,7 +20,8 @@ from .tokenization import (ensure_chat_template, resize_embeddings, build_datase
 __all__ = ['RECIPE_FILE', 'TrainConfig', 'save_schedule', 'make_config', 'trainer_fields', 'RunOptions', 'trainer_options',
            'recipe_parser', 'parse_recipe', 'load_recipe', 'recipe_of', 'save_recipe', 'cpu_has_bf16',
            'resolve_precision', 'label_loss', 'ConvchatTrainer', 'EpochLengthGroupedSampler', 'checkpoints_dir',
-           'oom_advice', 'add_lora', 'merge_lora', 'runs_dir', 'training_args', 'SaveEvery', 'SaveOnSignal',
+           'is_main_process', 'barrier', 'main_process_first', 'any_process', 'allow_indexed_cpu_loads', 'oom_advice',
+           'add_lora', 'merge_lora', 'full_model', 'runs_dir', 'training_args', 'SaveEvery', 'SaveOnSignal',
            'TrainingInterrupted', 'save_model', 'TrainResult', 'load_base_model', 'train', 'plot_loss',
            'tensorboard_history', 'greedy_answer', 'cpu_info']
 
@@ -319,6 +320,45 @@ def _resume_path(resume, ckpts:Path):
     if not (p/'trainer_state.json').exists(): raise ConvchatError(f"{p} is not a training checkpoint (no trainer_state.json)")
     return str(p)
 
+# %% ../nbs/03_train.ipynb #ac71c21a
+def is_main_process()->bool:
+    "Whether this process prints and writes: the only one, or rank 0 under `torchrun`/`accelerate launch`."
+    return int(os.environ.get('RANK', '0')) == 0
+
+def barrier():
+    "Wait until every process of a multi-process run gets here (nothing to do in a single process)."
+    if int(os.environ.get('WORLD_SIZE', '1')) <= 1: return
+    import torch
+    from accelerate import PartialState
+    PartialState(cpu=not torch.cuda.is_available()).wait_for_everyone()   # joins the process group the launcher set up
+
+@contextlib.contextmanager
+def main_process_first():
+    "Run the block on the main process first, then on the others (which then read what it wrote)."
+    if not is_main_process(): barrier()
+    try: yield
+    finally:
+        if is_main_process(): barrier()
+
+def any_process(flag:bool)->bool:
+    "Whether `flag` holds on any process, the same answer on all of them: for what they must decide together."
+    if int(os.environ.get('WORLD_SIZE', '1')) <= 1: return bool(flag)
+    import torch, torch.distributed as dist
+    from accelerate import PartialState
+    t = torch.tensor([int(bool(flag))], device=PartialState(cpu=not torch.cuda.is_available()).device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+# %% ../nbs/03_train.ipynb #1977236c
+def _indexed_cpu(obj, location:str):
+    if re.fullmatch(r'cpu:\d+', location): return obj
+
+def allow_indexed_cpu_loads():
+    "Let `torch.load` map storages to 'cpu:N' devices (CPU processes under torchrun), as it maps them to 'cpu'."
+    import torch
+    if _indexed_cpu not in [d for _, _, d in torch.serialization._package_registry]:
+        torch.serialization.register_package(100, lambda obj: None, _indexed_cpu)
+
 # %% ../nbs/03_train.ipynb #fbc4b181
 def _is_oom(e:BaseException)->bool:
     import torch
@@ -345,6 +385,29 @@ def add_lora(model, cfg:TrainConfig):
 def merge_lora(model):
     "The plain model, with LoRA adapters (if any) merged into its weights."
     return model.merge_and_unload() if hasattr(model, 'merge_and_unload') else model
+
+# %% ../nbs/03_train.ipynb #6144c277
+def _unsharded_copy(model, state:dict):
+    "A fresh, unsharded copy of `model` (a peft LoRA model or a plain one) holding the full `state` dict."
+    import torch
+    from transformers import AutoModelForCausalLM
+    base = model.get_base_model() if hasattr(model, 'get_base_model') else model
+    dtype = next(iter(state.values())).dtype
+    with torch.device('cpu'): copy = AutoModelForCausalLM.from_config(base.config, dtype=dtype)
+    copy.generation_config = base.generation_config
+    if base is not model:
+        from peft import get_peft_model
+        copy = get_peft_model(copy, model.peft_config[model.active_adapter])
+    copy.load_state_dict(state)
+    return copy
+
+def full_model(trainer):
+    "The trained model with full weights on the main process, None on the others; every process must call it."
+    acc = trainer.accelerator
+    model = acc.unwrap_model(trainer.model, keep_fp32_wrapper=False)   # drops DDP and the autocast wrapper of the forward
+    if not (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled): return model if acc.is_main_process else None
+    state = acc.get_state_dict(trainer.model)                           # gathers the shards onto the main process
+    return _unsharded_copy(model, state) if acc.is_main_process else None
 
 # %% ../nbs/03_train.ipynb #7263f364
 def runs_dir(output_dir:Path)->Path:
@@ -405,7 +468,8 @@ class SaveEvery(TrainerCallback):
     def __init__(self, minutes:float): self.minutes, self.last = minutes, time.monotonic()
     def on_save(self, args, state, control, **kw): self.last = time.monotonic()
     def on_step_end(self, args, state, control, **kw):
-        if self.minutes and time.monotonic() - self.last >= self.minutes*60: control.should_save = True
+        if not self.minutes: return control
+        if any_process(time.monotonic() - self.last >= self.minutes*60): control.should_save = True   # all processes, same step
         return control
 
 # %% ../nbs/03_train.ipynb #80a829f3
@@ -415,7 +479,9 @@ class SaveOnSignal(TrainerCallback):
     def handle(self, signum, frame):
         if self.received: raise KeyboardInterrupt(f'second {self.received}')
         self.received = signal.Signals(signum).name
-        print(f"convchat: {self.received}: writing a checkpoint after this step, then stopping (send it again to stop at once)", file=sys.stderr)
+        if is_main_process():
+            print(f"convchat: {self.received}: writing a checkpoint after this step, then stopping (send it again to stop at once)",
+                  file=sys.stderr)
 
     @contextlib.contextmanager
     def installed(self):
@@ -428,7 +494,9 @@ class SaveOnSignal(TrainerCallback):
             for s, h in old.items(): signal.signal(s, h)
 
     def on_step_end(self, args, state, control, **kw):
-        if self.received: control.should_save = control.should_training_stop = True
+        if any_process(self.received is not None):      # all processes stop after the same step, whichever got the signal
+            self.received = self.received or 'a signal to another process'
+            control.should_save = control.should_training_stop = True
         return control
 
 class TrainingInterrupted(ConvchatError):
@@ -520,7 +588,8 @@ def _check_inputs(data_file:Path, output_dir:Path, model, overwrite:bool, resume
     protect = [data_file] + ([Path(model)] if isinstance(model, (str, Path)) and Path(model).exists() else [])
     check_output_dir(output_dir, overwrite, protect)
     ckpts = checkpoints_dir(output_dir)
-    _recover_earlier(ckpts); _check_checkpoints(ckpts)
+    if is_main_process(): _recover_earlier(ckpts)
+    _check_checkpoints(ckpts)
     return protect, ckpts, _resume_path(resume, ckpts)
 
 # %% ../nbs/03_train.ipynb #3e05062b
@@ -552,6 +621,7 @@ def _make_trainer(m, tok, train_ds, eval_ds, cfg:TrainConfig, ckpts:Path, precis
 # %% ../nbs/03_train.ipynb #9d88f94a
 def _fit(trainer, sig:SaveOnSignal, resume, old:Path|None, ckpts:Path, cfg:TrainConfig, device:str):
     "Run `trainer`; on failure or a signal put the earlier checkpoints back, on success drop them."
+    if trainer.args.world_size > 1: allow_indexed_cpu_loads()
     try:
         with sig.installed(): out = trainer.train(resume_from_checkpoint=resume)
     except BaseException as e:
@@ -604,18 +674,20 @@ def train(data_file:Path,              # Conversations file (JSON/JSONL, any for
     protect, ckpts, resume = _check_inputs(data_file, output_dir, model, overwrite, resume)
     if cfg.num_threads: torch.set_num_threads(cfg.num_threads)
     set_seed(cfg.seed)
-    m, tok, train_ds, eval_ds, rep = _prepare(data_file, model, cfg, allow_pickle, progress)
+    with main_process_first():                  # the main process converts the default model; the others then read it
+        m, tok, train_ds, eval_ds, rep = _prepare(data_file, model, cfg, allow_pickle, progress)
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
     precision = resolve_precision(cfg.precision, device == 'cuda')
-    old = _set_aside(ckpts) if resume is None else None     # inputs are good: the earlier checkpoints go once we write one
+    old = _set_aside(ckpts) if resume is None and is_main_process() else None   # the earlier checkpoints go once we write one
     trainer, sig = _make_trainer(m, tok, train_ds, eval_ds, cfg, ckpts, precision, resume, old, callbacks, progress)
     out = _fit(trainer, sig, resume, old, ckpts, cfg, device)
     metrics = dict(**_final_metrics(trainer, out, eval_ds is not None), wall_time_s=round(time.time()-t0, 1))
     record = _train_record(model, data_file, rep, train_ds, eval_ds, cfg, precision, device, resume, metrics)
-    final = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)   # drop the autocast wrapper of the forward
-    if trainer.is_world_process_zero():
+    final = full_model(trainer)                 # every process takes part; the main process gets the model
+    if final is not None:
         save_model(final, tok, output_dir, record, overwrite=overwrite, protect=protect)
         if not cfg.keep_checkpoints: _remove_checkpoints(ckpts)
+    barrier()                                   # the others return once the folder exists
     return TrainResult(output_dir, metrics, trainer.state.log_history, record)
 
 # %% ../nbs/03_train.ipynb #6330628f
