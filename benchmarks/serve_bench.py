@@ -135,7 +135,7 @@ def engine_rows(model_dir:Path, a)->list:
     "The same load on this checkout's `Scheduler` in-process (no HTTP): the ceiling the server's batching can reach."
     from convchat.runtime import ChatModel, GenerationConfig
     from convchat.scheduler import Scheduler, Request
-    m, c, rows = ChatModel(model_dir), GenerationConfig(max_new_tokens=a.max_tokens, temperature=0), []
+    m, c, rows = ChatModel(model_dir, threads=a.threads), GenerationConfig(max_new_tokens=a.max_tokens, temperature=0), []
     with Scheduler(m, max_batch=max(a.clients), max_waiting=max(a.clients)*a.requests_per_client) as s:
         s.submit(Request(m.encode('hi'), c.replace(max_new_tokens=4))).result()                   # warm up
         for n in a.clients:
@@ -164,7 +164,7 @@ COLUMNS = [column('label', 'server, clients'), column('requests', 'requests'), c
            column('latency_p95_s', 'p95 latency (s)', '{:.3f}'), column('same_as_alone', 'same as alone', '{:.0%}'),
            column('errors', 'errors')]
 
-def write(results:dict)->Path:
+def write(results:dict, name:str='serve')->Path:
     "Add the title, intro, table and notes to `results` and write serve.json and serve.md."
     a, rows = results['settings'], results['rows']
     best = {d: next((r['x_one_client'] for r in rows if r['design'] == d and r['clients'] == 8), None) for d in a['designs']}
@@ -180,7 +180,7 @@ def write(results:dict)->Path:
                f"{', '.join(f'{k}={v}' for k, v in results['server_args'][d].items())}." for d in a['designs']] +
               ([f"With 8 clients: {', '.join(f'{d} {x}x' for d, x in best.items() if x)} one client's tokens/s."]
                if any(best.values()) else []))
-    return write_result('serve', results)
+    return write_result(name, results)
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -192,6 +192,8 @@ def main():
     ap.add_argument('--designs', nargs='+', choices=list(DESIGNS), default=list(DESIGNS))
     ap.add_argument('--current-code', type=Path, default=ROOT,
                     help="the checkout whose server is 'current' (default: this one; the in-process table uses this process's convchat)")
+    ap.add_argument('--threads', type=int, default=None, help="ONNX Runtime threads of this checkout's server (default: its own)")
+    ap.add_argument('--name', default='serve', help='results/<name>.json and .md')
     ap.add_argument('--no-engine', action='store_true', help="skip the in-process scheduler table")
     a = ap.parse_args()
     import onnxruntime, openai
@@ -203,17 +205,19 @@ def main():
         label = ('a tiny random model' if a.quick and not a.model else
                  f"`{model_dir.name}` ({meta.get('graph')} graph, {meta.get('bits')} bits)")
         results = dict(settings=dict(clients=a.clients, requests_per_client=a.requests_per_client, max_tokens=a.max_tokens,
-                                     designs=a.designs, model=label, current_code=git_describe(a.current_code)),
+                                     designs=a.designs, model=label, current_code=git_describe(a.current_code),
+                                     threads=a.threads),
                        machine=dict(cpu_info(), versions=dict(python=platform.python_version(), onnxruntime=onnxruntime.__version__,
                                                               openai=openai.__version__)),
                        rows=[], server_args={})
         load0 = os.getloadavg()[0]
         for d in a.designs:
+            if d == 'current' and a.threads: SERVER_ARGS[d]['threads'] = a.threads
             rows, args = bench_design(d, paths[d], model_dir, a, tmp)
             results['rows'] += rows
             results['server_args'][d] = ast.literal_eval(args.split('server args:', 1)[1]) if args else {}
         if 'current' in a.designs and not a.no_engine: results['engine'] = engine_rows(model_dir, a)
         results['machine'].update(load_avg=round(os.getloadavg()[0], 2), note=f'shared; load {load0:.2f} at the start')
-    print(write(results).read_text())
+    print(write(results, a.name).read_text())
 
 if __name__ == '__main__': main()
