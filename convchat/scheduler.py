@@ -89,7 +89,7 @@ class Scheduler:
     "Continuous batching over one `ChatModel`: one thread steps all running requests as one `Batch`."
     def __init__(self, model:ChatModel,   # The model every request runs on
                  max_batch:int=8,         # Requests decoded together at most
-                 max_waiting:int=16,      # Requests that may wait for a place; more raise `QueueFull`
+                 max_waiting:int=16,      # Requests that may wait beyond the batch's free places; more raise `QueueFull`
                 ):
         if max_batch < 1 or max_waiting < 0: raise ConvchatError("max_batch must be >= 1 and max_waiting >= 0")
         self.model, self.max_batch, self.max_waiting = model, max_batch, max_waiting
@@ -103,14 +103,16 @@ class Scheduler:
 # %% ../nbs/05a_scheduler.ipynb #a7b1e301
 @patch
 def submit(self:Scheduler, req:Request)->Handle:
-    "Queue `req` for the batch; raise `QueueFull` when `max_waiting` requests already wait."
+    "Queue `req` for the batch; raise `QueueFull` when `max_waiting` requests already wait beyond the free places."
     row, reply = self.model._reply(req.prompt, req.config or GenerationConfig(), req.constraint, req.logprobs)
     h = Handle(req)
     with self.cond:
         if self.stopping: raise ConvchatError("the scheduler is shutting down and takes no new requests")
-        if len(self.waiting) >= self.max_waiting:
+        free = max(0, self.max_batch - len(self.running))               # places the next step admits at once
+        if len(self.waiting) - free >= self.max_waiting:
             self.stats['rejected_total'] += 1
-            raise QueueFull(f"{len(self.waiting)} requests already wait for a place (max_waiting={self.max_waiting}); try again later")
+            raise QueueFull(f"{len(self.running)} requests run and {len(self.waiting)} wait (max_batch={self.max_batch}, "
+                            f"max_waiting={self.max_waiting}); try again later")
         self.waiting.append((row, reply, h)); self.stats['requests_total'] += 1
         self.cond.notify_all()
     return h
