@@ -16,9 +16,12 @@ from benchlib import cpu_info, column, write_result
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE/'results'
-CONFIGS = {  # name: (trainer, precision, extra TrainConfig options for ours)
+CONFIGS = {  # name: (trainer, precision, extra TrainConfig options for ours); 'before': convchat as of `--before` (a git ref)
     'plain Trainer fp32': ('plain', 'fp32', {}),
+    'convchat fp32 before': ('before', 'fp32', {}),
     'convchat fp32': ('convchat', 'fp32', {}),
+    'convchat fp32 packing': ('convchat', 'fp32', {'packing': True}),
+    'convchat bf16 before': ('before', 'bf16', {}),
     'plain Trainer bf16': ('plain', 'bf16', {}),
     'convchat bf16': ('convchat', 'bf16', {}),
     'convchat bf16 packing': ('convchat', 'bf16', {'packing': True}),
@@ -109,17 +112,24 @@ def main():
     p.add_argument('--batch', type=int, default=4)
     p.add_argument('--max-tokens', type=int, default=256, help='longest benchmark conversation in tokens')
     p.add_argument('--configs', default=','.join(CONFIGS), help='comma-separated configuration names')
+    p.add_argument('--before', default='main', help="git ref whose convchat the 'before' configurations run")
+    p.add_argument('--name', default='train', help='results/<name>.json and .md')
     p.add_argument('--worker', help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.worker:
         print('RESULT ' + json.dumps(worker(a.worker, a.steps, a.warmup, a.threads, a.batch, a.max_tokens)), flush=True); return
     names = [n.strip() for n in a.configs.split(',')]
+    before = Path(tempfile.mkdtemp())/'before'
+    if any(CONFIGS[n][0] == 'before' for n in names):   # convchat as it was at `--before`, imported instead of the worktree's
+        before.mkdir(parents=True)
+        subprocess.run(f'git archive {a.before} convchat | tar -x -C {before}', shell=True, check=True, cwd=HERE.parent)
     runs, t0 = [], time.time()
     for r in range(a.repeats):
         for n in names:
             cmd = [sys.executable, __file__, '--worker', n, '--steps', str(a.steps), '--warmup', str(a.warmup),
                    '--threads', str(a.threads), '--batch', str(a.batch), '--max-tokens', str(a.max_tokens)]
             env = {**os.environ, 'TOKENIZERS_PARALLELISM': 'false', 'PYTHONWARNINGS': 'ignore'}
+            if CONFIGS[n][0] == 'before': env['PYTHONPATH'] = os.pathsep.join([str(before), env.get('PYTHONPATH', '')])
             out = subprocess.run(cmd, capture_output=True, text=True, env=env)
             line = [l for l in out.stdout.splitlines() if l.startswith('RESULT ')]
             if not line: sys.exit(f"{n} failed:\n{out.stderr[-3000:]}")
@@ -146,12 +156,13 @@ def main():
                intro=(f"SmolLM2-135M-Instruct, batch {a.batch} x up to {a.max_tokens} tokens, {a.steps} measured steps after {a.warmup}, "
                       f"{a.repeats} interleaved round(s), {meta['date']}. Tokens/s counts real (non-padding) tokens; assistant tokens "
                       "are the ones with a label. vs plain fp32: the ratio to the plain Trainer in fp32 within each round, averaged."),
-               reproduce=f'python benchmarks/train_bench.py --repeats {a.repeats} --steps {a.steps}',
+               reproduce=(f"{'LD_PRELOAD=/tmp/avx2/cpuidmask.so ' if 'cpuidmask' in os.environ.get('LD_PRELOAD', '') else ''}"
+                          f"python benchmarks/train_bench.py --repeats {a.repeats} --steps {a.steps} --configs '{a.configs}' --name {a.name}"),
                machine=dict(cpu_info(a.threads), note='shared: compare ratios'), meta=meta, summary=summary, runs=runs,
                tables=[dict(columns=[column('name', 'configuration'), column('tokens_per_s', 'tokens/s', '{:.0f}', True),
                                      column('assistant_tokens_per_s', 'assistant tokens/s', '{:.0f}'),
                                      column('seconds_per_step', 's/step', '{:.2f}'), column('peak_rss_gb', 'peak RSS (GB)', '{:.2f}'),
                                      column('speedup_vs_plain_fp32', 'vs plain fp32', '{:.2f}x', True)], rows=rows)])
-    print(write_result('train', res).read_text())
+    print(write_result(a.name, res).read_text())
 
 if __name__ == '__main__': main()
