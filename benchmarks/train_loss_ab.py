@@ -39,7 +39,7 @@ def main():
     ds, _ = build_dataset(bench_conversations(a.batch*(a.rounds + 1), a.max_tokens, tok), tok, 1024, progress=False)
     coll = DataCollator(tok)
     batches = [coll([ds[i] for i in range(k*a.batch, (k+1)*a.batch)]) for k in range(a.rounds + 1)]
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-9, fused=True)   # a real step, but the weights barely move: losses stay comparable
     def step(kind, b):
         t = time.perf_counter()
         with torch.autocast('cpu', dtype=torch.bfloat16, enabled=a.precision == 'bf16'):
@@ -61,7 +61,7 @@ def main():
                intro=(f"SmolLM2-135M-Instruct, {a.precision}, batch {a.batch} x up to {a.max_tokens} tokens (padded), {a.rounds} rounds; "
                       "one process, one model and optimizer, the variants taking turns on the same batches (forward, backward, "
                       "fused AdamW step). vs plain: median over rounds of the plain step's time over this variant's in the same round. "
-                      "mean loss: each variant's loss on the same batches (the weights move on between variants, so they differ a little)."),
+                      "mean loss: each variant's loss on the same batches (learning rate 1e-9, so the weights barely move and the losses must agree)."),
                reproduce=f"{'LD_PRELOAD=/tmp/avx2/cpuidmask.so ' if 'cpuidmask' in os.environ.get('LD_PRELOAD', '') else ''}"
                          f"python benchmarks/train_loss_ab.py --precision {a.precision} --rounds {a.rounds} --name {a.name}",
                machine=dict(cpu_info(a.threads), note=(cpu_info(a.threads).get('note', '') + '; shared machine').lstrip('; ')),
