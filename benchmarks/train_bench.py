@@ -94,6 +94,7 @@ def worker(name:str, steps:int, warmup:int, threads:int, batch:int, max_tokens:i
         T.train(data, tmp/'out', precision=precision, max_steps=steps+warmup, eval_fraction=0, batch_size=batch,
                 max_length=1024, progress=False, callbacks=[Clock()], seed=0, **extra)
         coll = made[0]
+    import shutil; shutil.rmtree(tmp, ignore_errors=True)    # the trained model (~0.5 GB) is not needed
     c = coll.counts[:len(times)]
     dt = times[-1] - times[warmup-1]                     # the measured steps, after `warmup` steps
     meas = c[warmup:len(times)]
@@ -136,6 +137,7 @@ def main():
             res = json.loads(line[-1][7:]); res['round'] = r; runs.append(res)
             print(f"[{time.time()-t0:5.0f} s] {n:24s} {res['tokens_per_s']:7.0f} tok/s  {res['assistant_tokens_per_s']:6.0f} assistant tok/s  "
                   f"{res['seconds_per_step']:.2f} s/step  {res['peak_rss_gb']:.2f} GB", flush=True)
+    import shutil; shutil.rmtree(before.parent, ignore_errors=True)
     summary = {}
     for n in names:
         rs = [x for x in runs if x['name'] == n]
