@@ -101,6 +101,7 @@ def run(kind:str, compile:bool, size:str, a, tok, data:list)->dict:
                label_logits_only=getattr(trainer, 'label_logits_only', False), loss_first=losses[0], loss_last=losses[-1],
                loss_mean=sum(losses)/len(losses))
     del trainer, model; gc.collect()
+    os.environ.pop('ACCELERATE_DYNAMO_BACKEND', None)   # TrainingArguments(torch_compile=True) sets it: later eager runs would compile
     import torch._dynamo; torch._dynamo.reset()
     if cuda: torch.cuda.empty_cache()
     return res
