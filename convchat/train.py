@@ -19,11 +19,11 @@ from .tokenization import (ensure_chat_template, resize_embeddings, build_datase
 # %% auto #0
 __all__ = ['RECIPE_FILE', 'TrainConfig', 'save_schedule', 'make_config', 'trainer_fields', 'RunOptions', 'trainer_options',
            'recipe_parser', 'parse_recipe', 'load_recipe', 'recipe_of', 'save_recipe', 'cpu_has_bf16',
-           'resolve_precision', 'label_loss', 'ConvchatTrainer', 'EpochLengthGroupedSampler', 'checkpoints_dir',
-           'is_main_process', 'barrier', 'main_process_first', 'any_process', 'allow_indexed_cpu_loads', 'oom_advice',
-           'add_lora', 'merge_lora', 'full_model', 'runs_dir', 'training_args', 'SaveEvery', 'SaveOnSignal',
-           'TrainingInterrupted', 'save_model', 'TrainResult', 'load_base_model', 'train', 'plot_loss',
-           'tensorboard_history', 'greedy_answer', 'cpu_info']
+           'resolve_precision', 'output_layer', 'only_rows', 'label_loss', 'ConvchatTrainer',
+           'EpochLengthGroupedSampler', 'checkpoints_dir', 'is_main_process', 'barrier', 'main_process_first',
+           'any_process', 'allow_indexed_cpu_loads', 'oom_advice', 'add_lora', 'merge_lora', 'full_model', 'runs_dir',
+           'training_args', 'SaveEvery', 'SaveOnSignal', 'TrainingInterrupted', 'save_model', 'TrainResult',
+           'load_base_model', 'train', 'plot_loss', 'tensorboard_history', 'greedy_answer', 'cpu_info']
 
 # %% ../nbs/03_train.ipynb #fd0fd6fc
 @dataclass
@@ -234,19 +234,37 @@ def _accepts_logits_to_keep(model)->bool:
     return 'logits_to_keep' in inspect.signature(m.forward).parameters
 
 def _label_positions(labels): # (B, T) labels, -100 where nothing is learned
-    "Positions whose logits predict a label (the next token's), as a 1-D index tensor."
+    "Positions whose logits predict a label (the next token's) in some row, as a 1-D index tensor."
     import torch
     return torch.nonzero((labels[:, 1:] != -100).any(0)).squeeze(1)    # (K,)
 
-def label_loss(model, inputs:dict, num_items_in_batch=None):
+def output_layer(model):
+    "The vocabulary projection of `model`, through DDP/FSDP (`.module`) and peft wrappers."
+    while hasattr(model, 'module'): model = model.module
+    return model.get_output_embeddings()
+
+# %% ../nbs/03_train.ipynb #b089e09b
+@contextlib.contextmanager
+def only_rows(layer, keep): # keep: (B, T) bool, the positions whose output is needed
+    "While the block runs, `layer` sees only the `keep` rows of its input: (B, T, H) -> (N, H)."
+    h = layer.register_forward_pre_hook(lambda mod, args: (args[0][keep],) + tuple(args[1:]))
+    try: yield
+    finally: h.remove()
+
+def label_loss(model, inputs:dict, num_items_in_batch=None,
+               compiled:bool=False): # A compiled model: keep the positions any row needs (no hook)
     "Summed-over-labels cross-entropy divided by `num_items_in_batch` (or the mean), computing logits only where needed."
     import torch, torch.nn.functional as F
     labels = inputs['labels']                                           # (B, T)
-    pos = _label_positions(labels)                                      # (K,)
     inp = {'use_cache': False, **{k: v for k, v in inputs.items() if k != 'labels'}}
-    logits = model(**inp, logits_to_keep=pos).logits                    # (B, K, V)
-    target = labels[:, pos + 1]                                         # (B, K)
-    loss = F.cross_entropy(logits.float().flatten(0, 1), target.flatten(), ignore_index=-100, reduction='sum')
+    if compiled:
+        pos = _label_positions(labels)                                  # (K,)
+        logits, target = model(**inp, logits_to_keep=pos).logits.flatten(0, 1), labels[:, pos + 1].flatten()  # (B*K, V), (B*K,)
+    else:
+        has = labels[:, 1:] != -100                                     # (B, T-1): the next token has a label
+        with only_rows(output_layer(model), F.pad(has, (0, 1))): logits = model(**inp).logits   # (N, V)
+        target = labels[:, 1:][has]                                     # (N,)
+    loss = F.cross_entropy(logits.float(), target, ignore_index=-100, reduction='sum')
     n = num_items_in_batch if num_items_in_batch is not None else (target != -100).sum()
     return loss / n.to(loss.device) if torch.is_tensor(n) else loss / n
 
@@ -257,14 +275,13 @@ class ConvchatTrainer(Trainer):
     "A transformers `Trainer` whose loss computes logits only at positions with a label (see `label_loss`)."
     def __init__(self, *args, label_logits_only:bool=True, **kwargs):
         super().__init__(*args, **kwargs)
-        self.label_logits_only = (label_logits_only and _accepts_logits_to_keep(self.model)
-                                  and not self.args.torch_compile and self.label_smoother is None)
+        self.label_logits_only = label_logits_only and _accepts_logits_to_keep(self.model) and self.label_smoother is None
         if self.label_logits_only: self.model_accepts_loss_kwargs = True   # label_loss normalises by num_items_in_batch
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not self.label_logits_only or 'labels' not in inputs:
             return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
-        loss = label_loss(model, inputs, num_items_in_batch)
+        loss = label_loss(model, inputs, num_items_in_batch, compiled=self.args.torch_compile)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * (self.accelerator.num_processes if self.args.n_gpu <= 1 else self.args.n_gpu)
         return (loss, {'loss': loss}) if return_outputs else loss
