@@ -81,6 +81,9 @@ def to_markdown(res:dict)->str:
 def write_result(name:str, res:dict, results:Path=RESULTS)->Path:
     "Write `res` to `results/<name>.json` and its markdown to `results/<name>.md`; return the markdown's path"
     results = Path(results); results.mkdir(parents=True, exist_ok=True)
+    for t in res.get('tables', []):                      # a row that lacks a column (a run that failed) shows a blank cell
+        for r in t['rows']:
+            for c in t['columns']: r.setdefault(c['key'], None)
     (results/f'{name}.json').write_text(json.dumps(res, indent=1, ensure_ascii=False, default=str) + '\n')
     md = results/f'{name}.md'
     md.write_text(to_markdown(res))
