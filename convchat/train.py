@@ -17,13 +17,14 @@ from .tokenization import (ensure_chat_template, resize_embeddings, build_datase
                                    DataCollator)
 
 # %% auto #0
-__all__ = ['RECIPE_FILE', 'TrainConfig', 'save_schedule', 'make_config', 'trainer_fields', 'RunOptions', 'trainer_options',
-           'recipe_parser', 'parse_recipe', 'load_recipe', 'recipe_of', 'save_recipe', 'cpu_has_bf16',
-           'resolve_precision', 'output_layer', 'only_rows', 'label_loss', 'ConvchatTrainer',
-           'EpochLengthGroupedSampler', 'checkpoints_dir', 'is_main_process', 'barrier', 'main_process_first',
-           'any_process', 'allow_indexed_cpu_loads', 'oom_advice', 'add_lora', 'merge_lora', 'full_model', 'runs_dir',
-           'training_args', 'SaveEvery', 'SaveOnSignal', 'TrainingInterrupted', 'save_model', 'TrainResult',
-           'load_base_model', 'train', 'plot_loss', 'tensorboard_history', 'greedy_answer', 'cpu_info']
+__all__ = ['RECIPE_FILE', 'COMPILE_MIN_PARAMS', 'COMPILE_MIN_STEPS', 'TrainConfig', 'save_schedule', 'make_config',
+           'trainer_fields', 'RunOptions', 'trainer_options', 'recipe_parser', 'parse_recipe', 'load_recipe',
+           'recipe_of', 'save_recipe', 'cpu_has_bf16', 'resolve_precision', 'output_layer', 'only_rows', 'label_loss',
+           'ConvchatTrainer', 'repeated_blocks', 'compile_blocks', 'uncompile_blocks', 'cpp_compiler', 'planned_steps',
+           'auto_compile', 'EpochLengthGroupedSampler', 'checkpoints_dir', 'is_main_process', 'barrier',
+           'main_process_first', 'any_process', 'allow_indexed_cpu_loads', 'oom_advice', 'add_lora', 'merge_lora',
+           'full_model', 'runs_dir', 'training_args', 'SaveEvery', 'SaveOnSignal', 'TrainingInterrupted', 'save_model',
+           'TrainResult', 'load_base_model', 'train', 'plot_loss', 'tensorboard_history', 'greedy_answer', 'cpu_info']
 
 # %% ../nbs/03_train.ipynb #fd0fd6fc
 @dataclass
@@ -46,7 +47,7 @@ class TrainConfig:
     group_by_length: bool = True      # Batch examples of similar length, so less compute goes to padding
     label_logits_only: bool = True    # Compute the LM head only at positions that have a label
     gradient_checkpointing: bool = False # Less memory, ~15% slower
-    torch_compile: bool = False       # torch.compile the model (GPU: ~2x; CPU: long compile, rarely worth it)
+    torch_compile: bool|None = None   # None: compile the repeated blocks where it pays (`auto_compile`); True: the whole model; False: never
     lora: bool = False                # Train LoRA adapters (peft) and merge them into the weights before saving
     lora_r: int = 16                  # LoRA rank
     lora_alpha: int = 32              # LoRA scaling numerator
@@ -272,9 +273,10 @@ def label_loss(model, inputs:dict, num_items_in_batch=None,
 from transformers import Trainer
 
 class ConvchatTrainer(Trainer):
-    "A transformers `Trainer` whose loss computes logits only at positions with a label (see `label_loss`)."
-    def __init__(self, *args, label_logits_only:bool=True, **kwargs):
+    "A transformers `Trainer` whose loss computes logits only at positions with a label (see `label_loss`), and that compiles the repeated blocks on a CPU."
+    def __init__(self, *args, label_logits_only:bool=True, regional_compile:bool|None=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.regional_compile = regional_compile   # compile the repeated blocks (None: `auto_compile` decides)
         self.label_logits_only = label_logits_only and _accepts_logits_to_keep(self.model) and self.label_smoother is None
         if self.label_logits_only: self.model_accepts_loss_kwargs = True   # label_loss normalises by num_items_in_batch
 
@@ -285,6 +287,73 @@ class ConvchatTrainer(Trainer):
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * (self.accelerator.num_processes if self.args.n_gpu <= 1 else self.args.n_gpu)
         return (loss, {'loss': loss}) if return_outputs else loss
+
+# %% ../nbs/03_train.ipynb #7832a14a
+def repeated_blocks(model)->list:
+    "The repeated transformer blocks of `model` (through DDP and peft wrappers): modules of the classes its `_no_split_modules` names."
+    while hasattr(model, 'module'): model = model.module
+    if hasattr(model, 'get_base_model'): model = model.get_base_model()
+    names = set(getattr(model, '_no_split_modules', None) or ())
+    return [m for m in model.modules() if type(m).__name__ in names]
+
+def _train_or_eager(block, fast, eager, *args, **kwargs):
+    "A training step (train mode, gradients on) runs the compiled forward; anything else the eager one."
+    import torch
+    return (fast if block.training and torch.is_grad_enabled() else eager)(block, *args, **kwargs)
+
+# %% ../nbs/03_train.ipynb #5cc63187
+def compile_blocks(model,              # A transformers model, or one wrapped by DDP or peft
+                   dynamic:bool=True,  # Symbolic shapes: one compiled graph for every batch and sequence length
+                  )->list:             # The blocks, for `uncompile_blocks`
+    "Compile the forward of `model`'s repeated blocks once per block class, for training steps."
+    import torch
+    from functools import partial
+    blocks = repeated_blocks(model)
+    for cls in {type(b) for b in blocks}:
+        fast = torch.compile(cls.forward, dynamic=dynamic)
+        for b in blocks:
+            if type(b) is cls: b.forward = partial(_train_or_eager, b, fast, cls.forward)
+    return blocks
+
+def uncompile_blocks(blocks:list):
+    "Give `blocks` back their eager forward."
+    for b in blocks: b.__dict__.pop('forward', None)
+
+# %% ../nbs/03_train.ipynb #2c3a8432
+COMPILE_MIN_PARAMS, COMPILE_MIN_STEPS = 50_000_000, 10
+
+def cpp_compiler()->str|None:
+    "The C++ compiler inductor would use for CPU kernels, if it is on the PATH."
+    return shutil.which(os.environ.get('CXX') or {'darwin': 'clang++', 'win32': 'cl'}.get(sys.platform, 'g++'))
+
+def planned_steps(args, n_examples:int)->int:
+    "The optimizer steps that `args` (`TrainingArguments`) make over `n_examples` training examples."
+    if args.max_steps > 0: return args.max_steps
+    per_epoch = math.ceil(n_examples / (args.train_batch_size * args.gradient_accumulation_steps * args.world_size))
+    return math.ceil(per_epoch * args.num_train_epochs)
+
+# %% ../nbs/03_train.ipynb #92c4c2b7
+def auto_compile(model, args, steps:int,            # The model, its `TrainingArguments`, the planned optimizer steps
+                 min_params:int=COMPILE_MIN_PARAMS,  # Smallest model worth compiling
+                 min_steps:int=COMPILE_MIN_STEPS,    # Shortest run worth compiling
+                )->bool:
+    "Whether `ConvchatTrainer` compiles the repeated blocks when told neither way."
+    big = sum(p.numel() for p in model.parameters()) >= min_params
+    plain = not (args.torch_compile or args.gradient_checkpointing or hasattr(model, 'peft_config'))
+    return (big and plain and steps >= min_steps and args.device.type == 'cpu' and args.world_size == 1
+            and bool(repeated_blocks(model)) and cpp_compiler() is not None)
+
+# %% ../nbs/03_train.ipynb #a2464568
+@patch
+def train(self:ConvchatTrainer, *args, **kwargs):
+    "`Trainer.train`, through compiled blocks if `regional_compile` says so (None: `auto_compile`)."
+    on = self.regional_compile
+    if on is None:
+        n = len(self.train_dataset) if hasattr(self.train_dataset, '__len__') else 0   # an iterable dataset: max_steps
+        on = auto_compile(self.model, self.args, planned_steps(self.args, n))
+    blocks = compile_blocks(self.model) if on and not self.args.torch_compile else []
+    try: return Trainer.train(self, *args, **kwargs)
+    finally: uncompile_blocks(blocks)
 
 # %% ../nbs/03_train.ipynb #f24d435b
 from transformers.trainer_pt_utils import LengthGroupedSampler
@@ -473,7 +542,7 @@ def training_args(cfg:TrainConfig,       # The configuration
         eval_strategy=ev, eval_steps=cfg.eval_steps, save_strategy=sv, save_steps=save_steps,
         save_total_limit=limit, load_best_model_at_end=early, metric_for_best_model='eval_loss' if early else None,
         greater_is_better=False if early else None, logging_strategy='steps', logging_steps=cfg.logging_steps, logging_first_step=True,
-        gradient_checkpointing=cfg.gradient_checkpointing, torch_compile=cfg.torch_compile, prediction_loss_only=True,
+        gradient_checkpointing=cfg.gradient_checkpointing, torch_compile=cfg.torch_compile is True, prediction_loss_only=True,
         remove_unused_columns=False, dataloader_num_workers=cfg.dataloader_workers, **_tracking(cfg, ckpt_dir),
         disable_tqdm=not progress, log_level='warning', save_only_model=False), **cfg.trainer_args})
 
@@ -632,7 +701,8 @@ def _make_trainer(m, tok, train_ds, eval_ds, cfg:TrainConfig, ckpts:Path, precis
     if cfg.early_stopping_patience and eval_ds is not None: cbs.append(EarlyStoppingCallback(cfg.early_stopping_patience))
     trainer = ConvchatTrainer(model=m, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tok,
                               data_collator=DataCollator(tok, packing=cfg.packing, model=m if cfg.packing else None),
-                              callbacks=cbs, label_logits_only=cfg.label_logits_only)
+                              callbacks=cbs, label_logits_only=cfg.label_logits_only,
+                              regional_compile=cfg.torch_compile)
     return trainer, sig
 
 # %% ../nbs/03_train.ipynb #9d88f94a
