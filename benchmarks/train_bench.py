@@ -106,7 +106,7 @@ def worker(name:str, steps:int, warmup:int, threads:int, batch:int, max_tokens:i
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--steps', type=int, default=4, help='measured steps per run')
+    p.add_argument('--steps', type=int, default=8, help='measured steps per run (with --warmup, 10 or more: convchat compiles its blocks, as in a real run)')
     p.add_argument('--warmup', type=int, default=2, help='steps before measuring')
     p.add_argument('--repeats', type=int, default=1, help='interleaved rounds over all configurations')
     p.add_argument('--threads', type=int, default=2)
