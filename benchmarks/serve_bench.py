@@ -256,7 +256,8 @@ STEP_COLUMNS = [column('label', 'runtime, rows'), column('ms_per_step', 'ms per 
 
 def write_steps(res:dict, a, model:str, name:str)->Path:
     "serve_steps.json and .md: the step table with its intro."
-    res.update(title='The batched decode step by batch size', reproduce=f'flock /tmp/convchat-bench.lock python benchmarks/serve_bench.py --steps',
+    res.update(title='The batched decode step by batch size',
+        reproduce='flock /tmp/convchat-bench.lock python benchmarks/serve_bench.py --steps',
         intro=(f"One decode step of a `Batch` of B rows of {model} (greedy, the default options, the serve benchmark's questions), "
                f"timed after {a.warm} steps over {a.steps_timed} steps, for the runtime before (commit {BEFORE_STEPS}) and now, "
                f"interleaved in one process, median of {a.rounds} rounds. *B x step(1) / step(B)* bounds the tokens/s that B "
@@ -273,7 +274,8 @@ def main():
     ap.add_argument('--requests-per-client', type=int, default=2)
     ap.add_argument('--max-tokens', type=int, default=64)
     ap.add_argument('--rounds', type=int, default=None,
-                    help='rounds over the client counts, median tokens/s and ratio (default 1); with --steps, over the batch sizes (default 5)')
+                    help='rounds over the client counts, median tokens/s and ratio (default 1); '
+                         'with --steps, over the batch sizes (default 5)')
     ap.add_argument('--designs', nargs='+', choices=list(DESIGNS), default=list(DESIGNS))
     ap.add_argument('--current-code', type=Path, default=ROOT,
                     help="the checkout whose server is 'current' (default: this one; the in-process table uses this process's convchat)")
@@ -293,7 +295,8 @@ def main():
         if a.steps:
             load0, res = os.getloadavg()[0], step_rows(model_dir, a, tmp)
             res.update(settings=dict(rows=a.rows, rounds=a.rounds, warm=a.warm, steps=a.steps_timed, threads=a.threads),
-                       machine=dict(cpu_info(a.threads), load_avg=round(os.getloadavg()[0], 2), note=f'shared; load {load0:.2f} at the start',
+                       machine=dict(cpu_info(a.threads), load_avg=round(os.getloadavg()[0], 2),
+                                    note=f'shared; load {load0:.2f} at the start',
                                     versions=dict(onnxruntime=onnxruntime.__version__)))
             print(write_steps(res, a, f"`{model_dir.name}`", a.name if a.name != 'serve' else 'serve_steps').read_text())
             return

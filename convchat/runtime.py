@@ -358,7 +358,7 @@ class Batch:
         if self.layout not in ('left', 'right'): raise ConvchatError(f"layout must be 'left' or 'right', not {layout!r}")
         can = decoder.shares_kv and self.layout == 'right'
         if shared and not can: raise ConvchatError(f"{decoder.onnx_file.name} cannot share its cache buffer in the {self.layout} layout")
-        self.shared, self.kv = can if shared is None else shared, None     # kv: the shared buffers, per layer (rows, heads, tokens, head_dim)
+        self.shared, self.kv = can if shared is None else shared, None     # kv: per layer (rows, heads, tokens, head_dim)
 
     def __len__(self): return len(self.rows)
     def __repr__(self): return f"Batch({len(self.rows)} rows, {self.layout}{', shared' if self.shared else ''}, width={self.width})"
