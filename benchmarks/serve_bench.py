@@ -194,7 +194,8 @@ def write(results:dict, name:str='serve')->Path:
                "same server; *same as alone* is the share of replies identical to that question's reply with one client. "
                f"The client counts ran one after another, {a['rounds']} round{'s' if a['rounds'] > 1 else ''} in turn: tokens/s is the "
                "median over rounds, *x one client* the median of each round's ratio. "
-               "Both servers ran in the same run, one after the other; compare rows within one run."),
+               + ("Both servers ran in the same run, one after the other; compare rows within one run." if len(a['designs']) > 1 else
+                  "Only this checkout's server ran.")),
         tables=[dict(columns=COLUMNS, rows=rows)] + ([dict(title='The scheduler in-process, without HTTP', columns=ENGINE_COLUMNS,
                                                            rows=results['engine'])] if results.get('engine') else []),
         notes=[f"{DESIGNS[d]}{' at ' + a['current_code'] if d == 'current' else ''}: server arguments "
