@@ -3,6 +3,7 @@ streamed clients using the official `openai` client, for this checkout's server 
 
     python benchmarks/serve_bench.py [--quick] [--clients 1 2 4 8 16] [--requests-per-client 2] [--max-tokens 64]
                                      [--designs previous current] [--model DIR]
+    python benchmarks/serve_bench.py --steps [--rows 1 2 4 8 16] [--rounds 5]     # the decode step alone, by batch size
 
 Model: what `convchat convert` writes by default for the default model (SmolLM2-135M-Instruct, fused 8-bit graph), cached
 under the convchat cache folder; `--quick` uses a tiny random Llama-style model instead (measures the server itself).
@@ -12,6 +13,11 @@ Designs, each a server in its own process (`convchat.serve.run_server` from that
 (greedy, `max_tokens` each, streamed with usage); a row ends when all are answered. Each reply is compared with the reply the
 same design gave that question with one client: greedy replies must not depend on the load. Results go to
 `benchmarks/results/serve.md` and `serve.json` (run under `flock /tmp/convchat-bench.lock`).
+
+`--steps` times what caps the batching: one decode step of a `Batch` of 1 to 16 rows (the same questions, greedy), for the
+runtime of commit `BEFORE_STEPS` (imported from a `git archive` as a second package) and this checkout's, interleaved in one
+process, several rounds, median; wall and process CPU milliseconds per step. `8 x step(1) / step(8)` bounds what 8 clients can
+get over one. Results go to `results/serve_steps.*` (with `LD_PRELOAD=/tmp/avx2/cpuidmask.so`: `--name serve_steps_avx2`).
 """
 import argparse, ast, json, os, platform, subprocess, sys, tempfile, threading, time
 from pathlib import Path
@@ -19,6 +25,7 @@ from benchlib import cpu_info, column, write_result
 
 ROOT, RESULTS = Path(__file__).resolve().parent.parent, Path(__file__).parent/'results'
 PREVIOUS = '20642a0'
+BEFORE_STEPS = 'f02a0b6'   # main before the shared KV buffer and the greedy shortcut
 QUESTIONS = ["What time does the bakery open on Saturdays?", "Can I order a birthday cake for Friday?",
              "Do you have gluten-free bread?", "How long does sourdough keep?", "Is there parking nearby?",
              "What is in the seeded loaf?", "Do you deliver?", "Can I pay by card?"]
@@ -87,8 +94,8 @@ def ask(client, model_id:str, q:str, max_tokens:int)->dict:
         if c.usage: n = c.usage.completion_tokens
     return dict(q=q, text=''.join(text), tokens=n, ttft=first, latency=time.perf_counter()-t0)
 
-def load(client, model_id:str, clients:int, per_client:int, max_tokens:int)->tuple[dict, list]:
-    "`clients` threads each send `per_client` requests back to back: the row's figures and every answer."
+def load(client, model_id:str, clients:int, per_client:int, max_tokens:int)->dict:
+    "`clients` threads each send `per_client` requests back to back: the answers, errors and wall time of one round."
     out, errors, lock = [], [], threading.Lock()
     def worker(k):
         for i in range(per_client):
@@ -101,34 +108,46 @@ def load(client, model_id:str, clients:int, per_client:int, max_tokens:int)->tup
     for t in ths: t.start()
     for t in ths: t.join()
     wall = time.perf_counter()-t0
+    return dict(answers=out, errors=errors, seconds=wall, tokens_per_s=sum(r['tokens'] for r in out)/wall)
+
+def summary(clients:int, rounds:list, one:list|None)->tuple[dict, list]:
+    "A row from the rounds of one client count: median tokens/s, and the median over rounds of its ratio to the one-client round."
+    import statistics
+    out = [r for x in rounds for r in x['answers']]; errors = [e for x in rounds for e in x['errors']]
     ttft, lat = [r['ttft'] for r in out if r['ttft'] is not None], [r['latency'] for r in out]
     r3 = lambda x: None if x is None else round(x, 3)
-    return dict(clients=clients, requests=len(out), errors=len(errors), error_samples=errors[:3], seconds=round(wall, 2),
-                tokens=sum(r['tokens'] for r in out), tokens_per_s=round(sum(r['tokens'] for r in out)/wall, 1),
+    return dict(clients=clients, requests=len(out), errors=len(errors), error_samples=errors[:3], rounds=len(rounds),
+                seconds=round(sum(x['seconds'] for x in rounds), 2), tokens=sum(r['tokens'] for r in out),
+                tokens_per_s=round(statistics.median(x['tokens_per_s'] for x in rounds), 1),
+                x_one_client=round(statistics.median(x['tokens_per_s']/o['tokens_per_s'] for x, o in zip(rounds, one)), 2) if one else None,
                 ttft_p50_s=r3(pct(ttft, 50)), ttft_p95_s=r3(pct(ttft, 95)),
                 latency_p50_s=r3(pct(lat, 50)), latency_p95_s=r3(pct(lat, 95))), out
 
 def bench_design(design:str, code_path:Path, model_dir:Path, a, work:Path)->list:
-    "Rows for one server design: one per client count, with the speed-up over one client and the share of replies as alone."
+    "Rows for one server design: one per client count (the counts interleaved over `a.rounds` rounds), with the speed-up over one client."
     port, log = free_port(), work/f'{design}.log'
     proc, client, model_id = start_server(code_path, model_dir, port, SERVER_ARGS[design], log)
-    rows, alone = [], {}
+    got, alone = {c: [] for c in a.clients}, {}
     try:
         ask(client, model_id, 'hi', 4)                                                           # warm up
         for q in QUESTIONS: alone[q] = ask(client, model_id, q, a.max_tokens)['text']            # each question alone
-        for c in a.clients:
-            r, answers = load(client, model_id, c, a.requests_per_client, a.max_tokens)
-            r.update(design=design, label=f"{design}, {c} client{'s' if c > 1 else ''}",
-                     same_as_alone=round(sum(x['text'] == alone[x['q']] for x in answers)/max(1, len(answers)), 3))
-            rows.append(r)
-            print(f"[{design}] {c} clients: {r['tokens_per_s']} tokens/s, TTFT p50 {r['ttft_p50_s']} s, latency p95 "
-                  f"{r['latency_p95_s']} s, same as alone {r['same_as_alone']}, errors {r['errors']}", file=sys.stderr)
+        for k in range(a.rounds):
+            for c in a.clients:
+                got[c].append(load(client, model_id, c, a.requests_per_client, a.max_tokens))
+                print(f"[{design}] round {k+1}, {c} clients: {got[c][-1]['tokens_per_s']:.1f} tokens/s, "
+                      f"load {os.getloadavg()[0]:.2f}", file=sys.stderr)
     finally:
         proc.send_signal(2)
         try: proc.wait(60)
         except subprocess.TimeoutExpired: proc.kill()
-    one = next((r['tokens_per_s'] for r in rows if r['clients'] == 1), None)
-    for r in rows: r['x_one_client'] = round(r['tokens_per_s']/one, 2) if one else None
+    rows = []
+    for c in a.clients:
+        r, answers = summary(c, got[c], got.get(1))
+        r.update(design=design, label=f"{design}, {c} client{'s' if c > 1 else ''}",
+                 same_as_alone=round(sum(x['text'] == alone[x['q']] for x in answers)/max(1, len(answers)), 3))
+        rows.append(r)
+        print(f"[{design}] {c} clients: {r['tokens_per_s']} tokens/s, x one client {r['x_one_client']}, TTFT p50 {r['ttft_p50_s']} s, "
+              f"latency p95 {r['latency_p95_s']} s, same as alone {r['same_as_alone']}, errors {r['errors']}", file=sys.stderr)
     return rows, next((l for l in log.read_text().splitlines() if l.startswith('server args:')), '')
 
 def engine_rows(model_dir:Path, a)->list:
@@ -166,14 +185,17 @@ COLUMNS = [column('label', 'server, clients'), column('requests', 'requests'), c
 
 def write(results:dict, name:str='serve')->Path:
     "Add the title, intro, table and notes to `results` and write serve.json and serve.md."
-    a, rows = results['settings'], results['rows']
+    a, rows = dict(dict(rounds=1), **results['settings']), results['rows']
     best = {d: next((r['x_one_client'] for r in rows if r['design'] == d and r['clients'] == 8), None) for d in a['designs']}
     results.update(title='Serving many clients at once', reproduce='flock /tmp/convchat-bench.lock python benchmarks/serve_bench.py',
         intro=(f"`convchat serve` on loopback with {a['model']}: 1 to {max(a['clients'])} concurrent clients (the `openai` client, "
                f"streamed), each sending {a['requests_per_client']} greedy requests of {a['max_tokens']} tokens at most back to back. "
-               "tokens/s is every reply's tokens over the row's wall time; *x one client* divides it by the one-client row of the "
+               "tokens/s is every reply's tokens over the load's wall time; *x one client* is its ratio to the one-client load of the "
                "same server; *same as alone* is the share of replies identical to that question's reply with one client. "
-               "Both servers ran in the same run, one after the other; compare rows within one run."),
+               f"The client counts ran one after another, {a['rounds']} round{'s' if a['rounds'] > 1 else ''} in turn: tokens/s is the "
+               "median over rounds, *x one client* the median of each round's ratio. "
+               + ("Both servers ran in the same run, one after the other; compare rows within one run." if len(a['designs']) > 1 else
+                  "Only this checkout's server ran.")),
         tables=[dict(columns=COLUMNS, rows=rows)] + ([dict(title='The scheduler in-process, without HTTP', columns=ENGINE_COLUMNS,
                                                            rows=results['engine'])] if results.get('engine') else []),
         notes=[f"{DESIGNS[d]}{' at ' + a['current_code'] if d == 'current' else ''}: server arguments "
@@ -182,6 +204,69 @@ def write(results:dict, name:str='serve')->Path:
                if any(best.values()) else []))
     return write_result(name, results)
 
+def runtime_of(rev:str, work:Path):
+    "The `convchat.runtime` module of commit `rev`, imported as package `convchat_<rev>` beside this checkout's."
+    import importlib
+    dest = work/f'steps-{rev}'; dest.mkdir()
+    tar = subprocess.run(['git', '-C', str(ROOT), 'archive', rev, 'convchat'], capture_output=True, check=True).stdout
+    subprocess.run(['tar', '-x', '-C', str(dest)], input=tar, check=True)
+    (dest/'convchat').rename(dest/f'convchat_{rev}')
+    sys.path.insert(0, str(dest))
+    return importlib.import_module(f'convchat_{rev}.runtime')
+
+def time_steps(rt, model, B:int, warm:int, n:int)->tuple:
+    "Wall and CPU ms per step of a `Batch` of `B` rows (greedy, the default options) after `warm` steps, and each row's tokens."
+    b = rt.Batch(model.decoder)
+    rows = [rt.Row(model.encode([{'role': 'user', 'content': QUESTIONS[i % len(QUESTIONS)]}]), rt.GenerationConfig(max_new_tokens=512))
+            for i in range(B)]
+    b.join(rows)
+    for _ in range(warm): b.step()
+    t, cpu = time.perf_counter(), time.process_time()
+    for _ in range(n): b.step()
+    wall, cpu = (time.perf_counter()-t)/n, (time.process_time()-cpu)/n
+    return wall*1e3, cpu*1e3, {i: r.seen[len(r.prompt):] for i, r in enumerate(rows)}
+
+def step_rows(model_dir:Path, a, work:Path)->dict:
+    "Per-step cost by batch size, commit `BEFORE_STEPS`'s runtime and this checkout's interleaved, median of `a.rounds`."
+    import numpy as np
+    from convchat import runtime as now
+    designs = {f'before ({BEFORE_STEPS})': runtime_of(BEFORE_STEPS, work), f'now ({git_describe(ROOT)})': now}
+    models = {k: rt.ChatModel(model_dir, threads=a.threads) for k, rt in designs.items()}
+    got, same = {}, True
+    for r in range(a.rounds):
+        for B in a.rows:
+            toks = []
+            for k, rt in designs.items():
+                w, c, t = time_steps(rt, models[k], B, a.warm, a.steps_timed)
+                got.setdefault((k, B), []).append((w, c)); toks.append(t)
+            same &= toks[0] == toks[1]
+        print(f"round {r+1}/{a.rounds} done, load {os.getloadavg()[0]:.2f}", file=sys.stderr)
+    rows = []
+    for k in designs:
+        one = np.median([w for w, _ in got[(k, a.rows[0])]])
+        for B in a.rows:
+            w, c = np.median([x[0] for x in got[(k, B)]]), np.median([x[1] for x in got[(k, B)]])
+            rows.append(dict(label=f"{k}, {B} row{'s' if B > 1 else ''}", design=k, rows=B, ms_per_step=round(w, 2),
+                             cpu_ms_per_step=round(c, 2), x_one_row=round(w/one, 2), tokens_per_s=round(B/w*1e3, 1),
+                             bound_x_one=round(B*one/w, 2)))
+    return dict(rows=rows, same_tokens=same)
+
+STEP_COLUMNS = [column('label', 'runtime, rows'), column('ms_per_step', 'ms per step', '{:.2f}', True),
+                column('cpu_ms_per_step', 'CPU ms per step', '{:.2f}'), column('x_one_row', 'x one row\'s step', '{:.2f}'),
+                column('tokens_per_s', 'tokens/s', '{:.1f}'), column('bound_x_one', 'B x step(1) / step(B)', '{:.2f}', True)]
+
+def write_steps(res:dict, a, model:str, name:str)->Path:
+    "serve_steps.json and .md: the step table with its intro."
+    res.update(title='The batched decode step by batch size',
+        reproduce='flock /tmp/convchat-bench.lock python benchmarks/serve_bench.py --steps',
+        intro=(f"One decode step of a `Batch` of B rows of {model} (greedy, the default options, the serve benchmark's questions), "
+               f"timed after {a.warm} steps over {a.steps_timed} steps, for the runtime before (commit {BEFORE_STEPS}) and now, "
+               f"interleaved in one process, median of {a.rounds} rounds. *B x step(1) / step(B)* bounds the tokens/s that B "
+               "clients can get over one client."),
+        tables=[dict(columns=STEP_COLUMNS, rows=res['rows'])],
+        notes=[f"Every row's greedy tokens equal in both runtimes: {'yes' if res['same_tokens'] else 'NO'}."])
+    return write_result(name, res)
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--quick', action='store_true', help='a tiny random model instead of the default model')
@@ -189,22 +274,38 @@ def main():
     ap.add_argument('--clients', type=int, nargs='+', default=[1, 2, 4, 8, 16])
     ap.add_argument('--requests-per-client', type=int, default=2)
     ap.add_argument('--max-tokens', type=int, default=64)
+    ap.add_argument('--rounds', type=int, default=None,
+                    help='rounds over the client counts, median tokens/s and ratio (default 1); '
+                         'with --steps, over the batch sizes (default 5)')
     ap.add_argument('--designs', nargs='+', choices=list(DESIGNS), default=list(DESIGNS))
     ap.add_argument('--current-code', type=Path, default=ROOT,
                     help="the checkout whose server is 'current' (default: this one; the in-process table uses this process's convchat)")
     ap.add_argument('--threads', type=int, default=None, help="ONNX Runtime threads of this checkout's server (default: its own)")
     ap.add_argument('--name', default='serve', help='results/<name>.json and .md')
     ap.add_argument('--no-engine', action='store_true', help="skip the in-process scheduler table")
+    ap.add_argument('--steps', action='store_true', help='time the decode step by batch size instead (results/serve_steps.*)')
+    ap.add_argument('--rows', type=int, nargs='+', default=[1, 2, 4, 8, 16], help='batch sizes of --steps')
+    ap.add_argument('--warm', type=int, default=8, help='steps before timing (--steps)')
+    ap.add_argument('--steps-timed', type=int, default=24, help='steps timed per batch (--steps)')
     a = ap.parse_args()
+    a.rounds = a.rounds or (5 if a.steps else 1)
     import onnxruntime, openai
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model_dir = a.model or model_folder(a.quick, tmp)
+        if a.steps:
+            load0, res = os.getloadavg()[0], step_rows(model_dir, a, tmp)
+            res.update(settings=dict(rows=a.rows, rounds=a.rounds, warm=a.warm, steps=a.steps_timed, threads=a.threads),
+                       machine=dict(cpu_info(a.threads), load_avg=round(os.getloadavg()[0], 2),
+                                    note=f'shared; load {load0:.2f} at the start',
+                                    versions=dict(onnxruntime=onnxruntime.__version__)))
+            print(write_steps(res, a, f"`{model_dir.name}`", a.name if a.name != 'serve' else 'serve_steps').read_text())
+            return
         paths = dict(previous=previous_code(tmp) if 'previous' in a.designs else None, current=a.current_code.resolve())
         meta = json.loads((model_dir/'convchat-onnx.json').read_text())
         label = ('a tiny random model' if a.quick and not a.model else
                  f"`{model_dir.name}` ({meta.get('graph')} graph, {meta.get('bits')} bits)")
-        results = dict(settings=dict(clients=a.clients, requests_per_client=a.requests_per_client, max_tokens=a.max_tokens,
+        results = dict(settings=dict(clients=a.clients, requests_per_client=a.requests_per_client, max_tokens=a.max_tokens, rounds=a.rounds,
                                      designs=a.designs, model=label, current_code=git_describe(a.current_code),
                                      threads=a.threads),
                        machine=dict(cpu_info(), versions=dict(python=platform.python_version(), onnxruntime=onnxruntime.__version__,

@@ -198,10 +198,16 @@ def _kv_dims(cfg_file:Path)->dict:
     hidden = cfg.get('hidden_size') or cfg.get('n_embd')
     return dict(kv_heads=cfg.get('num_key_value_heads') or heads, head_dim=cfg.get('head_dim') or (hidden and heads and hidden//heads))
 
+def _shares_kv(ins:dict, outs:dict)->bool:
+    "Whether the graph can write each step's keys and values into the cache it reads: no positions, a present as long as the mask."
+    if 'position_ids' in ins or 'attention_mask' not in ins: return False
+    total, past, present = ins['attention_mask'].shape[1], ins['past_key_values.0.key'].shape[2], outs['present.0.key'].shape[2]
+    return isinstance(total, str) and present == total and past != total
+
 @patch
 def _init_io(self:Decoder):
     ins = {i.name: i for i in self.session.get_inputs()}
-    outs = [o.name for o in self.session.get_outputs()]
+    outs = {o.name: o for o in self.session.get_outputs()}
     past = sorted((n for n in ins if n.startswith('past_key_values.')), key=lambda n: (int(n.split('.')[1]), n.split('.')[2]))
     self.past_names, self.present_names = past, [n.replace('past_key_values', 'present') for n in past]
     self.n_layers = len(past)//2
@@ -216,6 +222,7 @@ def _init_io(self:Decoder):
         raise ConvchatError(f"{self.onnx_file}: the graph leaves its KV-cache shape symbolic and no config.json next to it gives it")
     self.kv_dtype, self.int_dtype = _NP.get(k.type, np.float32), _NP[ins['input_ids'].type]
     self.has_mask, self.has_pos = 'attention_mask' in ins, 'position_ids' in ins
+    self.shares_kv = _shares_kv(ins, outs)
 
 # %% ../nbs/04_runtime.ipynb #e4509fb6
 def position_ids(mask:np.ndarray, # (B, T) attention mask, 1 for real tokens
@@ -241,8 +248,10 @@ def _empty_past(self:Decoder, b:int)->list:
     return [ort.OrtValue.ortvalue_from_numpy(z) for _ in self.past_names]
 
 @patch
-def _run(self:Decoder, ids:np.ndarray, mask:np.ndarray, pos:np.ndarray, past:list)->tuple:
-    "One forward pass: logits (B, T, V) and the new cache as OrtValues."
+def _run(self:Decoder, ids:np.ndarray, mask:np.ndarray, pos:np.ndarray, past:list,
+         shared:bool=False,   # Bind each `past` OrtValue as its present too: the graph writes the new tokens into it
+        )->tuple:
+    "One forward pass: logits (B, T, V) and the new cache as OrtValues (`past` itself when `shared`)."
     io = self.session.io_binding()
     io.bind_cpu_input('input_ids', np.ascontiguousarray(ids, dtype=self.int_dtype))
     if self.has_mask: io.bind_cpu_input('attention_mask', np.ascontiguousarray(mask, dtype=self.int_dtype))
@@ -251,10 +260,12 @@ def _run(self:Decoder, ids:np.ndarray, mask:np.ndarray, pos:np.ndarray, past:lis
         if isinstance(v, np.ndarray): io.bind_cpu_input(n, v)
         else: io.bind_ortvalue_input(n, v)
     io.bind_output('logits')
-    for n in self.present_names: io.bind_output(n)
+    for n, v in zip(self.present_names, past):
+        if shared: io.bind_ortvalue_output(n, v)
+        else: io.bind_output(n)
     self.session.run_with_iobinding(io)
     outs = io.get_outputs()
-    return outs[0].numpy(), outs[1:]
+    return outs[0].numpy(), past if shared else outs[1:]
 
 @patch
 def logits(self:Decoder, prompts:list[list[int]])->np.ndarray:
@@ -303,6 +314,21 @@ class Row:
 
     def __repr__(self): return f"Row(prompt={len(self.prompt)} tokens, cached={self.n}, made={len(self.seen)-len(self.prompt)})"
 
+# %% ../nbs/04_runtime.ipynb #722a0fb3
+def _greedy_pick(x:np.ndarray,       # (vocab,) one row's logits
+            seen:list,          # Token ids the repetition penalty applies to
+            penalty:float=1.0,  # Repetition penalty (1: off)
+           )->int|None:
+    "`next_tokens`' greedy choice for one row, without a float64 copy of its logits; None where only `next_tokens` is exact."
+    if not -_BIG < float(x.max()) < _BIG: return None                          # NaN, inf or huge: next_tokens clips
+    if penalty == 1.0 or not len(seen): return int(x.argmax())
+    ids = np.unique(np.asarray(seen, dtype=np.int64))
+    with np.errstate(over='ignore', under='ignore'): v = x[ids].astype(np.float64); v = np.where(v > 0, v/penalty, v*penalty)
+    k = int(v.argmax()); i = int(ids[k])                                       # the best penalised token
+    if not -_BIG < v[k] < _BIG: return None
+    y = x.copy(); y[ids] = -np.inf; j = int(y.argmax())                        # the best unpenalised one
+    return i if v[k] > y[j] or (v[k] == y[j] and i < j) else j
+
 # %% ../nbs/04_runtime.ipynb #81696859
 @patch
 def choose(self:Row, logits:np.ndarray, # (vocab,) last-position logits
@@ -310,8 +336,9 @@ def choose(self:Row, logits:np.ndarray, # (vocab,) last-position logits
     "Pick the next token with the row's options, sampler and constraint."
     c, x = self.config, logits
     if self.constraint is not None and (ok := self.constraint.allowed()) is not None: x = np.where(_fit(ok, len(x)), x, -np.inf)
-    t = int(next_tokens(x[None], [_recent(self.seen, c.repeat_last_n)], c.temperature, c.top_k, c.top_p,
-                        c.repetition_penalty, self.rng)[0])
+    seen = _recent(self.seen, c.repeat_last_n)
+    t = None if c.temperature else _greedy_pick(x, seen, c.repetition_penalty)
+    if t is None: t = int(next_tokens(x[None], [seen], c.temperature, c.top_k, c.top_p, c.repetition_penalty, self.rng)[0])
     if self.constraint is not None: self.constraint.advance(t)
     self.seen.append(t); self.last = t
     return Sample(t, logits, *_logprobs(logits, t, self.logprobs))
@@ -325,12 +352,16 @@ class Batch:
     "Rows decoded together, one forward pass per step; rows join (prefilled) and leave between steps."
     def __init__(self, decoder:Decoder,  # The graph the rows run on
                  layout:str=None,         # 'left' or 'right' KV layout (default: `kv_layout(decoder)`)
+                 shared:bool=None,        # One cache buffer the graph writes in place (default: when the graph and layout allow)
                 ):
         self.decoder, self.layout, self.rows, self.past, self.width = decoder, layout or kv_layout(decoder), [], None, 0
         if self.layout not in ('left', 'right'): raise ConvchatError(f"layout must be 'left' or 'right', not {layout!r}")
+        can = decoder.shares_kv and self.layout == 'right'
+        if shared and not can: raise ConvchatError(f"{decoder.onnx_file.name} cannot share its cache buffer in the {self.layout} layout")
+        self.shared, self.kv = can if shared is None else shared, None     # kv: per layer (rows, heads, tokens, head_dim)
 
     def __len__(self): return len(self.rows)
-    def __repr__(self): return f"Batch({len(self.rows)} rows, {self.layout}, width={self.width})"
+    def __repr__(self): return f"Batch({len(self.rows)} rows, {self.layout}{', shared' if self.shared else ''}, width={self.width})"
 
 # %% ../nbs/04_runtime.ipynb #7180fcab
 @patch
@@ -346,6 +377,27 @@ def _shift(self:Batch, kv:np.ndarray, width:int)->np.ndarray:
     pad = [(0, 0)]*4; pad[2] = (width-kv.shape[2], 0) if self.layout == 'left' else (0, width-kv.shape[2])
     return np.pad(kv, pad)
 
+# %% ../nbs/04_runtime.ipynb #be0bd657
+def _round_up(n:int, k:int=64)->int: return -(-n//k)*k
+
+@patch
+def _reserve(self:Batch, rows:int, width:int):
+    "Shared cache: make room for `rows` rows of `width` tokens, growing the buffers and copying the cache over."
+    R, C = (0, 0) if self.kv is None else (self.kv[0].shape[0], self.kv[0].shape[2])
+    if rows <= R and width <= C: return
+    R, C = max(R, rows, 2*R if rows > R else 0), C if width <= C else _round_up(max(width + 32, C*3//2))
+    d, B, w = self.decoder, len(self.rows), self.width
+    new = [np.zeros((R, d.kv_heads, C, d.head_dim), d.kv_dtype) for _ in d.past_names]   # per layer (R, heads, C, head_dim)
+    for a, b in zip(new, self.kv or []): a[:B, :, :w] = b[:B, :, :w]
+    self.kv, self.past = new, None
+
+@patch
+def _views(self:Batch)->list:
+    "Shared cache: the first B rows of each buffer as `OrtValue`s over the same memory."
+    import onnxruntime as ort
+    if self.past is None: self.past = [ort.OrtValue.ortvalue_from_numpy(b[:len(self.rows)]) for b in self.kv]
+    return self.past
+
 # %% ../nbs/04_runtime.ipynb #af59d988
 @patch
 def _prefill(self:Batch, rows:list)->tuple:
@@ -359,15 +411,26 @@ def _prefill(self:Batch, rows:list)->tuple:
 def _np(v)->np.ndarray: return v if isinstance(v, np.ndarray) else v.numpy()
 
 @patch
+def _append(self:Batch, past:list, T:int):
+    "Add new rows' cache (per layer (k, heads, T, head_dim)) after the batch's rows, as wide as the wider of the two."
+    if self.shared:
+        B, k = len(self.rows), len(past[0])
+        self._reserve(B + k, max(self.width, T) + 1)
+        for b, p in zip(self.kv, past): b[B:B+k, :, :T] = p
+        self.past = None
+    else:
+        width = max(self.width, T); new = [self._shift(p, width) for p in past]
+        self.past = [np.concatenate([self._shift(_np(a), width), b]) for a, b in zip(self.past, new)] if self.rows else new
+    self.width = max(self.width, T)
+
+@patch
 def join(self:Batch, rows:list,               # New `Row`s
          prompt_logits:bool=False,             # Also return the prompt logits, left-padded (B, T, vocab)
         )->list:
     "Prefill `rows` together, add them to the batch, and return the `Sample` each chose first."
     logits, past = self._prefill(rows)                                      # (k, T, vocab), per layer (k, heads, T, head_dim)
     T, right = logits.shape[1], self.layout == 'right'
-    width, new = max(self.width, T), [self._shift(p, max(self.width, T)) for p in past]
-    self.past = [np.concatenate([self._shift(_np(a), width), b]) for a, b in zip(self.past, new)] if self.rows else new
-    self.rows, self.width = self.rows + list(rows), width
+    self._append(past, T); self.rows = self.rows + list(rows)
     for r in rows: r.n = len(r.prompt)
     out = [r.choose(x[len(r.prompt)-1 if right else -1]) for r, x in zip(rows, logits)]
     if not prompt_logits: return out
@@ -381,7 +444,10 @@ def step(self:Batch)->list:
     lens = [r.n for r in self.rows]
     mask = self._mask([n+1 for n in lens], self.width+1)                    # (B, width+1): the new token included
     ids = np.array([[r.last] for r in self.rows], np.int64)                 # (B, 1)
-    logits, self.past = self.decoder._run(ids, mask, np.array(lens)[:, None], self.past)
+    if self.shared:
+        self._reserve(len(self.rows), self.width+1)
+        logits, _ = self.decoder._run(ids, mask, None, self._views(), shared=True)
+    else: logits, self.past = self.decoder._run(ids, mask, np.array(lens)[:, None], self.past)
     self.width += 1
     for r in self.rows: r.n += 1
     return [r.choose(x) for r, x in zip(self.rows, logits[:, -1])]
@@ -392,12 +458,23 @@ def leave(self:Batch, rows:list):
     gone = {id(r) for r in rows}
     keep = [i for i, r in enumerate(self.rows) if id(r) not in gone]
     if len(keep) == len(self.rows): return
-    self.rows = [self.rows[i] for i in keep]
-    if not self.rows: self.past, self.width = None, 0; return
-    w = max(r.n for r in self.rows)
-    cut = slice(self.width-w, None) if self.layout == 'left' else slice(0, w)
-    self.past = [np.ascontiguousarray(_np(p)[keep][:, :, cut]) for p in self.past]
+    if not keep: self.rows, self.past, self.kv, self.width = [], None, None, 0; return
+    w = max(self.rows[i].n for i in keep)
+    if self.shared: self._compact(keep, w)
+    else:
+        cut = slice(self.width-w, None) if self.layout == 'left' else slice(0, w)
+        self.past = [np.ascontiguousarray(_np(p)[keep][:, :, cut]) for p in self.past]
+        self.rows = [self.rows[i] for i in keep]
     self.width = w
+
+@patch
+def _compact(self:Batch, keep:list, w:int):
+    "Shared cache: move the kept rows beyond the new row count into the places of rows that left."
+    n, rows, kept = len(keep), list(self.rows), set(keep)
+    for hole, last in zip([i for i in range(n) if i not in kept], [i for i in keep if i >= n]):
+        for b in self.kv: b[hole, :, :w] = b[last, :, :w]
+        rows[hole] = rows[last]
+    self.rows, self.past = rows[:n], None
 
 # %% ../nbs/04_runtime.ipynb #56a47e04
 @dataclass
