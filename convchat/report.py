@@ -85,13 +85,15 @@ class OnnxAnswerer:
 class TorchAnswerer:
     "Greedy replies of a PyTorch model (a folder, a name, or a `(model, tokenizer)` pair), in left-padded batches."
     backend = 'pytorch'
-    def __init__(self, model, batch_size:int=8):
+    def __init__(self, model, batch_size:int=8,
+                 threads:int=None,   # torch threads while generating (None: torch's setting)
+                ):
         from convchat.models import load_model
         from convchat.tokenization import ensure_chat_template, end_of_turn_ids
         self.source = getattr(model[0].config, 'name_or_path', 'in-memory model') if isinstance(model, tuple) else str(model)
         self.model, self.tok = model if isinstance(model, tuple) else load_model(model)
         self.model.eval(); ensure_chat_template(self.tok, pad=False)
-        self.stop, self.batch_size = end_of_turn_ids(self.tok, self.model.generation_config), batch_size
+        self.stop, self.batch_size, self.threads = end_of_turn_ids(self.tok, self.model.generation_config), batch_size, threads
         self.pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else self.stop[0]
 
     def __call__(self, conversations:list, max_new_tokens:int)->list[Reply]:
@@ -109,7 +111,11 @@ def _batch(self:TorchAnswerer, conversations:list, max_new_tokens:int)->list[Rep
     x = torch.tensor([[self.pad]*(T-len(p)) + p for p in ids])                     # (B, T)
     mask = torch.tensor([[0]*(T-len(p)) + [1]*len(p) for p in ids])                  # (B, T)
     gc = HFConfig(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=self.stop, pad_token_id=self.pad)
-    with torch.no_grad(): new = self.model.generate(x, attention_mask=mask, generation_config=gc)[:, T:]   # (B, <= max_new_tokens)
+    was = torch.get_num_threads()
+    try:
+        if self.threads: torch.set_num_threads(self.threads)
+        with torch.no_grad(): new = self.model.generate(x, attention_mask=mask, generation_config=gc)[:, T:]   # (B, <= max_new_tokens)
+    finally: torch.set_num_threads(was)
     return [self._reply(row.tolist()) for row in new]
 
 @patch
@@ -125,13 +131,13 @@ def is_onnx_folder(model)->bool:
     return isinstance(model, (str, Path)) and (Path(model)/META_FILE).is_file()
 
 def answerer(model,                  # A folder (PyTorch or ONNX), a name, a `(model, tokenizer)` pair, a `ChatModel` or an answerer
-             threads:int=None,       # ONNX Runtime threads
+             threads:int=None,       # ONNX Runtime threads, or torch's while it generates
              batch_size:int=8,       # Conversations decoded together
             ):
     "An `OnnxAnswerer` or a `TorchAnswerer` for `model`."
     if isinstance(model, (OnnxAnswerer, TorchAnswerer)): return model
     if isinstance(model, ChatModel) or is_onnx_folder(model): return OnnxAnswerer(model, threads, batch_size)
-    return TorchAnswerer(model, batch_size)
+    return TorchAnswerer(model, batch_size, threads)
 
 # %% ../nbs/05b_report.ipynb #f1f214d4
 def probe_rows(probes:list[Probe], replies:list[Reply])->list[dict]:
