@@ -1,4 +1,4 @@
-"""What fine-tuning taught: held-out replies scored against the references, and recall of verbatim and paraphrased probe questions, before and after.
+"""What fine-tuning taught: held-out replies scored against the references, and recall of verbatim and paraphrased probes.
 
 Docs: https://convchat.github.io/convchat/report.html.md"""
 
