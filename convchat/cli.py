@@ -1,4 +1,4 @@
-"""`convchat train | convert | chat | pipeline | validate | info | serve`: thin wrappers over the Python API.
+"""`convchat train | convert | chat | pipeline | report | validate | info | serve`: thin wrappers over the Python API.
 
 Docs: https://convchat.github.io/convchat/cli.html.md"""
 
@@ -13,7 +13,7 @@ from .core import *
 
 # %% auto #0
 __all__ = ['MIN_TEMPERATURE', 'COMMANDS', 'HIDDEN', 'say', 'validate', 'train', 'convert', 'info', 'chat', 'serve', 'pipeline',
-           'main']
+           'report', 'main']
 
 # %% ../nbs/07_cli.ipynb #96ad3a36
 def say(*args):
@@ -133,6 +133,7 @@ def train(data_file:str=None,          # Conversations (JSON/JSONL); the recipe'
           save_every:str=None,         # Checkpoint every N steps ('50') or so often ('10m', '90s'); default 10m. Ctrl-C/SIGTERM also save
           allow_pickle:bool=False,     # Load a base model whose weights are pickle files (pytorch_model.bin); only for models you trust
           overwrite:bool=False,        # Replace a model folder that convchat wrote
+          no_report:bool=False,        # Skip the learning report (base vs fine-tuned on held-out replies and probes)
           **options,                   # Any other recipe option (on the command line: --optim adamw_torch)
          )->int:
     "Fine-tune a chat model on your conversations and save it as safetensors"
@@ -147,7 +148,7 @@ def train(data_file:str=None,          # Conversations (JSON/JSONL); the recipe'
     from convchat.data import example_conversations_path
     with _regular_file(data_file) as f:
         _check_data(f or example_conversations_path(), data_file)
-        return _train(f or example_conversations_path(), output_dir, model, overwrite, resume, cfg,
+        return _train(f or example_conversations_path(), output_dir, model, overwrite, resume, cfg, report=not no_report,
                       allow_pickle=allow_pickle or None, **over)
 
 # %% ../nbs/07_cli.ipynb #5e9996b8
@@ -160,7 +161,7 @@ def _recipe(config, data_file, model, options:dict, **flags)->tuple:
     cfg, run = load_recipe(config, **options, **flags)
     return cfg, {}, data_file or run.get('data_file'), model or run.get('model') or 'default'
 
-def _train(data_file, output_dir, model, overwrite, resume, cfg=None, **opts)->int:
+def _train(data_file, output_dir, model, overwrite, resume, cfg=None, report:bool=True, **opts)->int:
     from convchat import train as T
     over = {k: v for k, v in opts.items() if v is not None}
     with contextlib.redirect_stdout(sys.stderr):   # the Trainer's log lines are diagnostics: keep stdout for answers
@@ -168,7 +169,17 @@ def _train(data_file, output_dir, model, overwrite, resume, cfg=None, **opts)->i
                       resume_from_checkpoint=resume, **over)
     say(f"Saved the fine-tuned model to {res.output_dir}")
     say('  ' + ', '.join(f'{k} {v:.4g}' if isinstance(v, float) else f'{k} {v}' for k,v in res.metrics.items()))
+    if report and T.is_main_process(): _report(res.output_dir, data_file)
     return 0
+
+def _report(model_dir, data_file, **kw):
+    "Make the learning report of `model_dir`, save it beside the model and print its table on stderr."
+    from convchat.report import learning_report
+    say(f"Learning report: asking {'the model' if kw.get('base') is not None else 'the base and the fine-tuned model'} "
+        "the held-out replies and the probes")
+    with contextlib.redirect_stdout(sys.stderr): rep = learning_report(model_dir, data_file, **kw)
+    rep.save(model_dir); say(rep.table())
+    return rep
 
 # %% ../nbs/07_cli.ipynb #2dcd1011
 _OLD_QUANTIZE = {'int8': '8', 'int4': '4', 'none': 'none'}
@@ -296,6 +307,7 @@ def pipeline(data_file:str=None,        # Conversations; the recipe's, or the bu
              bits:str='auto',           # Weight bits of the chat model: 'none', 8, 4 or 'auto' (8 where they keep the answers)
              prompt:str=None,           # Question for the final chat (default: one from the example data)
              overwrite:bool=False,      # Replace earlier results in work_dir
+             no_report:bool=False,      # Skip the learning reports (PyTorch and ONNX)
              quantize:str=None,         # Old spelling of --bits (int8, int4 or none)
              **options,                 # Any other recipe option (on the command line: --lora-r 8)
             )->int:
@@ -309,21 +321,26 @@ def pipeline(data_file:str=None,        # Conversations; the recipe's, or the bu
     for d in (work/'model', work/'onnx'): check_output_dir(d, overwrite, protect=[data_file, model])
     from convchat.data import example_conversations_path
     with _regular_file(data_file) as f:
-        return _pipeline(f or example_conversations_path(), data_file, model, work, cfg, over, graph, bits, prompt, overwrite)
+        return _pipeline(f or example_conversations_path(), data_file, model, work, cfg, over, graph, bits, prompt, overwrite,
+                         not no_report)
 
-def _pipeline(data_file, shown, model, work, cfg, over, graph, bits, prompt, overwrite)->int:
+def _pipeline(data_file, shown, model, work, cfg, over, graph, bits, prompt, overwrite, report=True)->int:
     from convchat.data import EXAMPLE_QUESTIONS
     t0 = time.time()
-    say(f"[1/4] Checking {shown or data_file}")
+    say(f"[1/5] Checking {shown or data_file}")
     _check_data(data_file, shown)
-    say(f"[2/4] Fine-tuning {model}")
-    _train(str(data_file), str(work/'model'), model, overwrite, None, cfg, **over)
+    say(f"[2/5] Fine-tuning {model}")
+    _train(str(data_file), str(work/'model'), model, overwrite, None, cfg, report=report, **over)
     from convchat.train import is_main_process
     if not is_main_process(): return 0      # several processes (torchrun, accelerate launch): the main one exports and chats
-    say("[3/4] Exporting to ONNX")
+    say("[3/5] Exporting to ONNX")
     convert(str(work/'model'), str(work/'onnx'), graph=graph, bits=bits or 'none', overwrite=overwrite)
+    if report:
+        from convchat.report import load_report
+        say(f"[4/5] Reporting on the exported folder {work/'onnx'}")
+        _report(work/'onnx', data_file, base=load_report(work/'model'))
     q = prompt or EXAMPLE_QUESTIONS[0][0]
-    say(f"[4/4] Chatting with {work/'onnx'}")
+    say(f"[5/5] Chatting with {work/'onnx'}")
     from convchat.runtime import ChatModel
     reply = ChatModel(work/'onnx').generate([{'role':'user', 'content':q}], max_new_tokens=64).text
     say(f"You: {q}")
@@ -331,8 +348,29 @@ def _pipeline(data_file, shown, model, work, cfg, over, graph, bits, prompt, ove
     say(f"Done in {time.time()-t0:.0f} s. Chat with it: convchat chat --onnx-dir {work/'onnx'}")
     return 0
 
+# %% ../nbs/07_cli.ipynb #b5e7d1a4
+def report(model_dir:str,                 # A fine-tuned folder, or an exported ONNX folder
+           data_file:str=None,      # Its training conversations (default: the training record's)
+           probes:str=None,         # Probe file, a JSON list of {"question", "expect", "kind"} (default: beside the data file)
+           base:str=None,           # Base model to compare with (default: the training record's)
+           no_base:bool=False,      # Report the model alone
+           max_new_tokens:int=64,   # Longest reply
+           threads:int=None,        # ONNX Runtime threads, or torch's while it generates (default: all cores)
+          )->int:
+    "Show what fine-tuning taught: held-out replies and probe recall, base vs fine-tuned (saved beside the model)"
+    _check_num('max_new_tokens', max_new_tokens, 1); _check_num('threads', threads, 1)
+    if not Path(model_dir).is_dir(): raise ConvchatError(f"{model_dir}: no such model folder")
+    for f in (data_file, probes):
+        if f is not None: _check_file(f)
+    from convchat.report import learning_report
+    with contextlib.redirect_stdout(sys.stderr):
+        rep = learning_report(model_dir, data_file, probes, base=False if no_base else base, max_new_tokens=max_new_tokens, threads=threads)
+    say(f"Saved {rep.save(model_dir)}")
+    print(rep.table())
+    return 0
+
 # %% ../nbs/07_cli.ipynb #a9a617ab
-COMMANDS = dict(train=train, convert=convert, chat=chat, pipeline=pipeline, validate=validate, info=info, serve=serve)
+COMMANDS = dict(train=train, convert=convert, chat=chat, pipeline=pipeline, report=report, validate=validate, info=info, serve=serve)
 HIDDEN = dict(convert=('model_path', 'quantize', 'fused'), pipeline=('quantize',), chat=('model_path',), serve=('model_path',))  # old spellings, kept out of --help
 
 def _usage()->str:
