@@ -33,10 +33,11 @@ class TrainConfig:
     epochs: float = 8                 # Passes over the training split
     batch_size: int = 4               # Examples per device per step
     grad_accum: int = 1               # Steps whose gradients are summed before an optimizer update
-    learning_rate: float = 1e-4       # Peak learning rate (full fine-tune; LoRA wants ~1e-3)
+    learning_rate: float = 2e-4       # Peak learning rate (full fine-tune; LoRA wants ~1e-3)
     lr_scheduler: str = 'cosine'      # Any transformers scheduler name: 'cosine', 'linear', 'constant_with_warmup'...
     warmup_ratio: float = 0.05        # Share of the steps spent warming up the learning rate
     weight_decay: float = 0.0         # AdamW weight decay
+    neftune_noise_alpha: float|None = 5.0 # NEFTune: noise on the input embeddings while training (None: off)
     max_grad_norm: float = 1.0        # Gradient clipping
     max_length: int = 512             # Longest example in tokens (earlier turns are dropped to fit)
     max_steps: int = -1               # Stop after this many optimizer steps (overrides epochs when > 0)
@@ -537,6 +538,7 @@ def training_args(cfg:TrainConfig,       # The configuration
         per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler,
         warmup_ratio=cfg.warmup_ratio, weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
+        neftune_noise_alpha=cfg.neftune_noise_alpha,
         optim='adamw_torch_fused', bf16=precision == 'bf16', fp16=precision == 'fp16', tf32=True if cuda else None,
         use_cpu=not cuda, seed=cfg.seed, data_seed=cfg.seed, group_by_length=cfg.group_by_length and not cfg.packing,
         eval_strategy=ev, eval_steps=cfg.eval_steps, save_strategy=sv, save_steps=save_steps,
