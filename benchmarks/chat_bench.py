@@ -6,7 +6,8 @@
 Two models. The default SmolLM2-135M-Instruct (the real weights, `convchat.models.default_model_path()`), and a
 GPT-2-style model the size of distilgpt2 (6 layers, 768 wide, 50,257 tokens) with random weights, so nothing downloads.
 For each: PyTorch fp32 `generate`, the plain Optimum export (fp32), and the fast graphs: for SmolLM2 the convert
-default (fused, 8-bit behind the quality gate), the 4-bit graph `convert --bits 4` writes (gated too) and fused fp32;
+default (fused, 8-bit behind the quality gate), the 4-bit build `convert --bits 4` writes (built here without its gate,
+which benchmarks/int4_study.py runs; the KL / top-1 columns check it) and fused fp32;
 for GPT-2 the fused graph `convchat.fuse.build_fused` makes (fp32 and 8-bit). The graphs are built once into `--work`
 and reused. SmolLM2 also runs in llama.cpp (llama-cpp-python, `LLAMA_CPP_INSTALL`) on the Q4_1 GGUF file the default
 model ships in (the file convchat's fp32 weights are de-quantized from), with extra buffer types (weight repacking, the
@@ -130,7 +131,9 @@ def llama_cpp_quality(reference_dir, gguf, ids, threads=None)->dict:
 
 # ---- bytes of weights read per decoded token ------------------------------------------------------------------------
 def onnx_weight_bytes(onnx_file)->int:
-    "Bytes of the initializers a decode step of the graph reads: all of each, except tables only gathered from (one row)"
+    """Bytes of the constants a decode step of the graph reads: all of each, except tables only gathered from (one row).
+    Nodes on constants only (e.g. the embedding's Transpose of the tied output matrix) are folded by ONNX Runtime at load,
+    so their outputs count as constants and their inputs do not."""
     import numpy as np, onnx
     from onnx.external_data_helper import uses_external_data
     g = onnx.load(str(onnx_file), load_external_data=False).graph
@@ -138,13 +141,22 @@ def onnx_weight_bytes(onnx_file)->int:
         if uses_external_data(t): return int({e.key: e.value for e in t.external_data}['length'])
         if t.raw_data: return len(t.raw_data)
         return int(np.prod(t.dims))*onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+    const = {t.name: (size(t), list(t.dims)) for t in g.initializer}
     uses = {}
-    for node in g.node:
-        for i, x in enumerate(node.input): uses.setdefault(x, []).append((node.op_type, i))
+    for node in g.node:                                            # ONNX nodes come in topological order
+        ins = [x for x in node.input if x]
+        if ins and all(x in const for x in ins):                   # folded at load: its outputs are constants
+            dims = const[ins[0]][1]
+            perm = next((list(a.ints) for a in node.attribute if a.name == 'perm'), None) if node.op_type == 'Transpose' else None
+            if node.op_type == 'Transpose': dims = [dims[i] for i in perm] if perm else dims[::-1]
+            for o in node.output: const[o] = (sum(const[x][0] for x in ins), dims)
+        else:
+            for i, x in enumerate(node.input): uses.setdefault(x, []).append((node.op_type, i))
     total = 0
-    for t in g.initializer:
-        gathered = uses.get(t.name) and all(op.startswith('Gather') and i == 0 for op, i in uses[t.name])
-        total += size(t)//max(t.dims[0], 1) if gathered and t.dims else size(t)
+    for name, (n, dims) in const.items():
+        if name not in uses: continue
+        gathered = all(op.startswith('Gather') and i == 0 for op, i in uses[name])
+        total += n//max(dims[0], 1) if gathered and dims else n
     return total
 
 def gguf_weight_bytes(gguf)->int:
@@ -193,7 +205,7 @@ CONTENDERS = {
     'smol-pytorch':     ('SmolLM2-135M', 'PyTorch fp32', 'pytorch'),
     'smol-plain':       ('SmolLM2-135M', 'plain export fp32', lambda src, w: export(src, w/'smol-plain', graph='plain', bits=None)),
     'smol-default':     ('SmolLM2-135M', 'convert default (fused, 8-bit gated)', lambda src, w: export(src, w/'smol-default')),
-    'smol-int4':        ('SmolLM2-135M', 'convert --bits 4 (fused, 4-bit gated)', lambda src, w: export(src, w/'smol-int4', graph='fused', bits=4)),
+    'smol-int4':        ('SmolLM2-135M', 'fused 4-bit (the build convert --bits 4 writes)', lambda src, w: build_fused(src, w/'smol-int4', 4)),
     'smol-fused-fp32':  ('SmolLM2-135M', 'fused fp32', lambda src, w: export(src, w/'smol-fused-fp32', graph='fused', bits=None)),
     'smol-llamacpp':    ('SmolLM2-135M', 'llama.cpp Q4_1 GGUF (embedding/head Q8_0)', 'llama.cpp'),
     'smol-llamacpp-1t': ('SmolLM2-135M', 'llama.cpp Q4_1 GGUF, 1 thread', 'llama.cpp'),
