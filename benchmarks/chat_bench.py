@@ -23,7 +23,10 @@ Memory: the bytes of weights each contender reads per decoded token (every matri
 that is only gathered from counts one row), and the bandwidth limit bandwidth / bytes, with the read bandwidth of a
 buffer that size measured on this machine by benchmarks/bandwidth.py before and after the rounds (the best is kept).
 
-Results: benchmarks/results/chat.json and chat.md (made from the JSON by benchlib).
+llama.cpp also runs with 1 thread: its threads spin-wait, so on a loaded machine 2 threads can be far slower; x llama.cpp
+is taken against the faster of its two rows in each round.
+
+Results: benchmarks/results/chat.json and chat.md (chat_avx2.* under the CPUID mask), made from the JSON by benchlib.
 """
 import argparse, json, os, statistics, subprocess, sys, time, warnings
 from pathlib import Path
