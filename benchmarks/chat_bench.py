@@ -381,8 +381,9 @@ def report(rounds, names, q, built, a, machine, mem, curves, llama_info):
         if n.endswith(('-default', '-int4')):
             shipped = f"{g.get('graph')} graph, {g['bits'] or 32}-bit weights" + (f" ({g['build']})" if g.get('build') else '')
             refused = '; refused by the gate: ' + ', '.join(map(str, g['builds_refused'])) if g.get('builds_refused') else ''
-            what = 'by default' if n.endswith('-default') else 'with --bits 4'
-            res['notes'].append(f"{n} (what `convchat convert` writes {what} on this machine): {shipped}{refused}.")
+            what = ('what `convchat convert` writes by default on this machine' if n.endswith('-default') else
+                    'the build `convchat convert --bits 4` writes, from `build_fused(bits=4)`, not gated in this run')
+            res['notes'].append(f"{n} ({what}): {shipped}{refused}.")
     if masked: res['notes'] += ["AVX2 kernels: run under the CPUID mask of benchmarks/int8_study.py (LD_PRELOAD), so ONNX Runtime, torch "
                                 "and llama.cpp pick an AVX2-only CPU's kernels; the graph folders were built and gated under the mask too.",
                                 "The mask library is built by `python -c \"from int8_study import mask_lib; from pathlib import Path; "
