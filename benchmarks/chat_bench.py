@@ -93,8 +93,9 @@ def llama_cpp_model(gguf, threads, logits_all=False):
     from llama_cpp import llama_cpp as C
     lib = Path(llama_cpp.__file__).parent/'lib'
     if any(lib.glob('libggml-cpu-*.so')):                  # a GGML_BACKEND_DL build: load the best CPU variant before the model
-        from llama_cpp._ggml import libggml
-        if not libggml.ggml_backend_reg_count(): libggml.ggml_backend_load_all_from_path(str(lib).encode())
+        import ctypes                                       # into the libggml that libllama uses (a wheel holds copies, not
+        ggml = ctypes.CDLL(str(lib/'libggml.so.0'))         # symlinks: llama_cpp._ggml's libggml.so is a second instance)
+        if not ggml.ggml_backend_reg_count(): ggml.ggml_backend_load_all_from_path(str(lib).encode())
     defaults = C.llama_model_default_params
     def no_extra_bufts():
         p = defaults(); p.use_extra_bufts = False; return p
