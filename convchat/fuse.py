@@ -12,7 +12,7 @@ from pathlib import Path
 from .core import *
 
 # %% auto #0
-__all__ = ['FUSED_TYPES', 'INT8_BUILDS', 'INT4_BUILD', 'GRAPHS', 'fused_supported', 'build_fused']
+__all__ = ['FUSED_TYPES', 'INT8_BUILDS', 'INT4_BUILD', 'GRAPHS', 'fused_supported', 'quantize_minmax', 'build_fused']
 
 # %% ../nbs/04b_fuse.ipynb #ec854d27
 FUSED_TYPES = dict(llama='genai', mistral='genai', qwen2='genai', qwen3='genai', gpt2='gpt2')
@@ -31,7 +31,7 @@ def fused_supported(config)->bool: # A transformers config, its dict, or a model
 # 8 bits: tried in this order by the gate, the first that passes on this CPU is kept (blocks of 64 are the fastest and keep
 # fp32's answers on AVX2 kernels; blocks of 32 keep them on AMX kernels where 64 lost one)
 INT8_BUILDS = (dict(block_size=64, symmetric=False), dict(block_size=32, symmetric=False))
-INT4_BUILD = dict(algo='k_quant_mixed')   # llama.cpp's mixed 4 bits (the builder's); GPT-2 graphs round to nearest
+INT4_BUILD = dict(algo='minmax', block_size=32)   # each block's own min/max grid (`quantize_minmax`), the LM head at 8 bits
 
 def _build_options(bits:int|None, args:dict|list|None)->dict|list:
     "The quantizer options for `bits`: `args`, or the default build for that width."
@@ -42,11 +42,103 @@ def _build_options(bits:int|None, args:dict|list|None)->dict|list:
 def _builder_args(bits:int|None, opts:dict|list)->list:
     "onnxruntime-genai builder arguments for `bits` and quantizer options (a list is passed through as is)."
     if isinstance(opts, (list, tuple)): return list(opts)
+    if _minmax(bits, opts): return ['-p', 'fp32', '--extra_options', 'fuse_mlp_gate_up=true']   # quantized by convchat afterwards
     if bits is None: return ['-p', 'fp32']
     extra = [f"is_symmetric={str(opts['symmetric']).lower()}"] if 'symmetric' in opts else []
     extra += [f"block_size={opts['block_size']}"] if 'block_size' in opts else []
     extra += [f"algo_config={opts['algo']}"] if opts.get('algo') else []
     return ['-p', f'int{bits}', '--extra_options', *extra] if extra else ['-p', f'int{bits}']
+
+def _minmax(bits, opts)->bool: return bits == 4 and isinstance(opts, dict) and opts.get('algo') == 'minmax'
+
+
+# %% ../nbs/04b_fuse.ipynb #bfd55381
+def _minmax_codes(w, block:int=32):
+    "4-bit codes of `w` (K, N) on each block's own min/max grid: codes (N, K/block, block), scales and minimums (N, K/block)."
+    import numpy as np
+    K, N = w.shape
+    x = np.asarray(w, np.float32).T.reshape(N, K//block, block)
+    lo, hi = x.min(-1), x.max(-1)
+    s = ((hi - lo)/15).astype(np.float32); s[s == 0] = 1
+    q = np.clip(np.round((x - lo[..., None])/s[..., None]), 0, 15).astype(np.uint8)
+    return q, s, lo.astype(np.float32)
+
+def _pack4(q): return (q[..., 0::2] | (q[..., 1::2] << 4)).astype('uint8')   # two 4-bit codes a byte, the first in the low half
+
+
+# %% ../nbs/04b_fuse.ipynb #4298d113
+def _onnx_tensor(a, name): from onnx import numpy_helper; return numpy_helper.from_array(a, name)
+
+def _q4_nodes(node, w, block:int=32, accuracy_level:int=4)->tuple[list, list]:
+    "`node` (a MatMul with weight `w`) as a 4-bit `MatMulNBits` with integer zero points plus the block offsets that make it exact."
+    import numpy as np
+    from onnx import helper
+    K, N = w.shape; kb = K//block
+    q, s, lo = _minmax_codes(w, block)
+    zi = np.clip(np.round(-lo/s), 0, 15).astype(np.uint8)            # the integer zero point nearest the exact one
+    off = s*zi + lo                                                   # w = s*(code - zi) + off, for each (output, block)
+    zp = np.zeros((N, kb + kb % 2), np.uint8); zp[:, :kb] = zi
+    b, x, y = node.input[1], node.input[0], node.output[0]
+    inits = [_onnx_tensor(_pack4(q), b + '_Q4'), _onnx_tensor(s.reshape(-1), b + '_scales'),
+             _onnx_tensor(_pack4(zp).reshape(-1), b + '_zero_points'), _onnx_tensor(np.ascontiguousarray(off.T), b + '_block_offsets')]
+    nodes = [helper.make_node('MatMulNBits', [x] + [i.name for i in inits[:3]], [y + '_nbits'], name=node.name + '_Q4',
+                              domain='com.microsoft', K=K, N=N, bits=4, block_size=block, accuracy_level=accuracy_level),
+             helper.make_node('MatMul', [f'{x}_blocksum{block}', inits[3].name], [y + '_offset'], name=node.name + '_offset'),
+             helper.make_node('Add', [y + '_nbits', y + '_offset'], [y], name=node.name + '_add_offset')]
+    return nodes, inits
+
+def _blocksum_nodes(x:str, K:int, block:int=32)->tuple[list, list]:
+    "The sum of each `block` consecutive features of `x` (..., K) -> (..., K/block), as a MatMul with a 0/1 matrix."
+    import numpy as np
+    from onnx import helper
+    p = np.zeros((K, K//block), np.float32); p[np.arange(K), np.arange(K)//block] = 1
+    return [helper.make_node('MatMul', [x, f'blocksum_{K}_{block}'], [f'{x}_blocksum{block}'], name=f'{x}_blocksum{block}')], \
+           [_onnx_tensor(p, f'blocksum_{K}_{block}')]
+
+def _q8_sym_nodes(node, w, block:int=32, accuracy_level:int=4)->tuple[list, list]:
+    "`node` as an 8-bit `MatMulNBits` with symmetric blocks (scale = largest magnitude / 127: exact for `Q8_0` weights)."
+    import numpy as np
+    from onnx import helper
+    K, N = w.shape
+    x = np.asarray(w, np.float32).T.reshape(N, K//block, block)
+    s = (np.abs(x).max(-1)/127).astype(np.float32); s[s == 0] = 1
+    q = (np.clip(np.round(x/s[..., None]), -127, 127) + 128).astype(np.uint8)       # zero point 128, the default
+    b = node.input[1]
+    inits = [_onnx_tensor(q, b + '_Q8'), _onnx_tensor(s.reshape(-1), b + '_scales')]
+    return [helper.make_node('MatMulNBits', [node.input[0]] + [i.name for i in inits], list(node.output), name=node.name + '_Q8',
+                             domain='com.microsoft', K=K, N=N, bits=8, block_size=block, accuracy_level=accuracy_level)], inits
+
+
+# %% ../nbs/04b_fuse.ipynb #af21e3da
+def _is_head(node)->bool: return 'logits' in node.output or node.name.endswith('lm_head/MatMul')
+
+def quantize_minmax(model,                   # An ONNX ModelProto with float `MatMul`s (changed in place)
+                    block_size:int=32,       # Weights a block: 32 matches GGUF's blocks
+                    head_bits:int=8,         # The LM head's bits (8: symmetric blocks), or 4
+                    accuracy_level:int=4,    # `MatMulNBits` compute: 4 = int8 activations, the fast CPU kernel
+                   ):
+    "Every constant-weight `MatMul` as `MatMulNBits` on each block's own grid (4 bits + block offsets; the head at `head_bits`)."
+    from onnx import numpy_helper
+    g = model.graph
+    inits, uses = {i.name: i for i in g.initializer}, {}
+    for n in g.node:
+        for i in n.input: uses[i] = uses.get(i, 0) + 1
+    nodes, added, summed, drop = [], {}, set(), set()
+    for n in g.node:
+        w = numpy_helper.to_array(inits[n.input[1]]) if n.op_type == 'MatMul' and n.input[1] in inits else None
+        if w is None or w.ndim != 2 or w.shape[0] % block_size: nodes.append(n); continue
+        if _is_head(n) and head_bits == 8: new, ini = _q8_sym_nodes(n, w, block_size, accuracy_level)
+        else:
+            new, ini = _q4_nodes(n, w, block_size, accuracy_level)
+            if n.input[0] not in summed:
+                bn, bi = _blocksum_nodes(n.input[0], w.shape[0], block_size); new, ini = bn + new, bi + ini; summed.add(n.input[0])
+        nodes += new; added.update({i.name: i for i in ini})
+        if uses[n.input[1]] == 1: drop.add(n.input[1])
+    g.ClearField('node'); g.node.extend(nodes)
+    keep = [i for i in g.initializer if i.name not in drop]
+    g.ClearField('initializer'); g.initializer.extend(keep + list(added.values()))
+    return model
+
 
 # %% ../nbs/04b_fuse.ipynb #3e99d4b0
 _MISSING_CLASSES = {'Gemma3ForConditionalGeneration', 'Lfm2VlForConditionalGeneration', 'Mistral3ForConditionalGeneration',
@@ -93,6 +185,15 @@ def _build_genai(src:Path, dest:Path, bits:int|None, opts:dict|list, threads:int
     if r.returncode != 0 or not (dest/'model.onnx').exists():
         tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ['no output']
         raise ConvchatError(f"building the fused model from {src} failed: {tail[0]}")
+    if _minmax(bits, opts): _quantize_file(dest/'model.onnx', opts)
+
+def _quantize_file(f:Path, opts:dict):
+    "Replace the fp32 graph `f` (+ its `.data`) by its `quantize_minmax` form."
+    import onnx
+    m = quantize_minmax(onnx.load(str(f)), opts.get('block_size', 32))
+    for p in f.parent.glob(f.name + '*'): p.unlink()
+    onnx.save(m, str(f), save_as_external_data=True, location=f.name + '.data')
+
 
 # %% ../nbs/04b_fuse.ipynb #efebb661
 def _optimum_graph(src:Path, dest:Path)->Path:
@@ -170,6 +271,7 @@ def _fuse_gpt2(plain:Path, config:dict, bits:int|None, opts:dict):
         _fuse_attention(opt.model, config)
         if bits is None: return opt.model
         model = _constant_weights(opt.model)
+        if _minmax(bits, opts): return quantize_minmax(model, opts.get('block_size', 32))
         q = MatMulNBitsQuantizer(model, bits=bits, block_size=opts.get('block_size', 32), is_symmetric=opts.get('symmetric', False),
                                  accuracy_level=4)                  # int8 activations: the fast CPU kernel
         q.process()

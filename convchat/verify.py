@@ -144,7 +144,7 @@ class GateThresholds:
 GATES = {
     None: GateThresholds(1e-3, 0.99, 0.01, "a fused fp32 graph computes the reference's function: only rounding may differ"),
     8: GateThresholds(0.05, 0.90, 0.05, "8-bit weights must keep fp32's answers; dynamic int8 (activations too) must fail"),
-    4: GateThresholds(0.6, 0.60, 0.15, "4-bit weights lose some quality for speed; a quantizer clearly worse than that fails"),
+    4: GateThresholds(0.05, 0.90, 0.05, "4-bit weights are held to the 8-bit limits: a smaller graph must keep the same answers"),
 }
 
 def bits_name(bits)->str:

@@ -1,0 +1,223 @@
+"""Which 4-bit build of the default model's fused graph passes the 8-bit quality gate, and is it faster than 8-bit?
+
+    python benchmarks/int4_study.py [--work /tmp/convchat-int4-study] [--reps 3] [--only NAME ...] [--no-speed]
+
+Every candidate starts from the same fused fp32 graph (onnxruntime-genai's builder, `convchat.fuse.build_fused`) and is
+quantized by ONNX Runtime's own `MatMulNBitsQuantizer` in one or two passes: the nodes a candidate keeps at 8 bits
+first (the output projection, optionally the layers llama.cpp's mixed strategy protects), then the 4-bit body with the
+candidate's algorithm (round to nearest, k-quant or HQQ), block size and zero points. Every MatMulNBits runs with
+accuracy_level 4 (int8 activations: the fast CPU kernel). The embedding stays a float Gather (one row read a token).
+
+Each candidate is gated like `convchat convert` gates a graph, against the fp32 fused graph, with the 8-bit
+thresholds (`verify.GATES[8]`: KL <= 0.05, top-1 >= 90%, perplexity within 5%, the free-running probes), natively and
+under the AVX2 CPUID mask of benchmarks/int8_study.py (ONNX Runtime then takes an AVX2-only CPU's kernels). Speed:
+decode tokens/s for 128 tokens in a fresh process per contender, contenders interleaved over `--reps` rounds, natively
+and under the mask, as ratios to the 8-bit graph `convchat convert` writes by default (same round).
+
+Results go to benchmarks/results/int4_study.json and int4_study.md.
+"""
+import argparse, json, os, shutil, statistics, subprocess, sys, time
+from pathlib import Path
+from benchlib import column, cpu_info, write_result
+
+ROOT = Path(__file__).resolve().parent.parent
+MIXED = 'mixed'   # llama.cpp's mixed selection (the builder's `mixed_layers`): qkv and down_proj of the first/last eighth + every 3rd layer
+
+def cand(body='default', block=32, sym=False, head=8, int8=None, hqq_axis=1):
+    "A candidate: 4-bit body algorithm/block/zero points, the output projection's bits (None: fp32), extra nodes at 8 bits."
+    return dict(body=body, block=block, sym=sym, head=head, int8=int8, hqq_axis=hqq_axis)
+
+DEFAULT = 'minmax b32, 8-bit head (convchat default)'
+VARIANTS = {   # 'build_fused': convchat's own 4-bit build; 'builder': onnxruntime-genai's builder with algo_config=k_quant_mixed
+    DEFAULT: 'build_fused',
+    'rtn b32 asym, 8-bit head': cand(),
+    'rtn b32 asym, 4-bit head': cand(head=4),
+    'rtn b16 asym, 8-bit head': cand(block=16),
+    'rtn b32 asym, 8-bit head + mixed': cand(int8=MIXED),
+    'hqq b32, 8-bit head': cand(body='hqq'),
+}
+SLOW = {'hqq b32, 8-bit head'}   # float zero points: ONNX Runtime runs them on its fp32 path (~10x slower), so no free-running probes
+INT8 = 'int8 (convert default)'
+
+def slug(name): return ''.join(c if c.isalnum() else '-' for c in name.split(' (')[0]).strip('-')
+
+def mixed_nodes(n_layers:int)->list[str]:
+    "The MatMuls llama.cpp's mixed strategy keeps at higher precision (onnxruntime-genai's `mixed_layers` selection)."
+    ls = [i for i in range(n_layers) if i < n_layers/8 or i >= 7*n_layers/8 or (i - round(n_layers/8)) % 3 == 2]
+    return [f'/model/layers.{i}/{p}/MatMul' for i in ls for p in ('attn/qkv_proj', 'mlp/down_proj')]
+
+def _quantize(model, bits, c, only=None):
+    "One MatMulNBitsQuantizer pass over the float MatMuls (`only` these names, when given)."
+    from onnxruntime.quantization import matmul_nbits_quantizer as mq
+    mm = [n.name for n in model.graph.node if n.op_type == 'MatMul']
+    skip = [n for n in mm if only is not None and n not in only]
+    if bits == 4 and c['body'] == 'hqq': algo = mq.HQQWeightOnlyQuantConfig(block_size=c['block'], bits=4, axis=c['hqq_axis'])
+    elif bits == 4 and c['body'] in ('rtn', 'k_quant'):
+        cls = mq.RTNWeightOnlyQuantConfig if c['body'] == 'rtn' else mq.KQuantWeightOnlyQuantConfig
+        algo = cls(customized_weight_config={n: dict(group_size=c['block'], scheme='sym' if c['sym'] else 'asym') for n in mm})
+    else: algo = None
+    block, sym = (c['block'], c['sym']) if bits == 4 else (64, False)      # 8-bit nodes: the 8-bit default build's blocks
+    q = mq.MatMulNBitsQuantizer(model, bits=bits, block_size=block, is_symmetric=sym, accuracy_level=4,
+                                nodes_to_exclude=skip, algo_config=algo)
+    q.process()
+    return q.model.model
+
+def quantize(fp32:Path, dest:Path, c:dict):
+    "Write candidate `c` of the fused fp32 graph in `fp32` to the folder `dest`."
+    import onnx, logging
+    logging.disable(logging.INFO)
+    from onnx import helper
+    m = onnx.load(str(fp32/'model.onnx'))
+    n_layers = sum(n.op_type == 'GroupQueryAttention' for n in m.graph.node)
+    eight = (['/lm_head/MatMul'] if c['head'] == 8 else []) + (mixed_nodes(n_layers) if c['int8'] == MIXED else list(c['int8'] or []))
+    if eight: m = _quantize(m, 8, c, eight)
+    rest = [n.name for n in m.graph.node if n.op_type == 'MatMul' and not (c['head'] is None and n.name == '/lm_head/MatMul')]
+    m = _quantize(m, 4, c, rest)
+    for n in m.graph.node:                      # HQQ writes no accuracy_level: give every MatMulNBits the int8-activation kernel
+        if n.op_type == 'MatMulNBits' and not any(a.name == 'accuracy_level' for a in n.attribute):
+            n.attribute.append(helper.make_attribute('accuracy_level', 4))
+    if dest.exists(): shutil.rmtree(dest)
+    shutil.copytree(fp32, dest, ignore=shutil.ignore_patterns('model.onnx*'))
+    onnx.save(m, str(dest/'model.onnx'), save_as_external_data=True, location='model.onnx.data')
+    meta = json.loads((dest/'convchat-onnx.json').read_text()); meta.update(bits=4, build=c)
+    (dest/'convchat-onnx.json').write_text(json.dumps(meta))
+
+def build(work:Path, names):
+    "Build the fp32 reference, the 8-bit default and each named candidate that is not built yet (keyed by its options)."
+    from convchat.fuse import build_fused, INT8_BUILDS, INT4_BUILD
+    from convchat.models import default_model_path
+    done = {}
+    def fresh(d, key): return not (d/'study.json').exists() or json.loads((d/'study.json').read_text()) != key
+    fixed = {'fp32': (None, None), INT8: (8, INT8_BUILDS[0]), DEFAULT: (4, INT4_BUILD),
+             'builder k_quant_mixed (previous int4 default)': (4, ['-p', 'int4', '--extra_options', 'algo_config=k_quant_mixed'])}
+    for n in ['fp32', INT8] + names:
+        d, t = work/slug(n), time.perf_counter()
+        if n in fixed:
+            if not fresh(d, list(fixed[n])): continue
+            build_fused(default_model_path(), d, bits=fixed[n][0], args=fixed[n][1], overwrite=True); key = list(fixed[n])
+        else:
+            if not fresh(d, VARIANTS[n]): continue
+            quantize(work/'fp32', d, VARIANTS[n]); key = VARIANTS[n]
+        (d/'study.json').write_text(json.dumps(key))
+        done[n] = round(time.perf_counter()-t, 1); print(f'built {n} in {done[n]} s', file=sys.stderr)
+    return done
+
+# ---- one process: gate or speed (run natively or under the CPUID mask) ---------------------------------------------
+def gate_one(cand_dir:str, ref_dir:str, threads:int, free_run:bool=True):
+    "The 8-bit gate of `cand_dir` against `ref_dir` (teacher-forced, then free-running if that passed), as JSON."
+    from transformers import AutoTokenizer
+    from convchat.verify import quality_gate, free_run_check, gate_token_ids, GATES
+    tok = AutoTokenizer.from_pretrained(ref_dir)
+    f, ref = Path(cand_dir)/'model.onnx', Path(ref_dir)/'model.onnx'
+    rep = quality_gate(f, ref, gate_token_ids(tok), 4, GATES[8], threads)
+    if rep.passed and free_run: rep.free_run = free_run_check(f, ref, tok, threads=threads)
+    print(json.dumps(dict(rep.to_dict(), summary=str(rep))))
+
+def child(args, mode, work, timeout=None):
+    from int8_study import env_for
+    p = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, env=env_for(mode, work), timeout=timeout)
+    if p.returncode: raise RuntimeError(f'{args} ({mode}) failed:\n{p.stderr[-2000:]}')
+    return [json.loads(l) for l in p.stdout.splitlines() if l.startswith('{')]
+
+def gate(work, n, mode, threads):
+    "Gate result of variant `n` under `mode`, cached next to its graph."
+    d = work/slug(n); f = d/f'gate-{mode}.json'
+    key = json.loads((d/'study.json').read_text())
+    if f.exists() and json.loads(f.read_text())['key'] == key: return json.loads(f.read_text())['gate']
+    t = time.perf_counter()
+    g = child(['--gate-one', str(d), '--ref', str(work/'fp32'), '--threads', str(threads)] + (['--no-free-run'] if n in SLOW else []), mode, work)[0]
+    f.write_text(json.dumps(dict(key=key, gate=g)))
+    print(f"gated {n} ({mode}, {time.perf_counter()-t:.0f} s): {g['summary']}", file=sys.stderr)
+    return g
+
+def weight_bytes(d:Path)->int:
+    "Bytes of weights a decode step reads: every initializer except the embedding table (one row a token) and rotary caches."
+    import onnx
+    m = onnx.load(str(d/'model.onnx'), load_external_data=False)
+    skip = {n.input[0] for n in m.graph.node if n.op_type in ('Gather', 'GatherBlockQuantized') and 'embed' in n.name}
+    skip |= {'cos_cache', 'sin_cache'}
+    def size(t):
+        loc = {e.key: e.value for e in t.external_data}
+        if 'length' in loc: return int(loc['length'])
+        import numpy as np
+        from onnx import numpy_helper
+        return numpy_helper.to_array(t).nbytes
+    return sum(size(t) for t in m.graph.initializer if t.name not in skip)
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--work', default='/tmp/convchat-int4-study')
+    ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--tokens', type=int, default=128, help='tokens per speed run')
+    ap.add_argument('--reps', type=int, default=3, help='interleaved speed rounds')
+    ap.add_argument('--only', nargs='*', default=None, help='variants to run (default: all)')
+    ap.add_argument('--modes', nargs='*', default=['native', 'avx2'])
+    ap.add_argument('--speed', nargs='*', default=None, help='variants to time (default: those that pass the gate on every mode)')
+    ap.add_argument('--no-speed', action='store_true')
+    ap.add_argument('--gate-one', default=None, help=argparse.SUPPRESS)
+    ap.add_argument('--ref', default=None, help=argparse.SUPPRESS)
+    ap.add_argument('--no-free-run', action='store_true', help=argparse.SUPPRESS)
+    ap.add_argument('--speed-one', default=None, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.gate_one: return gate_one(a.gate_one, a.ref, a.threads, not a.no_free_run)
+    if a.speed_one:
+        from int8_study import speed_one
+        return speed_one(a.speed_one, a.tokens, a.threads)
+    work = Path(a.work); work.mkdir(parents=True, exist_ok=True)
+    names = a.only or list(VARIANTS)
+    built = build(work, names)
+    gates = {mode: {n: gate(work, n, mode, a.threads) for n in [INT8] + names} for mode in a.modes}
+    for n in [INT8] + names: print(f"{n:40s} " + ' | '.join(f"{m}: {'PASS' if gates[m][n]['passed'] else 'fail'}" for m in a.modes), file=sys.stderr)
+    timed = [] if a.no_speed else (a.speed if a.speed is not None else [n for n in names if n not in SLOW])
+    rounds = {m: [] for m in a.modes}
+    for r in range(a.reps if timed else 0):
+        for mode in a.modes:
+            row = {n: child(['--speed-one', str(work/slug(n)), '--tokens', str(a.tokens), '--threads', str(a.threads)], mode, work)[0]['decode_tok_s']
+                   for n in [INT8] + timed}
+            rounds[mode].append(row); print(f'round {r+1} {mode} (load {os.getloadavg()[0]:.1f}): ' + ', '.join(f'{k} {v:.1f}' for k, v in row.items()), file=sys.stderr)
+    speed = {m: {n: dict(decode_tok_s=statistics.median(rw[n] for rw in rs), x_int8=statistics.median(rw[n]/rw[INT8] for rw in rs))
+                 for n in rs[0]} for m, rs in rounds.items() if rs}
+    res = dict(machine=cpu_info(a.threads), settings=dict(threads=a.threads, tokens=a.tokens, reps=a.reps, modes=a.modes),
+               variants={n: VARIANTS[n] for n in names}, build_seconds=built, gates=gates, speed=speed, speed_rounds=rounds,
+               weight_bytes={n: weight_bytes(work/slug(n)) for n in [INT8, 'fp32'] + names if (work/slug(n)/'model.onnx').exists()})
+    print(write_result('int4_study', report(res)).read_text(), file=sys.stderr)
+
+def _gate_cell(g)->str:
+    if g is None: return ''
+    fr = g.get('free_run')
+    free = 'not run' if fr is None else f"{fr['n_prompts'] - len(fr['failures'])}/{fr['n_prompts']}"
+    return f"{g['kl']:.4f} / {g['top1']:.1%} / {g['ppl_increase']:+.1%} / {free} ({'pass' if g['passed'] else 'FAIL'})"
+
+COLUMNS = [column('variant', 'build'), column('weights', 'weight MB read a token'), column('gate_native', 'gate native: KL / top-1 / ppl / probes'),
+           column('gate_avx2', 'gate AVX2: KL / top-1 / ppl / probes'), column('native', 'decode tok/s native (x 8-bit)'),
+           column('avx2', 'decode tok/s AVX2 (x 8-bit)'), column('x_native', 'x 8-bit native', '{:.2f}', True)]
+
+def report(res)->dict:
+    "`res` with the title, intro, table and notes of the study"
+    gs, sp, wb = res['gates'], res['speed'], res['weight_bytes']
+    def spd(m, n): return f"{sp[m][n]['decode_tok_s']:.1f} ({sp[m][n]['x_int8']:.2f})" if m in sp and n in sp[m] else ''
+    rows = [dict(variant=n, weights=round(wb[n]/1e6, 1) if n in wb else None, gate_native=_gate_cell(gs.get('native', {}).get(n)),
+                 gate_avx2=_gate_cell(gs.get('avx2', {}).get(n)), native=spd('native', n), avx2=spd('avx2', n),
+                 x_native=sp['native'][n]['x_int8'] if 'native' in sp and n in sp['native'] else None) for n in [INT8] + list(res['variants'])]
+    return dict(res, title='4-bit builds of the default model: the 8-bit gate and decode speed, native and AVX2',
+        reproduce='python benchmarks/int4_study.py', settings=res['settings'],
+        intro=("SmolLM2-135M-Instruct (convchat's default, de-quantized from its Q4_1 GGUF). Every build is the fused graph "
+               "(onnxruntime-genai's builder) with weight-only MatMulNBits at accuracy_level 4 (int8 activations). Gate: "
+               "`verify.GATES[8]` limits (KL <= 0.05, top-1 >= 90%, perplexity within 5%) on the example conversations against "
+               "the fused fp32 graph, then the free-running probes (passed/prompts; run only when the teacher-forced part passes). "
+               "'AVX2' = the CPUID mask of benchmarks/int8_study.py (ONNX Runtime takes an AVX2-only CPU's kernels). Speed: "
+               f"{res['settings']['tokens']} greedy tokens after a chat prompt, a fresh process per build, builds interleaved over "
+               f"{res['settings']['reps']} rounds, median; x 8-bit = ratio to the 8-bit default in the same round. Weight MB: bytes of "
+               "the initializers a decode step reads (all but the embedding table, of which one row is read)."),
+        tables=[dict(columns=COLUMNS, rows=rows)],
+        notes=[f"{INT8}: `convchat convert`'s first 8-bit build (blocks of 64, asymmetric). {DEFAULT}: `convchat convert --bits 4` "
+               "(`fuse.quantize_minmax`): 4-bit codes on each block of 32's own min/max grid, integer zero points plus a float "
+               "block-offset term (blocksums(x) @ offsets) that makes the grid exact; the LM head in symmetric 8-bit blocks of 32. "
+               "The default model's weights are Q4_1 (layers) and Q8_0 (head) in its GGUF file, so this build gives them back exactly; "
+               "what is left of the KL is the int8 rounding of the activations.",
+               "rtn = ONNX Runtime's MatMulNBitsQuantizer (DEFAULT, round to nearest: the block's range stretched to include zero, "
+               "integer zero point); k_quant = its k-quant; hqq = its HQQ (float zero points, which ONNX Runtime runs on its fp32 "
+               "path); mixed = llama.cpp's mixed selection (qkv and down_proj of the first and last eighth and every third layer) "
+               "at 8 bits. The previous 4-bit default (the builder's k_quant_mixed) is not rebuilt here (its k-quant search takes many minutes on 2 cores): benchmarks/results/chat.md gave it KL 0.24, top-1 77%."])
+
+if __name__ == '__main__': main()
