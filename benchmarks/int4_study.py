@@ -17,6 +17,7 @@ and under the mask, as ratios to the 8-bit graph `convchat convert` writes by de
 Results go to benchmarks/results/int4_study.json and int4_study.md.
 """
 import argparse, json, os, shutil, statistics, subprocess, sys, time
+from int8_study import SPEED_Q
 from pathlib import Path
 from benchlib import column, cpu_info, write_result
 
@@ -131,18 +132,30 @@ def gate(work, n, mode, threads):
     return g
 
 def weight_bytes(d:Path)->int:
-    "Bytes of weights a decode step reads: every initializer except the embedding table (one row a token) and rotary caches."
+    "Bytes of weights a decode step reads: the constant inputs of every MatMul and MatMulNBits (not the embedding table)."
     import onnx
     m = onnx.load(str(d/'model.onnx'), load_external_data=False)
-    skip = {n.input[0] for n in m.graph.node if n.op_type in ('Gather', 'GatherBlockQuantized') and 'embed' in n.name}
-    skip |= {'cos_cache', 'sin_cache'}
+    inits = {t.name: t for t in m.graph.initializer}
+    names = {i for n in m.graph.node if n.op_type in ('MatMul', 'MatMulNBits') for i in n.input if i in inits}
     def size(t):
         loc = {e.key: e.value for e in t.external_data}
         if 'length' in loc: return int(loc['length'])
-        import numpy as np
         from onnx import numpy_helper
         return numpy_helper.to_array(t).nbytes
-    return sum(size(t) for t in m.graph.initializer if t.name not in skip)
+    return sum(size(inits[n]) for n in names)
+
+def ab_speed(dirs:list, rounds:int=3, tokens:int=96, threads:int=2)->dict:
+    "Decode tok/s of the graphs in `dirs`, loaded in one process and interleaved over `rounds` (ratios robust to load)."
+    from convchat.runtime import ChatModel
+    msgs = [{'role': 'user', 'content': SPEED_Q}]
+    ms = {d: ChatModel(d, threads=threads) for d in dirs}
+    for m in ms.values(): m.eos_ids = []; m.generate(msgs, max_new_tokens=4)
+    res = {d: [] for d in dirs}
+    for r in range(rounds):
+        for d, m in ms.items(): res[d].append(m.generate(msgs, max_new_tokens=tokens).decode_tokens_per_s)
+        print(f'round {r} load {os.getloadavg()[0]:.1f}: ' + ', '.join(f'{Path(d).name} {v[-1]:.1f}' for d, v in res.items()), file=sys.stderr)
+    b = dirs[0]
+    return {d: dict(decode_tok_s=statistics.median(v), x_first=statistics.median(x/y for x, y in zip(v, res[b]))) for d, v in res.items()}
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -154,20 +167,24 @@ def main():
     ap.add_argument('--modes', nargs='*', default=['native', 'avx2'])
     ap.add_argument('--speed', nargs='*', default=None, help='variants to time (default: those that pass the gate on every mode)')
     ap.add_argument('--no-speed', action='store_true')
+    ap.add_argument('--avx2-gates', nargs='*', default=None, help='builds gated under the AVX2 mask (default: all)')
     ap.add_argument('--gate-one', default=None, help=argparse.SUPPRESS)
     ap.add_argument('--ref', default=None, help=argparse.SUPPRESS)
     ap.add_argument('--no-free-run', action='store_true', help=argparse.SUPPRESS)
     ap.add_argument('--speed-one', default=None, help=argparse.SUPPRESS)
+    ap.add_argument('--ab', nargs='*', default=None, help='graph folders to time in one process, interleaved (the first is the baseline)')
     a = ap.parse_args()
     if a.gate_one: return gate_one(a.gate_one, a.ref, a.threads, not a.no_free_run)
+    if a.ab: return print(json.dumps(ab_speed(a.ab, a.reps, a.tokens, a.threads)))
     if a.speed_one:
         from int8_study import speed_one
         return speed_one(a.speed_one, a.tokens, a.threads)
     work = Path(a.work); work.mkdir(parents=True, exist_ok=True)
     names = a.only or list(VARIANTS)
     built = build(work, names)
-    gates = {mode: {n: gate(work, n, mode, a.threads) for n in [INT8] + names} for mode in a.modes}
-    for n in [INT8] + names: print(f"{n:40s} " + ' | '.join(f"{m}: {'PASS' if gates[m][n]['passed'] else 'fail'}" for m in a.modes), file=sys.stderr)
+    gated = {m: [INT8] + names if m != 'avx2' or a.avx2_gates is None else a.avx2_gates for m in a.modes}
+    gates = {mode: {n: gate(work, n, mode, a.threads) for n in gated[mode]} for mode in a.modes}
+    for m in a.modes: print(m + ': ' + ', '.join(f"{n} {'PASS' if g['passed'] else 'fail'}" for n, g in gates[m].items()), file=sys.stderr)
     timed = [] if a.no_speed else (a.speed if a.speed is not None else [n for n in names if n not in SLOW])
     rounds = {m: [] for m in a.modes}
     for r in range(a.reps if timed else 0):
@@ -177,7 +194,7 @@ def main():
             rounds[mode].append(row); print(f'round {r+1} {mode} (load {os.getloadavg()[0]:.1f}): ' + ', '.join(f'{k} {v:.1f}' for k, v in row.items()), file=sys.stderr)
     speed = {m: {n: dict(decode_tok_s=statistics.median(rw[n] for rw in rs), x_int8=statistics.median(rw[n]/rw[INT8] for rw in rs))
                  for n in rs[0]} for m, rs in rounds.items() if rs}
-    res = dict(machine=cpu_info(a.threads), settings=dict(threads=a.threads, tokens=a.tokens, reps=a.reps, modes=a.modes),
+    res = dict(machine=cpu_info(a.threads), settings=dict(threads=a.threads, tokens=a.tokens, reps=a.reps, modes=a.modes, gated=gated),
                variants={n: VARIANTS[n] for n in names}, build_seconds=built, gates=gates, speed=speed, speed_rounds=rounds,
                weight_bytes={n: weight_bytes(work/slug(n)) for n in [INT8, 'fp32'] + names if (work/slug(n)/'model.onnx').exists()})
     print(write_result('int4_study', report(res)).read_text(), file=sys.stderr)
@@ -186,7 +203,8 @@ def _gate_cell(g)->str:
     if g is None: return ''
     fr = g.get('free_run')
     free = 'not run' if fr is None else f"{fr['n_prompts'] - len(fr['failures'])}/{fr['n_prompts']}"
-    return f"{g['kl']:.4f} / {g['top1']:.1%} / {g['ppl_increase']:+.1%} / {free} ({'pass' if g['passed'] else 'FAIL'})"
+    verdict = 'FAIL' if not g['passed'] else ('teacher-forced pass' if fr is None else 'pass')
+    return f"{g['kl']:.4f} / {g['top1']:.1%} / {g['ppl_increase']:+.1%} / {free} ({verdict})"
 
 COLUMNS = [column('variant', 'build'), column('weights', 'weight MB read a token'), column('gate_native', 'gate native: KL / top-1 / ppl / probes'),
            column('gate_avx2', 'gate AVX2: KL / top-1 / ppl / probes'), column('native', 'decode tok/s native (x 8-bit)'),
