@@ -302,7 +302,7 @@ def _data_file(record:dict|None, data_file)->Path:
                         + (f"the training record's {f} is gone" if record else "the folder has no training record"))
 
 def probes_for(data_file:Path)->Path|None:
-    "The probe file of `data_file`: the example probes for the example data, else `<name>.probes.json` beside it if present."
+    "The probe file of `data_file`: the example probes for the example data, else `<name>.probes.json` beside it when that file exists."
     if Path(data_file).resolve() == example_conversations_path().resolve(): return example_probes_path()
     f = Path(data_file).with_suffix('.probes.json')
     return f if f.is_file() else None
