@@ -6,7 +6,7 @@ Docs: https://convchat.github.io/convchat/runtime.html.md"""
 
 # %% ../nbs/04_runtime.ipynb #84a79174
 from __future__ import annotations
-import os, json, math, time, datetime, dataclasses
+import os, json, math, time, datetime, dataclasses, threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Callable
@@ -16,8 +16,8 @@ from .core import *
 
 # %% auto #0
 __all__ = ['META_FILE', 'GenerationConfig', 'next_tokens', 'resolve_onnx_file', 'check_onnx_file', 'Decoder', 'position_ids',
-           'log_softmax', 'Sample', 'Row', 'kv_layout', 'Batch', 'Step', 'compare_logits', 'ChatTemplateError',
-           'render_chat', 'Generation', 'ChatModel', 'TextStream', 'Event']
+           'log_softmax', 'Sample', 'Row', 'PrefixCache', 'kv_layout', 'Batch', 'Step', 'compare_logits',
+           'ChatTemplateError', 'render_chat', 'Generation', 'ChatModel', 'TextStream', 'Event']
 
 # %% ../nbs/04_runtime.ipynb #a636cdb2
 def _num(name, v, ok, what, whole=False):
@@ -343,6 +343,44 @@ def choose(self:Row, logits:np.ndarray, # (vocab,) last-position logits
     self.seen.append(t); self.last = t
     return Sample(t, logits, *_logprobs(logits, t, self.logprobs))
 
+# %% ../nbs/04_runtime.ipynb #c158c181
+class PrefixCache:
+    "The KV caches of recent prompts, so that a prompt beginning like one of them is prefilled only from where they part."
+    def __init__(self, max_bytes:int=64<<20,  # Memory the cached keys and values may take
+                 min_tokens:int=16,           # Shortest shared beginning worth reusing
+                ):
+        self.max_bytes, self.min_tokens, self.entries, self.nbytes = max_bytes, min_tokens, [], 0   # entries: (tokens, cache), last used last
+        self.lock, self.hits, self.tokens_saved = threading.Lock(), 0, 0
+
+    def __repr__(self): return f"PrefixCache({len(self.entries)} prompts, {self.nbytes/2**20:.1f} MiB, {self.hits} hits)"
+
+def _common(a:np.ndarray, b:np.ndarray)->int:
+    "Length of the common beginning of two token arrays."
+    n = min(len(a), len(b)); d = np.flatnonzero(a[:n] != b[:n])
+    return int(d[0]) if len(d) else n
+
+# %% ../nbs/04_runtime.ipynb #d18b1b2b
+@patch
+def find(self:PrefixCache, prompt:list)->tuple:
+    "The longest cached beginning of `prompt` but its last token: its length P and cache per layer (1, heads, P, head_dim), or (0, None)."
+    p = np.asarray(prompt)
+    with self.lock:
+        n, i = max(((min(_common(t, p), len(p)-1), i) for i, (t, _) in enumerate(self.entries)), default=(0, None))
+        if n < self.min_tokens: return 0, None
+        self.entries.append(self.entries.pop(i)); self.hits += 1; self.tokens_saved += n
+        return n, [np.ascontiguousarray(k[:, :, :n]) for k in self.entries[-1][1]]
+
+@patch
+def add(self:PrefixCache, prompt:list, kv:list):
+    "Keep `prompt`'s cache (per layer (1, heads, len(prompt), head_dim)), dropping entries it extends and, beyond `max_bytes`, the oldest."
+    p, size = np.asarray(prompt), sum(k.nbytes for k in kv)
+    if len(p) < self.min_tokens or size > self.max_bytes: return
+    with self.lock:
+        self.entries = [e for e in self.entries if not (len(e[0]) <= len(p) and _common(e[0], p) == len(e[0]))] + [(p, kv)]
+        sizes = [sum(k.nbytes for k in e[1]) for e in self.entries]
+        while sum(sizes) > self.max_bytes: self.entries.pop(0); sizes.pop(0)
+        self.nbytes = sum(sizes)
+
 # %% ../nbs/04_runtime.ipynb #a5cce70c
 def kv_layout(decoder:Decoder)->str:
     "'left' (each row's cached tokens last) for graphs given positions; 'right' (tokens first) for those that derive them from the mask."
@@ -353,8 +391,10 @@ class Batch:
     def __init__(self, decoder:Decoder,  # The graph the rows run on
                  layout:str=None,         # 'left' or 'right' KV layout (default: `kv_layout(decoder)`)
                  shared:bool=None,        # One cache buffer the graph writes in place (default: when the graph and layout allow)
+                 prefix_cache:PrefixCache=None, # Where joining prompts find (and leave) the cache of their beginning
                 ):
         self.decoder, self.layout, self.rows, self.past, self.width = decoder, layout or kv_layout(decoder), [], None, 0
+        self.prefix_cache = prefix_cache
         if self.layout not in ('left', 'right'): raise ConvchatError(f"layout must be 'left' or 'right', not {layout!r}")
         can = decoder.shares_kv and self.layout == 'right'
         if shared and not can: raise ConvchatError(f"{decoder.onnx_file.name} cannot share its cache buffer in the {self.layout} layout")
@@ -401,25 +441,58 @@ def _views(self:Batch)->list:
 # %% ../nbs/04_runtime.ipynb #af59d988
 @patch
 def _prefill(self:Batch, rows:list)->tuple:
-    "One pass over the new rows' prompts, padded in the batch's layout: prompt logits (B, T, vocab) and their cache."
+    "One pass over the new rows' prompts, padded in the batch's layout: prompt logits (k, T, vocab) and their cache."
     d, lens = self.decoder, [len(r.prompt) for r in rows]
     T = max(lens); mask = self._mask(lens, T)
     ids = np.full(mask.shape, d.pad_id, np.int64); ids[mask.astype(bool)] = np.concatenate([r.prompt for r in rows])
     logits, past = d._run(ids, mask, position_ids(mask, T), d._empty_past(len(rows)))
     return logits, [p.numpy() for p in past]
 
+@patch
+def _prefill_after(self:Batch, rows:list, P:int, past:list)->tuple:
+    "One pass over the rest of `rows`' prompts (each P + L tokens) after their cached first P: last logits (k, vocab) and their cache."
+    n = len(rows[0].prompt)
+    ids = np.array([r.prompt[P:] for r in rows], np.int64)                   # (k, L)
+    logits, new = self.decoder._run(ids, np.ones((len(rows), n), np.int64), np.broadcast_to(np.arange(P, n), ids.shape), past)
+    return logits[:, -1], [p.numpy() for p in new]
+
 def _np(v)->np.ndarray: return v if isinstance(v, np.ndarray) else v.numpy()
 
+# %% ../nbs/04_runtime.ipynb #83000a8e
 @patch
-def _append(self:Batch, past:list, T:int):
-    "Add new rows' cache (per layer (k, heads, T, head_dim)) after the batch's rows, as wide as the wider of the two."
+def _own(self:Batch, kv:np.ndarray, i:int, n:int)->np.ndarray:
+    "Row `i`'s `n` cached tokens (1, heads, n, head_dim) in a cache padded in the batch's layout."
+    return kv[i:i+1, :, kv.shape[2]-n:] if self.layout == 'left' else kv[i:i+1, :, :n]
+
+@patch
+def _first(self:Batch, rows:list, prompt_logits:bool=False)->tuple:
+    "Each new row's last-position logits and cache (per layer (1, heads, n, head_dim)); the padded prompt logits when asked (no cache then)."
+    cache = None if prompt_logits else self.prefix_cache
+    hits, groups = [cache.find(r.prompt) if cache else (0, None) for r in rows], {}
+    for i, (r, (P, _)) in enumerate(zip(rows, hits)):                  # GroupQueryAttention takes one such row a pass
+        groups.setdefault((P, len(r.prompt)-P, 0 if self.decoder.has_pos else i) if P else (0,), []).append(i)
+    last, kv, full = [None]*len(rows), [None]*len(rows), None
+    for (P, *_), at in groups.items():
+        rs = [rows[i] for i in at]
+        if P: x, past = self._prefill_after(rs, P, [np.concatenate(k) for k in zip(*(hits[i][1] for i in at))])
+        else: full, past = self._prefill(rs); x = [f[len(r.prompt)-1 if self.layout == 'right' else -1] for r, f in zip(rs, full)]
+        for j, (i, r) in enumerate(zip(at, rs)):
+            last[i], kv[i] = x[j], [self._own(p, j, len(r.prompt)) for p in past]
+            if cache: cache.add(r.prompt, [k.copy() for k in kv[i]])
+    return last, kv, full
+
+# %% ../nbs/04_runtime.ipynb #72df10b5
+@patch
+def _append(self:Batch, kv:list):
+    "Add new rows' caches (per row, per layer (1, heads, n, head_dim)) after the batch's rows."
+    T = max(k[0].shape[2] for k in kv)
     if self.shared:
-        B, k = len(self.rows), len(past[0])
-        self._reserve(B + k, max(self.width, T) + 1)
-        for b, p in zip(self.kv, past): b[B:B+k, :, :T] = p
+        B = len(self.rows); self._reserve(B + len(kv), max(self.width, T) + 1)
+        for j, row in enumerate(kv):
+            for b, p in zip(self.kv, row): b[B+j, :, :p.shape[2]] = p[0]
         self.past = None
     else:
-        width = max(self.width, T); new = [self._shift(p, width) for p in past]
+        width = max(self.width, T); new = [np.concatenate([self._shift(p, width) for p in layer]) for layer in zip(*kv)]
         self.past = [np.concatenate([self._shift(_np(a), width), b]) for a, b in zip(self.past, new)] if self.rows else new
     self.width = max(self.width, T)
 
@@ -427,14 +500,14 @@ def _append(self:Batch, past:list, T:int):
 def join(self:Batch, rows:list,               # New `Row`s
          prompt_logits:bool=False,             # Also return the prompt logits, left-padded (B, T, vocab)
         )->list:
-    "Prefill `rows` together, add them to the batch, and return the `Sample` each chose first."
-    logits, past = self._prefill(rows)                                      # (k, T, vocab), per layer (k, heads, T, head_dim)
-    T, right = logits.shape[1], self.layout == 'right'
-    self._append(past, T); self.rows = self.rows + list(rows)
+    "Prefill `rows`, add them to the batch, and return the `Sample` each chose first."
+    last, kv, full = self._first(rows, prompt_logits)
+    self._append(kv); self.rows = self.rows + list(rows)
     for r in rows: r.n = len(r.prompt)
-    out = [r.choose(x[len(r.prompt)-1 if right else -1]) for r, x in zip(rows, logits)]
+    out = [r.choose(x) for r, x in zip(rows, last)]
     if not prompt_logits: return out
-    return out, np.stack([np.roll(x, T-len(r.prompt), 0) for r, x in zip(rows, logits)]) if right else logits
+    T = full.shape[1]
+    return out, np.stack([np.roll(x, T-len(r.prompt), 0) for r, x in zip(rows, full)]) if self.layout == 'right' else full
 
 # %% ../nbs/04_runtime.ipynb #d1f24020
 @patch
@@ -586,6 +659,7 @@ class ChatModel:
     def __init__(self, onnx_dir:str|Path,   # Folder written by `convchat convert`
                  threads:int=None,          # ONNX Runtime intra-op threads (default: all cores)
                  providers:list=None,       # ONNX Runtime execution providers (default: CPU)
+                 cache_bytes:int=64<<20,    # Memory for the caches of recent prompts' beginnings (0: none)
                 ):
         from tokenizers import Tokenizer
         d = Path(onnx_dir).expanduser()
@@ -597,6 +671,7 @@ class ChatModel:
         self.tokenizer = Tokenizer.from_file(str(d/'tokenizer.json'))
         self._read_configs(d)
         self.decoder = Decoder(onnx_file, threads, providers, pad_id=self.pad_id)
+        self.prefix_cache = PrefixCache(cache_bytes) if cache_bytes else None
 
     def __repr__(self): return f"ChatModel({self.model_id!r}, context={self.context_length})"
 
@@ -742,7 +817,7 @@ def _event(delta:str, s:Sample)->Event: return Event(delta, None, s.token, s.log
 @patch
 def _decode(self:ChatModel, rows:list, replies:list)->Iterator[tuple]:
     "Decode `rows` as one `Batch`, each leaving when its reply ends: (row index, `Event`) per token."
-    b, at = Batch(self.decoder), {id(r): i for i, r in enumerate(rows)}
+    b, at = Batch(self.decoder, prefix_cache=self.prefix_cache), {id(r): i for i, r in enumerate(rows)}
     samples = b.join(rows)
     while samples:
         done = []

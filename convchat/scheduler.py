@@ -94,7 +94,7 @@ class Scheduler:
         if max_batch < 1 or max_waiting < 0: raise ConvchatError("max_batch must be >= 1 and max_waiting >= 0")
         self.model, self.max_batch, self.max_waiting = model, max_batch, max_waiting
         self.waiting, self.running, self.cond = deque(), {}, threading.Condition()     # running: id(row) -> (row, reply, handle)
-        self.batch, self.thread, self.stopping, self.steps = Batch(model.decoder), None, False, 0
+        self.batch, self.thread, self.stopping, self.steps = Batch(model.decoder, prefix_cache=model.prefix_cache), None, False, 0
         self.stats = dict(requests_total=0, prompt_tokens_total=0, generated_tokens_total=0, cancelled_total=0, rejected_total=0,
                           ttft_seconds_sum=0.0, ttft_count=0, decode_seconds_sum=0.0, decode_tokens_sum=0, batch_rows_sum=0)
 
@@ -180,7 +180,8 @@ def _turn(self:Scheduler):
 @patch
 def _fail(self:Scheduler, e:Exception):
     "End every running request with `e` and start a fresh batch."
-    with self.cond: failed, self.running, self.batch = list(self.running.values()), {}, Batch(self.model.decoder)
+    m = self.model
+    with self.cond: failed, self.running, self.batch = list(self.running.values()), {}, Batch(m.decoder, prefix_cache=m.prefix_cache)
     for row, reply, h in failed: h.left_at = self.steps; h._put(e)
 
 # %% ../nbs/05a_scheduler.ipynb #68ab761b
