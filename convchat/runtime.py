@@ -362,10 +362,10 @@ def _common(a:np.ndarray, b:np.ndarray)->int:
 # %% ../nbs/04_runtime.ipynb #d18b1b2b
 @patch
 def find(self:PrefixCache, prompt:list)->tuple:
-    "The longest cached beginning of `prompt` but its last token: its length P and cache per layer (1, heads, P, head_dim), or (0, None)."
+    "The longest cached beginning of `prompt` but its last two tokens: its length P and cache per layer (1, heads, P, head_dim), or (0, None)."
     p = np.asarray(prompt)
     with self.lock:
-        n, i = max(((min(_common(t, p), len(p)-1), i) for i, (t, _) in enumerate(self.entries)), default=(0, None))
+        n, i = max(((min(_common(t, p), len(p)-2), i) for i, (t, _) in enumerate(self.entries)), default=(0, None))
         if n < self.min_tokens: return 0, None
         self.entries.append(self.entries.pop(i)); self.hits += 1; self.tokens_saved += n
         return n, [np.ascontiguousarray(k[:, :, :n]) for k in self.entries[-1][1]]
