@@ -6,7 +6,7 @@ Docs: https://convchat.github.io/convchat/runtime.html.md"""
 
 # %% ../nbs/04_runtime.ipynb #84a79174
 from __future__ import annotations
-import os, json, math, time, datetime, dataclasses, threading
+import os, json, math, time, datetime, dataclasses, threading, functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Callable
@@ -616,6 +616,11 @@ def _jinja_env():
     env.globals.update(raise_exception=raise_exception, strftime_now=lambda f: datetime.datetime.now().strftime(f))
     return env
 
+@functools.lru_cache(maxsize=16)
+def _compiled(template:str):
+    "`template` compiled once: a server renders the same template for every request."
+    return _jinja_env().from_string(template)
+
 class ChatTemplateError(ConvchatError):
     "The chat template refused the messages (`reason`), or is itself broken (`syntax`)."
     def __init__(self, msg, reason='', syntax=False): super().__init__(msg); self.reason,self.syntax = reason,syntax
@@ -626,7 +631,7 @@ def render_chat(template:str,          # Jinja chat template
                 **special,              # Variables such as bos_token, eos_token
                )->str:
     "Render `messages` with `template` as transformers' `apply_chat_template(tokenize=False)` does."
-    try: return _jinja_env().from_string(template).render(messages=messages, add_generation_prompt=add_generation_prompt, **special)
+    try: return _compiled(template).render(messages=messages, add_generation_prompt=add_generation_prompt, **special)
     except Exception as e:
         import jinja2
         raise ChatTemplateError(f"the chat template failed: {type(e).__name__}: {_line(e)}", _line(e),
