@@ -33,7 +33,7 @@ class Handle:
     "The events of one submitted `Request`, read by iterating or with `async for`; `cancel()` drops it."
     def __init__(self, request:Request):
         self.request, self.events, self.cond = request, deque(), threading.Condition()
-        self.cancelled, self.done, self.generation, self.ttft, self._wake = False, False, None, None, None
+        self.cancelled, self.done, self.generation, self.ttft, self._reader = False, False, None, None, None   # _reader: (loop, ready)
         self.t0, self.left_at = time.perf_counter(), None        # submit time; the scheduler step at which its row left
 
     def cancel(self):
@@ -46,13 +46,24 @@ class Handle:
 def _last(ev)->bool: return isinstance(ev, BaseException) or ev.generation is not None
 
 @patch
-def _put(self:Handle, ev):
-    "Hand an `Event` (or an exception) over from the scheduler thread."
+def _put(self:Handle, ev, wake:bool=True):
+    "Hand an `Event` (or an exception) over from the scheduler thread; `wake=False` leaves waking an async reader to `_wake_all`."
     with self.cond:
         self.events.append(ev); self.done = self.done or _last(ev)
         self.cond.notify_all()
-        try: self._wake and self._wake()
-        except RuntimeError: pass                                  # the reader's event loop has closed: nobody is waiting
+    if wake: _wake_all([self])
+
+def _set_all(readies:list):
+    for r in readies: r.set()
+
+def _wake_all(handles:list):
+    "Wake the async readers of `handles` with one call into each event loop, however many of its readers have news."
+    loops = {}
+    for h in handles:
+        if h._reader: loops.setdefault(h._reader[0], []).append(h._reader[1])
+    for loop, readies in loops.items():
+        try: loop.call_soon_threadsafe(_set_all, readies)
+        except RuntimeError: pass                                  # that event loop has closed: nobody is waiting
 
 def _check(ev):
     if isinstance(ev, BaseException): raise ev
@@ -70,11 +81,11 @@ def __iter__(self:Handle):
 # %% ../nbs/05a_scheduler.ipynb #e2b75337
 @patch
 async def __aiter__(self:Handle):
-    loop, ready = asyncio.get_running_loop(), asyncio.Event()
-    with self.cond: self._wake = lambda: loop.call_soon_threadsafe(ready.set)
+    ready = asyncio.Event()
+    self._reader = asyncio.get_running_loop(), ready
     while True:
-        with self.cond: ev = self.events.popleft() if self.events else None
-        if ev is None: await ready.wait(); ready.clear(); continue
+        try: ev = self.events.popleft()                                 # a deque's append and popleft are atomic
+        except IndexError: await ready.wait(); ready.clear(); continue
         yield _check(ev)
         if _last(ev): return
 
@@ -121,13 +132,14 @@ def submit(self:Scheduler, req:Request)->Handle:
 @patch
 def _emit(self:Scheduler, rows:list, samples:list):
     "Hand each of `rows` its `Sample`, to its reply and handle; rows whose reply ended leave the batch."
-    done, now = [], time.perf_counter()
+    done, handles, now = [], [], time.perf_counter()
     for r, s in zip(rows, samples):
         row, reply, h = self.running[id(r)]
         if not reply.ids: self._first(h, now)
-        h._put(_event(reply.add(s.token), s))
+        h._put(_event(reply.add(s.token), s), wake=False); handles.append(h)
         if reply.reason: done.append(r); self._finish(r)
     self.batch.leave(done)
+    _wake_all(handles)
 
 @patch
 def _first(self:Scheduler, h:Handle, now:float):
