@@ -320,14 +320,16 @@ def _greedy_pick(x:np.ndarray,       # (vocab,) one row's logits
             penalty:float=1.0,  # Repetition penalty (1: off)
            )->int|None:
     "`next_tokens`' greedy choice for one row, without a float64 copy of its logits; None where only `next_tokens` is exact."
-    if not -_BIG < float(x.max()) < _BIG: return None                          # NaN, inf or huge: next_tokens clips
-    if penalty == 1.0 or not len(seen): return int(x.argmax())
-    ids = np.unique(np.asarray(seen, dtype=np.int64))
+    top = int(x.argmax())                                                      # a NaN's place if there is one
+    if not -_BIG < float(x[top]) < _BIG: return None                           # NaN, inf or huge: next_tokens clips
+    if penalty == 1.0 or not len(seen): return top
+    s = set(seen); ids = np.fromiter(s, np.int64, len(s)); ids.sort()
     with np.errstate(over='ignore', under='ignore'): v = x[ids].astype(np.float64); v = np.where(v > 0, v/penalty, v*penalty)
     k = int(v.argmax()); i = int(ids[k])                                       # the best penalised token
     if not -_BIG < v[k] < _BIG: return None
-    y = x.copy(); y[ids] = -np.inf; j = int(y.argmax())                        # the best unpenalised one
-    return i if v[k] > y[j] or (v[k] == y[j] and i < j) else j
+    y = x
+    if top in s: y = x.copy(); y[ids] = -np.inf; top = int(y.argmax())         # the best unpenalised one
+    return i if v[k] > y[top] or (v[k] == y[top] and i < top) else top
 
 # %% ../nbs/04_runtime.ipynb #81696859
 @patch
@@ -768,6 +770,7 @@ _LOOP_REPEATS, _LOOP_SPAN, _LOOP_PERIOD = 4, 16, 32
 def _looping(ids:list)->bool:
     "Whether `ids` ends in a block of up to 32 tokens repeated at least 4 times back to back (and 16 tokens in all)."
     for p in range(1, min(_LOOP_PERIOD, len(ids)//_LOOP_REPEATS)+1):
+        if ids[-1] != ids[-1-p]: continue                                      # the last token must come back after p
         n = p*max(_LOOP_REPEATS, -(-_LOOP_SPAN//p))
         if n <= len(ids) and ids[-n+p:] == ids[-n:-p]: return True
     return False
