@@ -15,22 +15,25 @@ same design gave that question with one client: greedy replies must not depend o
 `benchmarks/results/serve.md` and `serve.json` (run under `flock /tmp/convchat-bench.lock`).
 
 `--steps` times what caps the batching: one decode step of a `Batch` of 1 to 16 rows (the same questions, greedy), for the
-runtime of commit `BEFORE_STEPS` (imported from a `git archive` as a second package) and this checkout's, interleaved in one
-process, several rounds, median; wall and process CPU milliseconds per step. `8 x step(1) / step(8)` bounds what 8 clients can
-get over one. Results go to `results/serve_steps.*` (with `LD_PRELOAD=/tmp/avx2/cpuidmask.so`: `--name serve_steps_avx2`).
+runtime of commit `BEFORE_STEPS` (imported from a `git archive` as a second package), this checkout's, and this checkout's with
+ONNX Runtime's intra-op spinning off, interleaved in one process, several rounds, median; wall and process CPU milliseconds per
+step. `8 x step(1) / step(8)` bounds what 8 clients can get over one. A second table times what each request adds: joining one
+prompt to a batch, prefilled whole or past the beginning it shares with a cached prompt (the system prompt). Results go to
+`results/serve_steps.*` (with `LD_PRELOAD=/tmp/avx2/cpuidmask.so`: `--name serve_steps_avx2`).
 """
 import argparse, ast, json, os, platform, subprocess, sys, tempfile, threading, time
 from pathlib import Path
 from benchlib import cpu_info, column, write_result
 
 ROOT, RESULTS = Path(__file__).resolve().parent.parent, Path(__file__).parent/'results'
+sys.path.insert(0, str(ROOT))   # the in-process tables run this checkout's convchat, whatever is installed
 PREVIOUS = '20642a0'
 BEFORE_STEPS = 'f02a0b6'   # main before the shared KV buffer and the greedy shortcut
 QUESTIONS = ["What time does the bakery open on Saturdays?", "Can I order a birthday cake for Friday?",
              "Do you have gluten-free bread?", "How long does sourdough keep?", "Is there parking nearby?",
              "What is in the seeded loaf?", "Do you deliver?", "Can I pay by card?"]
 DESIGNS = dict(previous=f"previous server ({PREVIOUS}: a decode loop per request, 2 at once)",
-               current="this checkout's server (continuous batching)")
+               current="this checkout's server (continuous batching, prompt beginnings cached)")
 SERVER_ARGS = dict(previous=dict(max_queue=64), current=dict(max_queue=64, max_batch=16, max_concurrency=16))
 
 def model_folder(quick:bool, work:Path)->Path:
@@ -226,12 +229,22 @@ def time_steps(rt, model, B:int, warm:int, n:int)->tuple:
     wall, cpu = (time.perf_counter()-t)/n, (time.process_time()-cpu)/n
     return wall*1e3, cpu*1e3, {i: r.seen[len(r.prompt):] for i, r in enumerate(rows)}
 
+def no_spinning(model, threads:int=None):
+    "`model` with its ONNX Runtime session made again with intra-op spinning off (`session.intra_op.allow_spinning` 0)."
+    import onnxruntime as ort
+    from convchat.runtime import _session_options
+    so = _session_options(threads); so.add_session_config_entry('session.intra_op.allow_spinning', '0')
+    model.decoder.session = ort.InferenceSession(str(model.decoder.onnx_file), sess_options=so, providers=['CPUExecutionProvider'])
+    return model
+
 def step_rows(model_dir:Path, a, work:Path)->dict:
-    "Per-step cost by batch size, commit `BEFORE_STEPS`'s runtime and this checkout's interleaved, median of `a.rounds`."
+    "Per-step cost by batch size, commit `BEFORE_STEPS`'s runtime, this checkout's, and with spinning off interleaved, median of `a.rounds`."
     import numpy as np
     from convchat import runtime as now
-    designs = {f'before ({BEFORE_STEPS})': runtime_of(BEFORE_STEPS, work), f'now ({git_describe(ROOT)})': now}
+    here = f'now ({git_describe(ROOT)})'
+    designs = {f'before ({BEFORE_STEPS})': runtime_of(BEFORE_STEPS, work), here: now, f'{here}, spinning off': now}
     models = {k: rt.ChatModel(model_dir, threads=a.threads) for k, rt in designs.items()}
+    no_spinning(models[f'{here}, spinning off'], a.threads)
     got, same = {}, True
     for r in range(a.rounds):
         for B in a.rows:
@@ -239,7 +252,7 @@ def step_rows(model_dir:Path, a, work:Path)->dict:
             for k, rt in designs.items():
                 w, c, t = time_steps(rt, models[k], B, a.warm, a.steps_timed)
                 got.setdefault((k, B), []).append((w, c)); toks.append(t)
-            same &= toks[0] == toks[1]
+            same &= all(t == toks[0] for t in toks)
         print(f"round {r+1}/{a.rounds} done, load {os.getloadavg()[0]:.2f}", file=sys.stderr)
     rows = []
     for k in designs:
@@ -249,22 +262,47 @@ def step_rows(model_dir:Path, a, work:Path)->dict:
             rows.append(dict(label=f"{k}, {B} row{'s' if B > 1 else ''}", design=k, rows=B, ms_per_step=round(w, 2),
                              cpu_ms_per_step=round(c, 2), x_one_row=round(w/one, 2), tokens_per_s=round(B/w*1e3, 1),
                              bound_x_one=round(B*one/w, 2)))
-    return dict(rows=rows, same_tokens=same)
+    return dict(rows=rows, same_tokens=same, joins=join_rows(models[here], now, a))
+
+def join_rows(m, rt, a)->list:
+    "Milliseconds to join one prompt to a batch: prefilled whole, or past the beginning it shares with another question's cached prompt."
+    import numpy as np
+    ps, got = [m.encode([{'role': 'user', 'content': q}]) for q in QUESTIONS], {}
+    for _ in range(a.rounds):
+        for i, p in enumerate(ps):
+            for k in ('whole prompt', 'past a cached beginning'):
+                c = rt.PrefixCache() if k != 'whole prompt' else None
+                if c: rt.Batch(m.decoder, prefix_cache=c).join([rt.Row(ps[i-1])])            # another question's prompt, cached
+                b, t = rt.Batch(m.decoder, prefix_cache=c), time.perf_counter()
+                b.join([rt.Row(p)])
+                got.setdefault(k, []).append(((time.perf_counter()-t)*1e3, len(p) - (c.tokens_saved if c else 0), len(p)))
+    whole = np.median([x[0] for x in got['whole prompt']])
+    return [dict(label=k, ms_per_join=round(float(np.median([x[0] for x in v])), 2), tokens_run=round(float(np.mean([x[1] for x in v])), 1),
+                 prompt_tokens=round(float(np.mean([x[2] for x in v])), 1),
+                 x_whole=round(float(np.median([x[0] for x in v]))/whole, 2)) for k, v in got.items()]
 
 STEP_COLUMNS = [column('label', 'runtime, rows'), column('ms_per_step', 'ms per step', '{:.2f}', True),
                 column('cpu_ms_per_step', 'CPU ms per step', '{:.2f}'), column('x_one_row', 'x one row\'s step', '{:.2f}'),
                 column('tokens_per_s', 'tokens/s', '{:.1f}'), column('bound_x_one', 'B x step(1) / step(B)', '{:.2f}', True)]
+
+JOIN_COLUMNS = [column('label', 'joining one prompt'), column('prompt_tokens', 'prompt tokens', '{:.1f}'),
+                column('tokens_run', 'tokens run', '{:.1f}'), column('ms_per_join', 'ms per join', '{:.2f}', True),
+                column('x_whole', 'x whole prompt', '{:.2f}')]
 
 def write_steps(res:dict, a, model:str, name:str)->Path:
     "serve_steps.json and .md: the step table with its intro."
     res.update(title='The batched decode step by batch size',
         reproduce='flock /tmp/convchat-bench.lock python benchmarks/serve_bench.py --steps',
         intro=(f"One decode step of a `Batch` of B rows of {model} (greedy, the default options, the serve benchmark's questions), "
-               f"timed after {a.warm} steps over {a.steps_timed} steps, for the runtime before (commit {BEFORE_STEPS}) and now, "
-               f"interleaved in one process, median of {a.rounds} rounds. *B x step(1) / step(B)* bounds the tokens/s that B "
-               "clients can get over one client."),
-        tables=[dict(columns=STEP_COLUMNS, rows=res['rows'])],
-        notes=[f"Every row's greedy tokens equal in both runtimes: {'yes' if res['same_tokens'] else 'NO'}."])
+               f"timed after {a.warm} steps over {a.steps_timed} steps, for the runtime before (commit {BEFORE_STEPS}), now, and now "
+               "with ONNX Runtime's intra-op spinning off, interleaved in one process, median of "
+               f"{a.rounds} rounds. *B x step(1) / step(B)* bounds the tokens/s that B clients can get over one client."),
+        tables=[dict(columns=STEP_COLUMNS, rows=res['rows'])] + ([dict(
+            title='What each request adds: joining its prompt to the batch', columns=JOIN_COLUMNS, rows=res['joins'],
+            note=("One prompt (each of the questions in turn) joins an empty batch now: prefilled whole, or, with another "
+                   "question's prompt in a `PrefixCache`, only past the beginning they share (the chat template's system prompt); "
+                   f"median over {a.rounds} rounds and the questions."))] if res.get('joins') else []),
+        notes=[f"Every row's greedy tokens equal in all runtimes: {'yes' if res['same_tokens'] else 'NO'}."])
     return write_result(name, res)
 
 def main():
