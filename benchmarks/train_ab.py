@@ -12,7 +12,7 @@ Variants:
   convchat eager                      `label_loss` (logits only at labelled tokens), eager, padded
   convchat compiled blocks (padded)   `label_loss` through `compile_blocks` (regional torch.compile), padded: the old default
   convchat packed (eager)             `label_loss` on packed rows (`packed_attention`), eager (not run by default)
-  convchat default (packed, ...)      packed rows through compiled blocks: convchat's CPU default
+  convchat default (packed + ...)    packed rows through compiled blocks: convchat's CPU default
 convchat's variants use the precision convchat picks on this CPU (`resolve_precision('auto')`: bf16 autocast with AMX or
 AVX-512 BF16, fp32 otherwise). The first step of the compiled variant includes compiling (a fresh inductor cache, so it is
 the cost of a first run); it is reported separately and left out of the speed figures.
@@ -27,8 +27,8 @@ from benchlib import cpu_info, column, write_result
 
 VARIANTS = {'plain Trainer fp32': ('plain', False), 'convchat eager': ('convchat', False),
             'convchat compiled blocks (padded)': ('convchat', True), 'convchat packed (eager)': ('packed', False),
-            'convchat default (packed, compiled blocks)': ('packed', True)}
-DEFAULT = 'plain Trainer fp32,convchat eager,convchat compiled blocks (padded),convchat default (packed, compiled blocks)'
+            'convchat default (packed + compiled blocks)': ('packed', True)}
+DEFAULT = 'plain Trainer fp32,convchat eager,convchat compiled blocks (padded),convchat default (packed + compiled blocks)'
 
 GXX = """#!/bin/sh
 # g++ for inductor under the CPUID mask: gcc's own SIGSEGV handler breaks the mask, so gcc runs unmasked, aimed at AVX2
@@ -69,6 +69,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--rounds', type=int, default=3)
     p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--warmup', type=int, default=2, help='warm-up steps of each variant (the first compiles) before the timed rounds')
     p.add_argument('--batch', type=int, default=4)
     p.add_argument('--max-tokens', type=int, default=256)
     p.add_argument('--data', default='bench', choices=['bench', 'example'],
@@ -108,17 +109,20 @@ def main():
     del base
     def step(r, k):
         b = packed[k] if r['kind'] == 'packed' else batches[k]
-        m, t, c = r['model'], time.perf_counter(), time.process_time()
+        m, t, c, s0 = r['model'], time.perf_counter(), time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_stime
         with torch.autocast('cpu', dtype=torch.bfloat16, enabled=r['precision'] == 'bf16'):
             loss = m(**b).loss if r['kind'] == 'plain' else label_loss(m, b)
         loss.backward(); torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0); r['opt'].step(); r['opt'].zero_grad()
-        return time.perf_counter() - t, time.process_time() - c, loss.item()
+        l = loss.item(); r.setdefault('sys', []).append(resource.getrusage(resource.RUSAGE_SELF).ru_stime - s0)
+        return time.perf_counter() - t, time.process_time() - c, l
     first = {n: step(r, 0) for n, r in runs.items()}             # warm-up; the compiled variant compiles here
+    for _ in range(a.warmup - 1): [step(r, 0) for r in runs.values()]
+    for r in runs.values(): r['sys'] = []
     print('first step: ' + '  '.join(f'{n} {w:.1f}s' for n, (w, _, _) in first.items()), flush=True)
     for k in range(a.rounds):
         for n, r in runs.items():
             w, c, l = step(r, k + 1); r['wall'].append(w); r['cpu'].append(c); r['loss'].append(l)
-        print(f"round {k}: " + '  '.join(f"{runs[n]['wall'][-1]:.1f}s/{runs[n]['cpu'][-1]:.1f}cpu loss {runs[n]['loss'][-1]:.4f}"
+        print(f"round {k}: " + '  '.join(f"{runs[n]['wall'][-1]:.1f}s/{runs[n]['cpu'][-1]:.1f}cpu/{runs[n]['sys'][-1]:.1f}sys loss {runs[n]['loss'][-1]:.4f}"
                                          for n in names) + f"  load {os.getloadavg()[0]:.1f}", flush=True)
     ref = runs[names[0]]
     toks = sum(int(b['attention_mask'].sum()) for b in batches[1:])
@@ -129,21 +133,22 @@ def main():
         rc = statistics.median(ref['cpu'][i]/r['cpu'][i] for i in range(a.rounds))
         extra = first[n][0] - statistics.median(r['wall'])
         rows.append(dict(name=n, precision=r['precision'], seconds_per_step=statistics.median(r['wall']), tokens_per_s=toks/sum(r['wall']),
-                         cpu_seconds_per_step=statistics.median(r['cpu']), speedup=rw, cpu_speedup=rc,
+                         cpu_seconds_per_step=statistics.median(r['cpu']), sys_seconds_per_step=statistics.median(r['sys']),
+                         speedup=rw, cpu_speedup=rc,
                          first_step_extra_s=extra if VARIANTS[n][1] else None,
                          losses=r['loss'], final_loss=r['loss'][-1], max_loss_diff=max(abs(x - y) for x, y in zip(r['loss'], ref['loss']))))
     mach = cpu_info(a.threads)
     res = dict(title=f"Training steps A/B ({'AVX2-only CPU, CPUID mask' if 'note' in mach else 'this CPU'})",
                intro=(f"SmolLM2-135M-Instruct, batch {a.batch} x " + ("the example data as `convchat train` batches it"
                       if a.data == 'example' else f"up to {a.max_tokens} tokens") + " ({pad_share:.0%} of the padded batches' "
-                      f"positions are padding; the packed variants get the same examples in one row), {a.rounds} rounds after a warm-up "
-                      "step; one process, each variant its own copy of the model and its own fused AdamW (learning rate "
+                      f"positions are padding; the packed variants get the same examples in one row), {a.rounds} rounds after {a.warmup} warm-up "
+                      "steps; one process, each variant its own copy of the model and its own fused AdamW (learning rate "
                       f"{a.lr:g}, gradient clipping 1.0), taking turns on the same batches. vs plain: median over rounds of the "
                       "plain Trainer's step time over the variant's in the same round (wall, and this process's CPU time). "
                       "Loss: each variant's training loss after the same steps on the same batches. First-step extra: the "
                       "compiled variants' first step (a cold inductor cache) minus their median step, the compile cost of a first run."),
                reproduce=f"{'LD_PRELOAD=/tmp/avx2/cpuidmask.so ' if 'note' in mach else ''}python benchmarks/train_ab.py "
-                         f"--rounds {a.rounds} --data {a.data} --name {a.name}" + (f" --variants '{a.variants}'" if a.variants != DEFAULT else ''),
+                         f"--rounds {a.rounds} --warmup {a.warmup} --data {a.data} --name {a.name}" + (f" --variants '{a.variants}'" if a.variants != DEFAULT else ''),
                machine=dict(mach, note=(mach.get('note', '') + '; shared machine').lstrip('; ')),
                settings=dict(data=a.data, rounds=a.rounds, batch=a.batch, max_tokens=a.max_tokens, lr=a.lr, precision=precision, tokens=toks,
                              pad_share=round(pad_share, 3), load_avg_start=load0,
