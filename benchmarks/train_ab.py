@@ -144,7 +144,7 @@ def main():
                       f"positions are padding; the packed variants get the same examples in one row), {a.rounds} rounds after {a.warmup} warm-up "
                       "steps; one process, each variant its own copy of the model and its own fused AdamW (learning rate "
                       f"{a.lr:g}, gradient clipping 1.0), taking turns on the same batches. vs plain: median over rounds of the "
-                      "plain Trainer's step time over the variant's in the same round (wall, and this process's CPU time). "
+                      "plain Trainer's step time over the variant's in the same round (wall, and this process's CPU time, user + kernel). "
                       "Loss: each variant's training loss after the same steps on the same batches. First-step extra: the "
                       "compiled variants' first step (a cold inductor cache) minus their median step, the compile cost of a first run."),
                reproduce=f"{'LD_PRELOAD=/tmp/avx2/cpuidmask.so ' if 'note' in mach else ''}python benchmarks/train_ab.py "
@@ -158,6 +158,7 @@ def main():
                                      column('speedup', 'vs plain (wall)', '{:.2f}x', True),
                                      column('cpu_seconds_per_step', 'CPU s/step (median)', '{:.2f}'),
                                      column('cpu_speedup', 'vs plain (CPU time)', '{:.2f}x', True),
+                                     column('sys_seconds_per_step', 'of it kernel s/step (median)', '{:.2f}'),
                                      column('final_loss', 'loss after the last step', '{:.4f}'),
                                      column('max_loss_diff', 'max loss difference to plain', '{:.4f}'),
                                      column('first_step_extra_s', 'first-step extra (s)', '{:.0f}')], rows=rows)])
