@@ -17,11 +17,12 @@ from .tokenization import (ensure_chat_template, resize_embeddings, build_datase
                                    DataCollator)
 
 # %% auto #0
-__all__ = ['RECIPE_FILE', 'COMPILE_MIN_PARAMS', 'COMPILE_MIN_STEPS', 'TrainConfig', 'save_schedule', 'make_config',
-           'trainer_fields', 'RunOptions', 'trainer_options', 'recipe_parser', 'parse_recipe', 'load_recipe',
-           'recipe_of', 'save_recipe', 'cpu_has_bf16', 'resolve_precision', 'output_layer', 'only_rows', 'label_loss',
-           'ConvchatTrainer', 'repeated_blocks', 'compile_blocks', 'uncompile_blocks', 'cpp_compiler', 'planned_steps',
-           'auto_compile', 'EpochLengthGroupedSampler', 'checkpoints_dir', 'is_main_process', 'barrier',
+__all__ = ['RECIPE_FILE', 'COMPILE_MIN_PARAMS', 'COMPILE_MIN_STEPS', 'PACKED_ATTENTION', 'TrainConfig', 'save_schedule',
+           'make_config', 'trainer_fields', 'RunOptions', 'trainer_options', 'recipe_parser', 'parse_recipe',
+           'load_recipe', 'recipe_of', 'save_recipe', 'cpu_has_bf16', 'resolve_precision', 'output_layer', 'only_rows',
+           'label_loss', 'ConvchatTrainer', 'repeated_blocks', 'compile_blocks', 'uncompile_blocks', 'cpp_compiler',
+           'planned_steps', 'auto_compile', 'segment_attention', 'packed_attention', 'use_packed_attention',
+           'packed_training', 'EpochLengthGroupedSampler', 'checkpoints_dir', 'is_main_process', 'barrier',
            'main_process_first', 'any_process', 'allow_indexed_cpu_loads', 'oom_advice', 'add_lora', 'merge_lora',
            'full_model', 'runs_dir', 'training_args', 'SaveEvery', 'SaveOnSignal', 'TrainingInterrupted', 'save_model',
            'TrainResult', 'load_base_model', 'train', 'plot_loss', 'tensorboard_history', 'greedy_answer', 'cpu_info']
@@ -44,7 +45,7 @@ class TrainConfig:
     eval_fraction: float = 0.1        # Share of the conversations held out for eval loss and perplexity
     seed: int = 42                    # Seed for the split, the initialisation of LoRA and the data order
     precision: str = 'auto'           # 'auto', 'fp32', 'bf16' (autocast) or 'fp16' (GPU only)
-    packing: bool = False             # Concatenate a batch into one row (no padding); checked per model
+    packing: bool|None = None         # One row per batch, no padding (`packed_training`); None: where it is exact and pays (a CPU, one process)
     group_by_length: bool = True      # Batch examples of similar length, so less compute goes to padding
     label_logits_only: bool = True    # Compute the LM head only at positions that have a label
     gradient_checkpointing: bool = False # Less memory, ~15% slower
@@ -282,12 +283,21 @@ class ConvchatTrainer(Trainer):
         if self.label_logits_only: self.model_accepts_loss_kwargs = True   # label_loss normalises by num_items_in_batch
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        self._neftune_as_padded(inputs)
         if not self.label_logits_only or 'labels' not in inputs:
             return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
         loss = label_loss(model, inputs, num_items_in_batch, compiled=self.args.torch_compile)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * (self.accelerator.num_processes if self.args.n_gpu <= 1 else self.args.n_gpu)
         return (loss, {'loss': loss}) if return_outputs else loss
+
+    def _neftune_as_padded(self, inputs:dict):
+        "Scale NEFTune's noise on a packed row (`packed_training`) by its longest example, the padded batch's length, not by the row's."
+        if self.neftune_noise_alpha is None: return
+        packed = 'position_ids' in inputs and inputs['input_ids'].shape[0] == 1
+        scale = math.sqrt(inputs['input_ids'].shape[1] / (int(inputs['position_ids'].max()) + 1)) if packed else 1
+        self.accelerator.unwrap_model(self.model).get_input_embeddings().neftune_noise_alpha = self.neftune_noise_alpha * scale
+
 
 # %% ../nbs/03_train.ipynb #7832a14a
 def repeated_blocks(model)->list:
@@ -343,6 +353,101 @@ def auto_compile(model, args, steps:int,            # The model, its `TrainingAr
     plain = not (args.torch_compile or args.gradient_checkpointing or hasattr(model, 'peft_config'))
     return (big and plain and steps >= min_steps and args.device.type == 'cpu' and args.world_size == 1
             and bool(repeated_blocks(model)) and cpp_compiler() is not None)
+
+# %% ../nbs/03_train.ipynb #5df4bcd6
+def _segments(position_ids)->list: # (1, N), restarting at 0 where each packed example starts
+    "`[(start, end)]` of the examples packed into one row."
+    s = (position_ids.reshape(-1) == 0).nonzero().reshape(-1).tolist()
+    s = s if s and s[0] == 0 else [0] + s
+    return list(zip(s, s[1:] + [position_ids.numel()]))
+
+# %% ../nbs/03_train.ipynb #cfe6d135
+def _define_segment_ops():
+    import torch
+    flash, flash_bwd = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu, torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
+    @torch.library.custom_op('convchat::segment_attention', mutates_args=(),
+                             schema='(Tensor q, Tensor k, Tensor v, Tensor position_ids, float scale) -> (Tensor, Tensor)')
+    def fwd(q, k, v, position_ids, scale):   # q, k, v: (1, heads, N, head_dim)
+        out, lse = torch.empty_like(q), q.new_empty(q.shape[:-1], dtype=torch.float32)   # (1, heads, N, head_dim), (1, heads, N)
+        for a, b in _segments(position_ids):
+            out[:, :, a:b], lse[:, :, a:b] = flash(q[:, :, a:b], k[:, :, a:b], v[:, :, a:b], 0.0, True, scale=scale)
+        return out, lse
+    @torch.library.custom_op('convchat::segment_attention_backward', mutates_args=(),
+                             schema='(Tensor g, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor position_ids, float scale) -> (Tensor, Tensor, Tensor)')
+    def bwd(g, q, k, v, out, lse, position_ids, scale):
+        gq, gk, gv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+        for a, b in _segments(position_ids):
+            s = slice(a, b)
+            gq[:, :, s], gk[:, :, s], gv[:, :, s] = flash_bwd(g[:, :, s], q[:, :, s], k[:, :, s], v[:, :, s], out[:, :, s],
+                                                              lse[:, :, s], 0.0, True, scale=scale)
+        return gq, gk, gv
+    fwd.register_fake(lambda q, k, v, position_ids, scale: (torch.empty_like(q), q.new_empty(q.shape[:-1], dtype=torch.float32)))
+    bwd.register_fake(lambda g, q, k, v, out, lse, position_ids, scale: (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)))
+    return fwd, bwd
+
+# %% ../nbs/03_train.ipynb #8c131179
+def segment_attention():
+    "The op `convchat::segment_attention(q, k, v, position_ids, scale) -> (out, logsumexp)`: causal attention within each packed example."
+    import torch
+    if not hasattr(torch.ops.convchat, 'segment_attention'):
+        fwd, bwd = _define_segment_ops()
+        def setup(ctx, inputs, output):
+            q, k, v, pos, scale = inputs
+            ctx.save_for_backward(q, k, v, *output, pos); ctx.scale = scale
+        def backward(ctx, g, g_lse):
+            q, k, v, out, lse, pos = ctx.saved_tensors
+            return *torch.ops.convchat.segment_attention_backward(g.contiguous(), q, k, v, out, lse, pos, ctx.scale), None, None
+        fwd.register_autograd(backward, setup_context=setup)
+    return torch.ops.convchat.segment_attention
+
+# %% ../nbs/03_train.ipynb #53b89e2e
+PACKED_ATTENTION = 'convchat_packed'
+
+def packed_attention(module, query, key, value, # (1, heads, N, head_dim) on a packed row
+                     attention_mask, dropout:float=0.0, scaling:float=None, position_ids=None, **kwargs):
+    "A transformers attention function: within each example of one packed row (no mask, no cache); sdpa for anything else."
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward, repeat_kv
+    if position_ids is None or attention_mask is not None or query.shape[0] != 1 or query.shape[2] != key.shape[2]:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+    if dropout: raise ConvchatError("packed rows do not support attention dropout; train with packing=False")
+    import torch
+    dt = torch.get_autocast_dtype('cpu') if torch.is_autocast_enabled('cpu') else query.dtype   # as autocast would cast sdpa's inputs
+    n = getattr(module, 'num_key_value_groups', 1)
+    q, k, v = (x.to(dt).contiguous() for x in (query, repeat_kv(key, n), repeat_kv(value, n)))
+    out, _ = segment_attention()(q, k, v, position_ids, scaling or query.shape[-1]**-0.5)
+    return out.transpose(1, 2).contiguous(), None          # (1, N, heads, head_dim)
+
+# %% ../nbs/03_train.ipynb #be28df84
+def _packed_mask(batch_size, cache_position, kv_length, kv_offset=0, attention_mask=None, **kwargs):
+    "No mask for one row without padding or past keys (`packed_attention` keeps its examples apart); sdpa's mask otherwise."
+    from transformers.masking_utils import sdpa_mask
+    if batch_size == 1 and attention_mask is None and kv_offset == 0 and kv_length == cache_position.shape[0]: return None
+    return sdpa_mask(batch_size=batch_size, cache_position=cache_position, kv_length=kv_length, kv_offset=kv_offset,
+                     attention_mask=attention_mask, **kwargs)
+
+def use_packed_attention(model)->str|None:
+    "Switch `model` to `packed_attention`: the implementation it had, or None (and no switch) where packing would not be exact."
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface
+    from convchat.tokenization import packing_supported
+    AttentionInterface.register(PACKED_ATTENTION, packed_attention); AttentionMaskInterface.register(PACKED_ATTENTION, _packed_mask)
+    cfg = (model.get_base_model() if hasattr(model, 'get_base_model') else model).config
+    old = cfg._attn_implementation
+    if old not in ('sdpa', 'eager') or getattr(cfg, 'attention_dropout', 0): return None
+    cfg._attn_implementation = PACKED_ATTENTION
+    if packing_supported(model): return old
+    cfg._attn_implementation = old
+
+# %% ../nbs/03_train.ipynb #5b42cd6f
+@contextlib.contextmanager
+def packed_training(model, packing:bool|None, # True, False, or None: where `packed_attention` serves, on a CPU in one process
+                    device:str='cpu'):
+    "Whether to train on packed rows; on a CPU, `model` attends with `packed_attention` while the block runs."
+    auto = packing is None and device == 'cpu' and int(os.environ.get('WORLD_SIZE', '1')) == 1
+    old = use_packed_attention(model) if device == 'cpu' and (packing or auto) else None
+    try: yield bool(packing) or old is not None
+    finally:
+        if old is not None: (model.get_base_model() if hasattr(model, 'get_base_model') else model).config._attn_implementation = old
 
 # %% ../nbs/03_train.ipynb #a2464568
 @patch
@@ -540,7 +645,7 @@ def training_args(cfg:TrainConfig,       # The configuration
         warmup_ratio=cfg.warmup_ratio, weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
         neftune_noise_alpha=cfg.neftune_noise_alpha,
         optim='adamw_torch_fused', bf16=precision == 'bf16', fp16=precision == 'fp16', tf32=True if cuda else None,
-        use_cpu=not cuda, seed=cfg.seed, data_seed=cfg.seed, group_by_length=cfg.group_by_length and not cfg.packing,
+        use_cpu=not cuda, seed=cfg.seed, data_seed=cfg.seed, group_by_length=cfg.group_by_length,
         eval_strategy=ev, eval_steps=cfg.eval_steps, save_strategy=sv, save_steps=save_steps,
         save_total_limit=limit, load_best_model_at_end=early, metric_for_best_model='eval_loss' if early else None,
         greater_is_better=False if early else None, logging_strategy='steps', logging_steps=cfg.logging_steps, logging_first_step=True,
@@ -692,7 +797,7 @@ def _prepare(data_file:Path, model, cfg:TrainConfig, allow_pickle:bool, progress
     return m, tok, train_ds, eval_ds, rep
 
 # %% ../nbs/03_train.ipynb #d14777b0
-def _make_trainer(m, tok, train_ds, eval_ds, cfg:TrainConfig, ckpts:Path, precision:str, resume, old:Path|None,
+def _make_trainer(m, tok, train_ds, eval_ds, cfg:TrainConfig, ckpts:Path, precision:str, packing:bool, resume, old:Path|None,
                   callbacks:list, progress:bool)->tuple:
     "The `ConvchatTrainer` for this run and its `SaveOnSignal` callback."
     from transformers import EarlyStoppingCallback
@@ -702,7 +807,7 @@ def _make_trainer(m, tok, train_ds, eval_ds, cfg:TrainConfig, ckpts:Path, precis
     cbs = list(callbacks or []) + [sig, _DropEarlier(old)] + ([SaveEvery(minutes)] if minutes else [])
     if cfg.early_stopping_patience and eval_ds is not None: cbs.append(EarlyStoppingCallback(cfg.early_stopping_patience))
     trainer = ConvchatTrainer(model=m, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tok,
-                              data_collator=DataCollator(tok, packing=cfg.packing, model=m if cfg.packing else None),
+                              data_collator=DataCollator(tok, packing=packing, model=m if packing else None),
                               callbacks=cbs, label_logits_only=cfg.label_logits_only,
                               regional_compile=cfg.torch_compile)
     return trainer, sig
@@ -768,9 +873,10 @@ def train(data_file:Path,              # Conversations file (JSON/JSONL, any for
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
     precision = resolve_precision(cfg.precision, device == 'cuda')
     old = _set_aside(ckpts) if resume is None and is_main_process() else None   # the earlier checkpoints go once we write one
-    trainer, sig = _make_trainer(m, tok, train_ds, eval_ds, cfg, ckpts, precision, resume, old, callbacks, progress)
-    out = _fit(trainer, sig, resume, old, ckpts, cfg, device)
-    metrics = dict(**_final_metrics(trainer, out, eval_ds is not None), wall_time_s=round(time.time()-t0, 1))
+    with packed_training(m, cfg.packing, device) as packing:
+        trainer, sig = _make_trainer(m, tok, train_ds, eval_ds, cfg, ckpts, precision, packing, resume, old, callbacks, progress)
+        out = _fit(trainer, sig, resume, old, ckpts, cfg, device)
+        metrics = dict(**_final_metrics(trainer, out, eval_ds is not None), wall_time_s=round(time.time()-t0, 1))
     record = _train_record(model, data_file, rep, train_ds, eval_ds, cfg, precision, device, resume, metrics)
     final = full_model(trainer)                 # every process takes part; the main process gets the model
     if final is not None:
