@@ -140,7 +140,7 @@ def main():
     mach = cpu_info(a.threads)
     res = dict(title=f"Training steps A/B ({'AVX2-only CPU, CPUID mask' if 'note' in mach else 'this CPU'})",
                intro=(f"SmolLM2-135M-Instruct, batch {a.batch} x " + ("the example data as `convchat train` batches it"
-                      if a.data == 'example' else f"up to {a.max_tokens} tokens") + " ({pad_share:.0%} of the padded batches' "
+                      if a.data == 'example' else f"up to {a.max_tokens} tokens") + f" ({pad_share:.0%} of the padded batches' "
                       f"positions are padding; the packed variants get the same examples in one row), {a.rounds} rounds after {a.warmup} warm-up "
                       "steps; one process, each variant its own copy of the model and its own fused AdamW (learning rate "
                       f"{a.lr:g}, gradient clipping 1.0), taking turns on the same batches. vs plain: median over rounds of the "
