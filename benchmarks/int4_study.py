@@ -28,9 +28,14 @@ def cand(body='default', block=32, sym=False, head=8, int8=None, hqq_axis=1):
     "A candidate: 4-bit body algorithm/block/zero points, the output projection's bits (None: fp32), extra nodes at 8 bits."
     return dict(body=body, block=block, sym=sym, head=head, int8=int8, hqq_axis=hqq_axis)
 
-DEFAULT = 'minmax b32, 8-bit head (convchat default)'
-VARIANTS = {   # 'build_fused': convchat's own 4-bit build; 'builder': onnxruntime-genai's builder with algo_config=k_quant_mixed
-    DEFAULT: 'build_fused',
+DEFAULT = 'minmax b32 + fitted o_proj/gate_up, 8-bit head (convchat default)'
+EXACT = 'minmax b32 exact, 8-bit head (previous default)'
+FITTED_ALL = 'fitted integer grids everywhere (no offsets), 8-bit head'
+# builds of `convchat.fuse.build_fused(bits=4, args=...)`: the default (`INT4_BUILD`), every linear exact, every linear fitted
+BUILD_FUSED = {DEFAULT: None, EXACT: dict(algo='minmax', block_size=32),
+               FITTED_ALL: dict(algo='minmax', block_size=32, fit={p: 0.0 for p in ('qkv_proj', 'o_proj', 'gate_up_proj', 'down_proj')})}
+VARIANTS = {   # 'build_fused': convchat's own 4-bit builds (BUILD_FUSED); the others: ONNX Runtime's quantizer on the fp32 graph
+    **{n: 'build_fused' for n in BUILD_FUSED},
     'rtn b32 asym, 8-bit head': cand(),
     'rtn b32 asym, 4-bit head': cand(head=4),
     'rtn b16 asym, 8-bit head': cand(block=16),
@@ -89,7 +94,7 @@ def build(work:Path, names):
     from convchat.models import default_model_path
     done = {}
     def fresh(d, key): return not (d/'study.json').exists() or json.loads((d/'study.json').read_text()) != key
-    fixed = {'fp32': (None, None), INT8: (8, INT8_BUILDS[0]), DEFAULT: (4, INT4_BUILD),
+    fixed = {'fp32': (None, None), INT8: (8, INT8_BUILDS[0]), **{n: (4, a or INT4_BUILD) for n, a in BUILD_FUSED.items()},
              'builder k_quant_mixed (previous int4 default)': (4, ['-p', 'int4', '--extra_options', 'algo_config=k_quant_mixed'])}
     for n in ['fp32', INT8] + names:
         d, t = work/slug(n), time.perf_counter()

@@ -34,7 +34,7 @@ def fused_supported(config)->bool: # A transformers config, its dict, or a model
 INT8_BUILDS = (dict(block_size=64, symmetric=False), dict(block_size=32, symmetric=False))
 # 4 bits: each block's own min/max grid (`quantize_minmax`), the LM head at 8 bits; the linears of `FIT_LAYERS` on a fitted
 # integer grid instead (no offset ops), the attention output projections with fp32 inputs (their int8 rounding flipped probes)
-FIT_LAYERS = {'o_proj': 0.0, 'gate_up_proj': 1/6}  # {linear: share of first and last layers that keep the exact grid}
+FIT_LAYERS = {'o_proj': 0.0, 'gate_up_proj': 0.2}  # {linear: share of first and last layers that keep the exact grid}
 INT4_BUILD = dict(algo='minmax', block_size=32, fit=FIT_LAYERS, fp32_inputs=['o_proj'])
 
 def _build_options(bits:int|None, args:dict|list|None)->dict|list:
