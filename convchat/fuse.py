@@ -132,7 +132,7 @@ def quantize_minmax(model,                   # An ONNX ModelProto with float `Ma
     for n in g.node:
         for i in n.input: uses[i] = uses.get(i, 0) + 1
     nodes, added, summed, drop = [], {}, set(), set()
-    n_layers = len({m.group(1) for n in g.node if (m := re.search(r'layers\.(\d+)/', n.name))})
+    n_layers = len({m.group(1) for n in g.node if n.op_type == 'MatMul' and (m := re.search(r'layers\.(\d+)/', n.name))})
     for n in g.node:
         w = numpy_helper.to_array(inits[n.input[1]]) if n.op_type == 'MatMul' and n.input[1] in inits else None
         if w is None or w.ndim != 2 or w.shape[0] % block_size: nodes.append(n); continue
