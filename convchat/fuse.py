@@ -161,7 +161,7 @@ def _zp_fit(w, H=None, block:int=32, iters:int=3)->tuple:
     H = np.broadcast_to(np.eye(block), (kb, block, block)) if H is None else np.asarray(H, np.float64)   # (kb, block, block)
     def quad(a, b): return np.einsum('bnj,bnj->nb', np.matmul(a.transpose(1, 0, 2), H), b.transpose(1, 0, 2))  # a^T H b: (N, kb)
     def codes(s, z): return np.clip(np.round(x/s[..., None] + z[..., None]), 0, 15)
-    _, s0, lo = _minmax_codes(w, block)
+    _, s0, lo = _minmax_codes(w, block); s0 = s0.astype(np.float64)
     z0, best = np.clip(np.round(-lo/s0), 0, 15), None
     for z in [np.clip(z0 + d, 0, 15) for d in (-1, 0, 1)]:
         for s in [s0*f for f in (0.94, 0.97, 1.0, 1.03, 1.06)]:
