@@ -28,9 +28,14 @@ def cand(body='default', block=32, sym=False, head=8, int8=None, hqq_axis=1):
     "A candidate: 4-bit body algorithm/block/zero points, the output projection's bits (None: fp32), extra nodes at 8 bits."
     return dict(body=body, block=block, sym=sym, head=head, int8=int8, hqq_axis=hqq_axis)
 
-DEFAULT = 'minmax b32, 8-bit head (convchat default)'
-VARIANTS = {   # 'build_fused': convchat's own 4-bit build; 'builder': onnxruntime-genai's builder with algo_config=k_quant_mixed
-    DEFAULT: 'build_fused',
+DEFAULT = 'minmax b32 + fitted o_proj/gate_up, 8-bit head (convchat default)'
+EXACT = 'minmax b32 exact, 8-bit head (previous default)'
+FITTED_ALL = 'fitted integer grids everywhere (no offsets), 8-bit head'
+# builds of `convchat.fuse.build_fused(bits=4, args=...)`: the default (`INT4_BUILD`), every linear exact, every linear fitted
+BUILD_FUSED = {DEFAULT: None, EXACT: dict(algo='minmax', block_size=32),
+               FITTED_ALL: dict(algo='minmax', block_size=32, fit={p: 0.0 for p in ('qkv_proj', 'o_proj', 'gate_up_proj', 'down_proj')})}
+VARIANTS = {   # 'build_fused': convchat's own 4-bit builds (BUILD_FUSED); the others: ONNX Runtime's quantizer on the fp32 graph
+    **{n: 'build_fused' for n in BUILD_FUSED},
     'rtn b32 asym, 8-bit head': cand(),
     'rtn b32 asym, 4-bit head': cand(head=4),
     'rtn b16 asym, 8-bit head': cand(block=16),
@@ -89,7 +94,7 @@ def build(work:Path, names):
     from convchat.models import default_model_path
     done = {}
     def fresh(d, key): return not (d/'study.json').exists() or json.loads((d/'study.json').read_text()) != key
-    fixed = {'fp32': (None, None), INT8: (8, INT8_BUILDS[0]), DEFAULT: (4, INT4_BUILD),
+    fixed = {'fp32': (None, None), INT8: (8, INT8_BUILDS[0]), **{n: (4, a or INT4_BUILD) for n, a in BUILD_FUSED.items()},
              'builder k_quant_mixed (previous int4 default)': (4, ['-p', 'int4', '--extra_options', 'algo_config=k_quant_mixed'])}
     for n in ['fp32', INT8] + names:
         d, t = work/slug(n), time.perf_counter()
@@ -228,14 +233,28 @@ def report(res)->dict:
                f"{res['settings']['reps']} rounds, median; x 8-bit = ratio to the 8-bit default in the same round. Weight MB: bytes of "
                "the initializers a decode step reads (all but the embedding table, of which one row is read)."),
         tables=[dict(columns=COLUMNS, rows=rows)],
-        notes=[f"{INT8}: `convchat convert`'s first 8-bit build (blocks of 64, asymmetric). {DEFAULT}: `convchat convert --bits 4` "
-               "(`fuse.quantize_minmax`): 4-bit codes on each block of 32's own min/max grid, integer zero points plus a float "
-               "block-offset term (blocksums(x) @ offsets) that makes the grid exact; the LM head in symmetric 8-bit blocks of 32. "
-               "The default model's weights are Q4_1 (layers) and Q8_0 (head) in its GGUF file, so this build gives them back exactly; "
-               "what is left of the KL is the int8 rounding of the activations.",
+        notes=[f"{INT8}: `convchat convert`'s first 8-bit build (blocks of 64, asymmetric). {EXACT}: every linear on its block of 32's own "
+               "min/max grid (integer zero points plus a float block-offset term, blocksums(x) @ offsets, that makes the grid exact: three "
+               "small ops per linear); the LM head in symmetric 8-bit blocks of 32. The default model's weights are Q4_1 (layers) and Q8_0 "
+               "(head) in its GGUF file, so this build gives them back exactly. "
+               f"{DEFAULT} (`convchat convert --bits 4`, `fuse.INT4_BUILD`): the same, but the attention output projections of every layer "
+               "and the gate/up projections of layers 6-23 (`fuse.FIT_LAYERS`) on a fitted integer grid without offset ops (per block, the "
+               "integer zero point and scale that minimise the error weighted by the block's input second moments, the error's mean folded "
+               "into the MatMulNBits bias), and the attention output projections at accuracy_level 0 (fp32 inputs). "
+               f"{FITTED_ALL}: every linear on the fitted grid (no offset ops at all).",
+               "Calibration (`fuse.calibrate`): the input mean and block second moments of every linear over convchat's second conversation "
+               "set (assets/ferry_conversations.json); the gate scores the example conversations. How FIT_LAYERS was chosen (teacher-forced "
+               "KL added when one group's offsets are dropped, the rest exact, this machine natively): o_proj of all layers +0.005; qkv "
+               "+0.075, gate_up +0.040, down_proj +0.080 (down_proj of layers 10-14 alone +0.046); per group of 5 layers gate_up +0.005 to "
+               "+0.010, the first and last groups the most. Builds that passed teacher-forced but failed one free-running probe: gate/up "
+               "fitted in layers 5-24 (native: o_proj int8 inputs, 'What language is spoken in Spain?' loops; AVX2 with o_proj fp32 inputs, "
+               "the same prompt), o_proj alone (native, the cat story loops), gate/up fitted only in layers 10-19 (France, natively and "
+               "AVX2). The probes are the fragile part of the gate; the default was picked as the build passing all of it on both kinds.",
                "rtn = ONNX Runtime's MatMulNBitsQuantizer (DEFAULT, round to nearest: the block's range stretched to include zero, "
                "integer zero point); k_quant = its k-quant; hqq = its HQQ (float zero points, which ONNX Runtime runs on its fp32 "
                "path); mixed = llama.cpp's mixed selection (qkv and down_proj of the first and last eighth and every third layer) "
-               "at 8 bits. The previous 4-bit default (the builder's k_quant_mixed) is not rebuilt here (its k-quant search takes many minutes on 2 cores): benchmarks/results/chat.md gave it KL 0.24, top-1 77%."])
+               "at 8 bits. Rows not rerun here (rtn b16, 4-bit head, mixed, hqq) are in this file's git history (commit e639c31).",
+               "The AVX2 speed column of the previous study (8-bit 22.5 tok/s against chat_avx2's 69.5) came from a run at load 8.6: "
+               "quiet, the same graphs give 74 tok/s under the mask."])
 
 if __name__ == '__main__': main()

@@ -12,7 +12,8 @@ from pathlib import Path
 from .core import *
 
 # %% auto #0
-__all__ = ['FUSED_TYPES', 'INT8_BUILDS', 'INT4_BUILD', 'GRAPHS', 'fused_supported', 'quantize_minmax', 'build_fused']
+__all__ = ['FUSED_TYPES', 'INT8_BUILDS', 'FIT_LAYERS', 'INT4_BUILD', 'GRAPHS', 'fused_supported', 'quantize_minmax', 'calibrate',
+           'build_fused']
 
 # %% ../nbs/04b_fuse.ipynb #ec854d27
 FUSED_TYPES = dict(llama='genai', mistral='genai', qwen2='genai', qwen3='genai', gpt2='gpt2')
@@ -31,7 +32,10 @@ def fused_supported(config)->bool: # A transformers config, its dict, or a model
 # 8 bits: tried in this order by the gate, the first that passes on this CPU is kept (blocks of 64 are the fastest and keep
 # fp32's answers on AVX2 kernels; blocks of 32 keep them on AMX kernels where 64 lost one)
 INT8_BUILDS = (dict(block_size=64, symmetric=False), dict(block_size=32, symmetric=False))
-INT4_BUILD = dict(algo='minmax', block_size=32)   # each block's own min/max grid (`quantize_minmax`), the LM head at 8 bits
+# 4 bits: each block's own min/max grid (`quantize_minmax`), the LM head at 8 bits; the linears of `FIT_LAYERS` on a fitted
+# integer grid instead (no offset ops), the attention output projections with fp32 inputs (their int8 rounding flipped probes)
+FIT_LAYERS = {'o_proj': 0.0, 'gate_up_proj': 0.2}  # {linear: share of first and last layers that keep the exact grid}
+INT4_BUILD = dict(algo='minmax', block_size=32, fit=FIT_LAYERS, fp32_inputs=['o_proj'])
 
 def _build_options(bits:int|None, args:dict|list|None)->dict|list:
     "The quantizer options for `bits`: `args`, or the default build for that width."
@@ -116,20 +120,28 @@ def quantize_minmax(model,                   # An ONNX ModelProto with float `Ma
                     block_size:int=32,       # Weights a block: 32 matches GGUF's blocks
                     head_bits:int=8,         # The LM head's bits (8: symmetric blocks), or 4
                     accuracy_level:int=4,    # `MatMulNBits` compute: 4 = int8 activations, the fast CPU kernel
+                    fit:dict=None,           # Linears on a fitted integer grid instead of offsets (`FIT_LAYERS`), needs `calib`
+                    calib:dict=None,         # `calibrate`'s input statistics
+                    fp32_inputs:list=(),     # Linears computed at accuracy_level 0 (fp32 inputs, no int8 rounding)
                    ):
     "Every constant-weight `MatMul` as `MatMulNBits` on each block's own grid (4 bits + block offsets; the head at `head_bits`)."
+    import re
     from onnx import numpy_helper
     g = model.graph
     inits, uses = {i.name: i for i in g.initializer}, {}
     for n in g.node:
         for i in n.input: uses[i] = uses.get(i, 0) + 1
     nodes, added, summed, drop = [], {}, set(), set()
+    n_layers = len({m.group(1) for n in g.node if n.op_type == 'MatMul' and (m := re.search(r'layers\.(\d+)/', n.name))})
     for n in g.node:
         w = numpy_helper.to_array(inits[n.input[1]]) if n.op_type == 'MatMul' and n.input[1] in inits else None
         if w is None or w.ndim != 2 or w.shape[0] % block_size: nodes.append(n); continue
-        if _is_head(n) and head_bits == 8: new, ini = _q8_sym_nodes(n, w, block_size, accuracy_level)
+        acc = 0 if any(f'/{p}/' in n.name for p in fp32_inputs) else accuracy_level
+        if _is_head(n) and head_bits == 8: new, ini = _q8_sym_nodes(n, w, block_size, acc)
+        elif fit and _fitted(n.name, fit, n_layers):
+            mu, H = (calib or {}).get(n.input[0], (None, None)); new, ini = _q4_zp_nodes(n, w, block_size, acc, H, mu)
         else:
-            new, ini = _q4_nodes(n, w, block_size, accuracy_level)
+            new, ini = _q4_nodes(n, w, block_size, acc)
             if n.input[0] not in summed:
                 bn, bi = _blocksum_nodes(n.input[0], w.shape[0], block_size); new, ini = bn + new, bi + ini; summed.add(n.input[0])
         nodes += new; added.update({i.name: i for i in ini})
@@ -139,6 +151,82 @@ def quantize_minmax(model,                   # An ONNX ModelProto with float `Ma
     g.ClearField('initializer'); g.initializer.extend(keep + list(added.values()))
     return model
 
+
+# %% ../nbs/04b_fuse.ipynb #46d0d2db
+def _zp_fit(w, H=None, block:int=32, iters:int=3)->tuple:
+    "4-bit codes (N, K/block, block), scales and integer zero points (N, K/block) of `w` (K, N), fitted to each block's inputs."
+    import numpy as np
+    K, N = w.shape; kb = K//block
+    x = np.asarray(w, np.float64).T.reshape(N, kb, block)
+    H = np.broadcast_to(np.eye(block), (kb, block, block)) if H is None else np.asarray(H, np.float64)   # (kb, block, block)
+    def quad(a, b): return np.einsum('bnj,bnj->nb', np.matmul(a.transpose(1, 0, 2), H), b.transpose(1, 0, 2))  # a^T H b: (N, kb)
+    def codes(s, z): return np.clip(np.round(x/s[..., None] + z[..., None]), 0, 15)
+    _, s0, lo = _minmax_codes(w, block); s0 = s0.astype(np.float64)
+    z0, best = np.clip(np.round(-lo/s0), 0, 15), None
+    for z in [np.clip(z0 + d, 0, 15) for d in (-1, 0, 1)]:
+        for s in [s0*f for f in (0.94, 0.97, 1.0, 1.03, 1.06)]:
+            for _ in range(iters):                          # round the codes, then the scale that fits them best
+                g = codes(s, z) - z[..., None]; den = quad(g, g)
+                s = np.where(den > 0, quad(g, x)/np.where(den > 0, den, 1), s)
+            c = codes(s, z); e = x - s[..., None]*(c - z[..., None]); err = quad(e, e)
+            if best is None: best = [err, c, s, z]; continue
+            k = err < best[0]
+            best = [np.where(k, err, best[0]), np.where(k[..., None], c, best[1]), np.where(k, s, best[2]), np.where(k, z, best[3])]
+    return best[1].astype(np.uint8), best[2].astype(np.float32), best[3].astype(np.uint8)
+
+# %% ../nbs/04b_fuse.ipynb #4b00baf3
+def _q4_zp_nodes(node, w, block:int=32, accuracy_level:int=4, H=None, mu=None)->tuple[list, list]:
+    "`node` as one 4-bit `MatMulNBits` with fitted integer zero points (`_zp_fit`); `mu`, the mean input, puts the mean error in its bias."
+    import numpy as np
+    from onnx import helper
+    K, N = w.shape; kb = K//block
+    q, s, z = _zp_fit(w, H, block)
+    zp = np.zeros((N, kb + kb % 2), np.uint8); zp[:, :kb] = z
+    b = node.input[1]
+    inits = [_onnx_tensor(_pack4(q), b + '_Q4'), _onnx_tensor(s.reshape(-1), b + '_scales'),
+             _onnx_tensor(_pack4(zp).reshape(-1), b + '_zero_points')]
+    if mu is not None:
+        wq = (s[..., None]*(q.astype(np.float32) - z[..., None])).reshape(N, K).T                  # (K, N), as the kernel reads it
+        inits.append(_onnx_tensor((np.asarray(mu, np.float64) @ (w - wq)).astype(np.float32), b + '_bias'))
+    ins = [node.input[0]] + [i.name for i in inits[:3]] + (['', inits[3].name] if mu is not None else [])
+    return [helper.make_node('MatMulNBits', ins, list(node.output), name=node.name + '_Q4', domain='com.microsoft',
+                             K=K, N=N, bits=4, block_size=block, accuracy_level=accuracy_level)], inits
+
+# %% ../nbs/04b_fuse.ipynb #d6c07ce5
+def calibrate(onnx_file:Path,        # An fp32 decoder graph with Optimum's IO names (a `config.json` beside it)
+              texts:list[list[int]], # Token ids of real text (`verify.gate_token_ids`)
+              block:int=32,          # Block size of the second moments
+              threads:int=None,
+             )->dict:                # {input name: (mean (K,), block second moments (K/block, block, block))}
+    "Mean and block second moments of the input of every constant-weight `MatMul` of `onnx_file` over `texts`."
+    import numpy as np, onnx
+    from onnx import helper, TensorProto
+    from convchat.runtime import Decoder
+    m, tmp = onnx.load(str(onnx_file), load_external_data=False), Path(onnx_file).with_name('calibrate.onnx')
+    inits = {i.name for i in m.graph.initializer}
+    names = sorted({n.input[0] for n in m.graph.node if n.op_type == 'MatMul' and n.input[1] in inits})
+    m.graph.output.extend([helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in names])
+    onnx.save(m, str(tmp))                                 # its weights stay in `onnx_file`'s external data, beside it
+    try: dec = Decoder(tmp, threads)
+    finally: tmp.unlink()
+    acc = {n: [0, 0, 0] for n in names}
+    for ids in texts:
+        feed = dict(input_ids=np.array([ids], np.int64), attention_mask=np.ones((1, len(ids)), np.int64),
+                    **{p: np.zeros((1, dec.kv_heads, 0, dec.head_dim), dec.kv_dtype) for p in dec.past_names})
+        if dec.has_pos: feed['position_ids'] = np.arange(len(ids))[None]
+        for n, x in zip(names, dec.session.run(names, feed)):
+            xb = x.reshape(len(ids), -1, block).astype(np.float64)                     # (T, K/block, block)
+            a = acc[n]; a[0] = a[0] + xb.sum(0).reshape(-1); a[1] = a[1] + np.einsum('tbi,tbj->bij', xb, xb); a[2] += len(ids)
+    return {n: (s/k, ss/k) for n, (s, ss, k) in acc.items() if k}
+
+# %% ../nbs/04b_fuse.ipynb #779cee32
+def _fitted(name:str, fit:dict, n_layers:int)->bool:
+    "Whether linear `name` takes the fitted grid: its part is in `fit` ({part: share of first and last layers kept exact})."
+    import re
+    m, part = re.search(r'layers\.(\d+)/', name), next((p for p in fit if f'/{p}/' in name), None)
+    if m is None or part is None: return False
+    i, k = int(m.group(1)), round(fit[part]*n_layers)
+    return k <= i < n_layers - k
 
 # %% ../nbs/04b_fuse.ipynb #3e99d4b0
 _MISSING_CLASSES = {'Gemma3ForConditionalGeneration', 'Lfm2VlForConditionalGeneration', 'Mistral3ForConditionalGeneration',
@@ -175,7 +263,7 @@ def _builder_main(argv=None):
     runpy.run_module('onnxruntime_genai.models.builder', run_name='__main__')
 
 # %% ../nbs/04b_fuse.ipynb #91263329
-def _build_genai(src:Path, dest:Path, bits:int|None, opts:dict|list, threads:int=None):
+def _build_genai(src:Path, dest:Path, bits:int|None, opts:dict|list, threads:int=None, calib:list=None):
     "Run onnxruntime-genai's builder on `src` in a child process (it imports torch), writing `dest/model.onnx`."
     with tempfile.TemporaryDirectory() as cache:
         cmd = [sys.executable, '-c', 'from convchat.fuse import _builder_main; _builder_main()',
@@ -185,12 +273,21 @@ def _build_genai(src:Path, dest:Path, bits:int|None, opts:dict|list, threads:int
     if r.returncode != 0 or not (dest/'model.onnx').exists():
         tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ['no output']
         raise ConvchatError(f"building the fused model from {src} failed: {tail[0]}")
-    if _minmax(bits, opts): _quantize_file(dest/'model.onnx', opts)
+    if _minmax(bits, opts): _quantize_file(dest/'model.onnx', opts, src, threads, calib)
 
-def _quantize_file(f:Path, opts:dict):
-    "Replace the fp32 graph `f` (+ its `.data`) by its `quantize_minmax` form."
+def _calib_texts(src:Path)->list[list[int]]:
+    "convchat's second conversation set (the gate scores the first) in the tokens of the model in `src`."
+    from convchat.models import load_tokenizer, _assets
+    from convchat.verify import gate_token_ids
+    return gate_token_ids(load_tokenizer(src), _assets()/'ferry_conversations.json')
+
+def _quantize_file(f:Path, opts:dict, src:Path=None, threads:int=None, calib:list=None):
+    "Replace the fp32 graph `f` (+ its `.data`) by its `quantize_minmax` form (calibrated on `calib` token ids when it fits grids)."
     import onnx
-    m = quantize_minmax(onnx.load(str(f)), opts.get('block_size', 32))
+    fit, block = opts.get('fit'), opts.get('block_size', 32)
+    if fit and not (f.parent/'config.json').exists(): shutil.copy2(src/'config.json', f.parent)    # the runtime reads the KV shape there
+    stats = calibrate(f, calib or _calib_texts(src), block, threads) if fit else None
+    m = quantize_minmax(onnx.load(str(f)), block, fit=fit, calib=stats, fp32_inputs=opts.get('fp32_inputs', ()))
     for p in f.parent.glob(f.name + '*'): p.unlink()
     onnx.save(m, str(f), save_as_external_data=True, location=f.name + '.data')
 
@@ -308,6 +405,7 @@ def build_fused(model_dir:str|Path,        # A Hugging Face model folder (`model
                 threads:int=None,          # Threads for the builder's quantizer (default: all)
                 allow_pickle:bool=False,   # Accept pickle weights (`pytorch_model.bin`): only for folders you trust
                 plain:str|Path=None,       # Optimum's export of the same model to fuse (GPT-2; exported when None)
+                calib:list=None,           # Token ids that calibrate fitted 4-bit grids (`fit`); the example conversations when None
                )->Path:
     "Build one fused candidate graph of `model_dir` into `out_dir`, a folder the convchat runtime runs (not gated)."
     from convchat.models import check_model_folder
@@ -319,7 +417,7 @@ def build_fused(model_dir:str|Path,        # A Hugging Face model folder (`model
                                            "use the Optimum export")
     if family == 'gpt2' and isinstance(opts, list): raise ConvchatError("raw builder args are for the Llama family; pass a dict")
     with atomic_dir(out, overwrite=overwrite, protect=[src, plain]) as tmp:
-        if family == 'genai': _build_genai(src, tmp, bits, opts, threads)
+        if family == 'genai': _build_genai(src, tmp, bits, opts, threads, calib)
         else: _build_gpt2(src, tmp, bits, opts, plain)
         _finish(src, tmp, family, bits, opts, t0)
     return out
