@@ -45,7 +45,7 @@ GPT2_CONFIG = dict(n_layer=6, n_embd=768, n_head=12, n_positions=1024, vocab_siz
 INTERIM = set()   # the pre-issue-11 functions used where the new ones are not there yet (recorded in the result)
 
 def export(model, onnx_dir, graph='auto', bits='auto'):
-    "convert.export: graph 'plain' (fp32, not verified) or 'fused', bits None or 8; 'auto' for the convert default"
+    "convert.export: graph 'plain' (fp32, not verified) or 'fused', bits None, 8 or 4; 'auto' for the convert default"
     from convchat.convert import export
     if graph == 'plain': return export(model, onnx_dir, graph='plain', bits=None, verify=False, overwrite=True, progress=False)
     return export(model, onnx_dir, graph=graph, bits=bits, overwrite=True)
@@ -209,7 +209,7 @@ CONTENDERS = {
     'smol-pytorch':     ('SmolLM2-135M', 'PyTorch fp32', 'pytorch'),
     'smol-plain':       ('SmolLM2-135M', 'plain export fp32', lambda src, w: export(src, w/'smol-plain', graph='plain', bits=None)),
     'smol-default':     ('SmolLM2-135M', 'convert default (fused, 8-bit gated)', lambda src, w: export(src, w/'smol-default')),
-    'smol-int4':        ('SmolLM2-135M', 'fused 4-bit (the build convert --bits 4 writes)', lambda src, w: build_fused(src, w/'smol-int4', 4)),
+    'smol-int4':        ('SmolLM2-135M', 'fused 4-bit (the build convert --bits 4 writes)', lambda src, w: export(src, w/'smol-int4', 'fused', 4)),
     'smol-fused-fp32':  ('SmolLM2-135M', 'fused fp32', lambda src, w: export(src, w/'smol-fused-fp32', graph='fused', bits=None)),
     'smol-llamacpp':    ('SmolLM2-135M', 'llama.cpp Q4_1 GGUF (embedding/head Q8_0)', 'llama.cpp'),
     'smol-llamacpp-1t': ('SmolLM2-135M', 'llama.cpp Q4_1 GGUF, 1 thread', 'llama.cpp'),
@@ -383,7 +383,7 @@ def report(rounds, names, q, built, a, machine, mem, curves, llama_info):
             shipped = f"{g.get('graph')} graph, {g['bits'] or 32}-bit weights" + (f" ({g['build']})" if g.get('build') else '')
             refused = '; refused by the gate: ' + ', '.join(map(str, g['builds_refused'])) if g.get('builds_refused') else ''
             what = ('what `convchat convert` writes by default on this machine' if n.endswith('-default') else
-                    'the build `convchat convert --bits 4` writes, from `build_fused(bits=4)`, not gated in this run')
+                    'what `convchat convert --bits 4` writes on this machine, gated like it')
             res['notes'].append(f"{n} ({what}): {shipped}{refused}.")
     if masked: res['notes'] += ["AVX2 kernels: run under the CPUID mask of benchmarks/int8_study.py (LD_PRELOAD), so ONNX Runtime, torch "
                                 "and llama.cpp pick an AVX2-only CPU's kernels; the graph folders were built and gated under the mask too.",

@@ -28,11 +28,16 @@ def cand(body='default', block=32, sym=False, head=8, int8=None, hqq_axis=1):
     "A candidate: 4-bit body algorithm/block/zero points, the output projection's bits (None: fp32), extra nodes at 8 bits."
     return dict(body=body, block=block, sym=sym, head=head, int8=int8, hqq_axis=hqq_axis)
 
-DEFAULT = 'minmax b32 + fitted o_proj/gate_up, 8-bit head (convchat default)'
-EXACT = 'minmax b32 exact, 8-bit head (previous default)'
-FITTED_ALL = 'fitted integer grids everywhere (no offsets), 8-bit head'
-# builds of `convchat.fuse.build_fused(bits=4, args=...)`: the default (`INT4_BUILD`), every linear exact, every linear fitted
-BUILD_FUSED = {DEFAULT: None, EXACT: dict(algo='minmax', block_size=32),
+DEFAULT = 'minmax b32 + fitted o_proj/gate_up, 8-bit head in asymmetric blocks of 64 (convchat default)'
+PREVIOUS = 'minmax b32 + fitted o_proj/gate_up, symmetric 8-bit head in blocks of 32 (previous default)'
+O8 = 'minmax b32 + fitted o_proj/gate_up with int8 inputs, 8-bit head in asymmetric blocks of 64'
+EXACT = 'minmax b32 exact, symmetric 8-bit head in blocks of 32'
+FITTED_ALL = 'fitted integer grids everywhere (no offsets), symmetric 8-bit head in blocks of 32'
+_FIT = dict(o_proj=0.0, gate_up_proj=0.2)
+# builds of `convchat.fuse.build_fused(bits=4, args=...)`: the default (`INT4_BUILD`), the previous default, o_proj with int8
+# inputs, every linear exact, every linear fitted
+BUILD_FUSED = {DEFAULT: None, PREVIOUS: dict(algo='minmax', block_size=32, fit=_FIT, fp32_inputs=['o_proj']),
+               O8: dict(algo='minmax', block_size=32, fit=_FIT, head_block=64), EXACT: dict(algo='minmax', block_size=32),
                FITTED_ALL: dict(algo='minmax', block_size=32, fit={p: 0.0 for p in ('qkv_proj', 'o_proj', 'gate_up_proj', 'down_proj')})}
 VARIANTS = {   # 'build_fused': convchat's own 4-bit builds (BUILD_FUSED); the others: ONNX Runtime's quantizer on the fp32 graph
     **{n: 'build_fused' for n in BUILD_FUSED},
@@ -44,6 +49,12 @@ VARIANTS = {   # 'build_fused': convchat's own 4-bit builds (BUILD_FUSED); the o
 }
 SLOW = {'hqq b32, 8-bit head'}   # float zero points: ONNX Runtime runs them on its fp32 path (~10x slower), so no free-running probes
 INT8 = 'int8 (convert default)'
+INT8_32 = 'int8 blocks of 32 (convert: when blocks of 64 fail the gate)'
+EIGHTS = [INT8, INT8_32]   # `fuse.INT8_BUILDS`: convert keeps the first that passes the gate on the CPU
+
+def convert_8bit(gates:dict)->str:
+    "The 8-bit build `convchat convert` writes under one mode's gates: the first of `EIGHTS` that passes."
+    return next((n for n in EIGHTS if gates.get(n, {}).get('passed')), INT8)
 
 def slug(name): return ''.join(c if c.isalnum() else '-' for c in name.split(' (')[0]).strip('-')
 
@@ -94,9 +105,10 @@ def build(work:Path, names):
     from convchat.models import default_model_path
     done = {}
     def fresh(d, key): return not (d/'study.json').exists() or json.loads((d/'study.json').read_text()) != key
-    fixed = {'fp32': (None, None), INT8: (8, INT8_BUILDS[0]), **{n: (4, a or INT4_BUILD) for n, a in BUILD_FUSED.items()},
+    fixed = {'fp32': (None, None), INT8: (8, INT8_BUILDS[0]), INT8_32: (8, INT8_BUILDS[1]),
+             **{n: (4, a or INT4_BUILD) for n, a in BUILD_FUSED.items()},
              'builder k_quant_mixed (previous int4 default)': (4, ['-p', 'int4', '--extra_options', 'algo_config=k_quant_mixed'])}
-    for n in ['fp32', INT8] + names:
+    for n in ['fp32'] + EIGHTS + names:
         d, t = work/slug(n), time.perf_counter()
         if n in fixed:
             if not fresh(d, list(fixed[n])): continue
@@ -160,7 +172,35 @@ def ab_speed(dirs:list, rounds:int=3, tokens:int=96, threads:int=2)->dict:
         for d, m in ms.items(): res[d].append(m.generate(msgs, max_new_tokens=tokens).decode_tokens_per_s)
         print(f'round {r} load {os.getloadavg()[0]:.1f}: ' + ', '.join(f'{Path(d).name} {v[-1]:.1f}' for d, v in res.items()), file=sys.stderr)
     b = dirs[0]
-    return {d: dict(decode_tok_s=statistics.median(v), x_first=statistics.median(x/y for x, y in zip(v, res[b]))) for d, v in res.items()}
+    return {d: dict(decode_tok_s=statistics.median(v), x_first=statistics.median(x/y for x, y in zip(v, res[b])), rounds=v)
+            for d, v in res.items()}
+
+def ab_result(dirs:list, rounds:int, tokens:int, threads:int, modes=('native', 'avx2'))->Path:
+    "`ab_speed` natively and under the AVX2 mask, as ratios to the 8-bit graph convert writes under each (results/int4_study_ab)."
+    work = Path(dirs[0]).parent
+    names = {slug(n): n for n in [INT8, INT8_32, *VARIANTS]}
+    def gates(m): return {names.get(Path(d).name, Path(d).name): json.loads(f.read_text())['gate']
+                          for d in dirs if (f := Path(d)/f'gate-{m}.json').exists()}
+    out, base, load = {}, {}, {}
+    for m in modes:
+        r = child(['--ab', *dirs, '--reps', str(rounds), '--tokens', str(tokens), '--threads', str(threads)], m, work)[0]
+        base[m] = convert_8bit(gates(m)); b = r[str(work/slug(base[m]))]['rounds']
+        out[m] = {names.get(Path(d).name, Path(d).name): dict(tok_s=v['decode_tok_s'], x=statistics.median(x/y for x, y in zip(v['rounds'], b)),
+                                                              rounds=v['rounds']) for d, v in r.items()}
+        load[m] = os.getloadavg()[0]
+    rows = [dict(name=n, **{f'{m}_{k}': out[m][n][k] for m in modes for k in ('tok_s', 'x')}) for n in out[modes[0]]]
+    cols = [column('name', 'graph')] + [c for m in modes for c in (column(f'{m}_tok_s', f'decode tok/s {m}', '{:.1f}'),
+                                                                     column(f'{m}_x', f'x 8-bit {m}', '{:.2f}', True))]
+    return write_result('int4_study_ab', dict(
+        title="4-bit builds against convert's 8-bit graph: decode speed, the graphs loaded in one process and interleaved",
+        machine=cpu_info(threads), settings=dict(rounds=rounds, tokens=tokens, threads=threads, load_after=load), baseline=base,
+        results=out, reproduce=f"python benchmarks/int4_study.py --ab-result --ab {' '.join(dirs)} --reps {rounds} --tokens {tokens}",
+        intro=(f"The graphs below loaded in one process and interleaved: greedy decode of {tokens} tokens after a chat prompt, {rounds} "
+               "rounds, median tokens/s; x 8-bit = the median of each round's ratio to the 8-bit graph `convchat convert` writes on that "
+               "CPU kind (the first of `fuse.INT8_BUILDS` that passes the gate there: " + '; '.join(f'{m}: {n}' for m, n in base.items()) +
+               "). Natively and under the AVX2 CPUID mask of benchmarks/int8_study.py, each under the exclusive benchmark lock."),
+        tables=[dict(columns=cols, rows=rows)],
+        notes=['Per-round figures: results in the JSON.', 'Why the 4-bit graphs gain so little here: benchmarks/results/int4_limits.md.']))
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -178,8 +218,10 @@ def main():
     ap.add_argument('--no-free-run', action='store_true', help=argparse.SUPPRESS)
     ap.add_argument('--speed-one', default=None, help=argparse.SUPPRESS)
     ap.add_argument('--ab', nargs='*', default=None, help='graph folders to time in one process, interleaved (the first is the baseline)')
+    ap.add_argument('--ab-result', action='store_true', help="--ab natively and under the AVX2 mask, written to results/int4_study_ab")
     a = ap.parse_args()
     if a.gate_one: return gate_one(a.gate_one, a.ref, a.threads, not a.no_free_run)
+    if a.ab and a.ab_result: return print(ab_result(a.ab, a.reps, a.tokens, a.threads).read_text(), file=sys.stderr)
     if a.ab: return print(json.dumps(ab_speed(a.ab, a.reps, a.tokens, a.threads)))
     if a.speed_one:
         from int8_study import speed_one
@@ -187,7 +229,7 @@ def main():
     work = Path(a.work); work.mkdir(parents=True, exist_ok=True)
     names = a.only or list(VARIANTS)
     built = build(work, names)
-    gated = {m: [INT8] + names if m != 'avx2' or a.avx2_gates is None else a.avx2_gates for m in a.modes}
+    gated = {m: EIGHTS + names if m != 'avx2' or a.avx2_gates is None else EIGHTS + a.avx2_gates for m in a.modes}
     gates = {mode: {n: gate(work, n, mode, a.threads) for n in gated[mode]} for mode in a.modes}
     for m in a.modes: print(m + ': ' + ', '.join(f"{n} {'PASS' if g['passed'] else 'fail'}" for n, g in gates[m].items()), file=sys.stderr)
     timed = [] if a.no_speed else (a.speed if a.speed is not None else [n for n in names if n not in SLOW])
@@ -195,13 +237,15 @@ def main():
     for r in range(a.reps if timed else 0):
         for mode in a.modes:
             row = {n: child(['--speed-one', str(work/slug(n)), '--tokens', str(a.tokens), '--threads', str(a.threads)], mode, work)[0]['decode_tok_s']
-                   for n in [INT8] + timed}
+                   for n in EIGHTS + timed}
             rounds[mode].append(row); print(f'round {r+1} {mode} (load {os.getloadavg()[0]:.1f}): ' + ', '.join(f'{k} {v:.1f}' for k, v in row.items()), file=sys.stderr)
-    speed = {m: {n: dict(decode_tok_s=statistics.median(rw[n] for rw in rs), x_int8=statistics.median(rw[n]/rw[INT8] for rw in rs))
+    base = {m: convert_8bit(gates[m]) for m in a.modes}
+    speed = {m: {n: dict(decode_tok_s=statistics.median(rw[n] for rw in rs), x_int8=statistics.median(rw[n]/rw[base[m]] for rw in rs))
                  for n in rs[0]} for m, rs in rounds.items() if rs}
     res = dict(machine=cpu_info(a.threads), settings=dict(threads=a.threads, tokens=a.tokens, reps=a.reps, modes=a.modes, gated=gated),
+               baseline=base,
                variants={n: VARIANTS[n] for n in names}, build_seconds=built, gates=gates, speed=speed, speed_rounds=rounds,
-               weight_bytes={n: weight_bytes(work/slug(n)) for n in [INT8, 'fp32'] + names if (work/slug(n)/'model.onnx').exists()})
+               weight_bytes={n: weight_bytes(work/slug(n)) for n in EIGHTS + ['fp32'] + names if (work/slug(n)/'model.onnx').exists()})
     print(write_result('int4_study', report(res)).read_text(), file=sys.stderr)
 
 def _gate_cell(g)->str:
@@ -218,10 +262,11 @@ COLUMNS = [column('variant', 'build'), column('weights', 'weight MB read a token
 def report(res)->dict:
     "`res` with the title, intro, table and notes of the study"
     gs, sp, wb = res['gates'], res['speed'], res['weight_bytes']
+    base = '; '.join(f"{m}: {n}" for m, n in res.get('baseline', {}).items()) or INT8
     def spd(m, n): return f"{sp[m][n]['decode_tok_s']:.1f} ({sp[m][n]['x_int8']:.2f})" if m in sp and n in sp[m] else ''
     rows = [dict(variant=n, weights=round(wb[n]/1e6, 1) if n in wb else None, gate_native=_gate_cell(gs.get('native', {}).get(n)),
                  gate_avx2=_gate_cell(gs.get('avx2', {}).get(n)), native=spd('native', n), avx2=spd('avx2', n),
-                 x_native=sp['native'][n]['x_int8'] if 'native' in sp and n in sp['native'] else None) for n in [INT8] + list(res['variants'])]
+                 x_native=sp['native'][n]['x_int8'] if 'native' in sp and n in sp['native'] else None) for n in EIGHTS + list(res['variants'])]
     return dict(res, title='4-bit builds of the default model: the 8-bit gate and decode speed, native and AVX2',
         reproduce='python benchmarks/int4_study.py', settings=res['settings'],
         intro=("SmolLM2-135M-Instruct (convchat's default, de-quantized from its Q4_1 GGUF). Every build is the fused graph "
@@ -230,18 +275,22 @@ def report(res)->dict:
                "the fused fp32 graph, then the free-running probes (passed/prompts; run only when the teacher-forced part passes). "
                "'AVX2' = the CPUID mask of benchmarks/int8_study.py (ONNX Runtime takes an AVX2-only CPU's kernels). Speed: "
                f"{res['settings']['tokens']} greedy tokens after a chat prompt, a fresh process per build, builds interleaved over "
-               f"{res['settings']['reps']} rounds, median; x 8-bit = ratio to the 8-bit default in the same round. Weight MB: bytes of "
+               f"{res['settings']['reps']} rounds, median; x 8-bit = ratio, in the same round, to the 8-bit graph `convchat convert` "
+               f"writes on that CPU kind (the first of its 8-bit builds that passes the gate there: {base}). Weight MB: bytes of "
                "the initializers a decode step reads (all but the embedding table, of which one row is read)."),
         tables=[dict(columns=COLUMNS, rows=rows)],
-        notes=[f"{INT8}: `convchat convert`'s first 8-bit build (blocks of 64, asymmetric). {EXACT}: every linear on its block of 32's own "
-               "min/max grid (integer zero points plus a float block-offset term, blocksums(x) @ offsets, that makes the grid exact: three "
-               "small ops per linear); the LM head in symmetric 8-bit blocks of 32. The default model's weights are Q4_1 (layers) and Q8_0 "
-               "(head) in its GGUF file, so this build gives them back exactly. "
-               f"{DEFAULT} (`convchat convert --bits 4`, `fuse.INT4_BUILD`): the same, but the attention output projections of every layer "
+        notes=[f"{INT8}: `convchat convert`'s first 8-bit build (blocks of 64, asymmetric); {INT8_32}: its second. {EXACT}: every linear "
+               "on its block of 32's own min/max grid (integer zero points plus a float block-offset term, blocksums(x) @ offsets, that "
+               "makes the grid exact: three small ops per linear); the LM head in symmetric 8-bit blocks of 32. The default model's weights "
+               "are Q4_1 (layers) and Q8_0 (head) in its GGUF file, so this build gives them back exactly. "
+               f"{PREVIOUS}: the same, but the attention output projections of every layer "
                "and the gate/up projections of layers 6-23 (`fuse.FIT_LAYERS`) on a fitted integer grid without offset ops (per block, the "
                "integer zero point and scale that minimise the error weighted by the block's input second moments, the error's mean folded "
                "into the MatMulNBits bias), and the attention output projections at accuracy_level 0 (fp32 inputs). "
-               f"{FITTED_ALL}: every linear on the fitted grid (no offset ops at all).",
+               f"{DEFAULT} (`convchat convert --bits 4`, `fuse.INT4_BUILD`): the previous default with the LM head in asymmetric 8-bit "
+               f"blocks of 64, like the 8-bit default's (its largest node runs faster so). {O8}: the attention output projections with "
+               f"int8 inputs too (faster; one AVX2 probe loops). {FITTED_ALL}: every linear on the fitted grid (no offset ops at all).",
+               "Why the 4-bit graphs gain so little over 8 bits here, and what the exact grid costs: benchmarks/results/int4_limits.md.",
                "Calibration (`fuse.calibrate`): the input mean and block second moments of every linear over convchat's second conversation "
                "set (assets/ferry_conversations.json); the gate scores the example conversations. How FIT_LAYERS was chosen (teacher-forced "
                "KL added when one group's offsets are dropped, the rest exact, this machine natively): o_proj of all layers +0.005; qkv "

@@ -139,9 +139,9 @@ def choose_graph(config,            # The model's transformers config
 
 # %% ../nbs/04c_convert.ipynb #eb00cfc4
 def fused_builds(bits)->list:
-    "Builds to try, in order, for `bits`: every `fuse.INT8_BUILDS` entry for 8 bits, the default build otherwise."
-    from convchat.fuse import INT8_BUILDS
-    return list(INT8_BUILDS) if bits == 8 else [None]
+    "Builds to try, in order, for `bits`: every `fuse.INT8_BUILDS` or `fuse.INT4_BUILDS` entry, the default build otherwise."
+    from convchat.fuse import INT8_BUILDS, INT4_BUILDS
+    return list({8: INT8_BUILDS, 4: INT4_BUILDS}.get(bits, [None]))
 
 def _move_graph(f:Path, dest:Path)->Path:
     "Move ONNX file `f` and its external data files (`f.name*`) into folder `dest`."

@@ -12,8 +12,8 @@ from pathlib import Path
 from .core import *
 
 # %% auto #0
-__all__ = ['FUSED_TYPES', 'INT8_BUILDS', 'FIT_LAYERS', 'INT4_BUILD', 'GRAPHS', 'fused_supported', 'quantize_minmax', 'calibrate',
-           'build_fused']
+__all__ = ['FUSED_TYPES', 'INT8_BUILDS', 'FIT_LAYERS', 'INT4_BUILD', 'INT4_BUILDS', 'GRAPHS', 'fused_supported',
+           'quantize_minmax', 'calibrate', 'build_fused']
 
 # %% ../nbs/04b_fuse.ipynb #ec854d27
 FUSED_TYPES = dict(llama='genai', mistral='genai', qwen2='genai', qwen3='genai', gpt2='gpt2')
@@ -32,10 +32,14 @@ def fused_supported(config)->bool: # A transformers config, its dict, or a model
 # 8 bits: tried in this order by the gate, the first that passes on this CPU is kept (blocks of 64 are the fastest and keep
 # fp32's answers on AVX2 kernels; blocks of 32 keep them on AMX kernels where 64 lost one)
 INT8_BUILDS = (dict(block_size=64, symmetric=False), dict(block_size=32, symmetric=False))
-# 4 bits: each block's own min/max grid (`quantize_minmax`), the LM head at 8 bits; the linears of `FIT_LAYERS` on a fitted
-# integer grid instead (no offset ops), the attention output projections with fp32 inputs (their int8 rounding flipped probes)
+# 4 bits: each block's own min/max grid (`quantize_minmax`), the LM head at 8 bits in asymmetric blocks of 64 (the 8-bit
+# default's, faster than exact blocks of 32); the linears of `FIT_LAYERS` on a fitted integer grid instead (no offset ops), the
+# attention output projections with fp32 inputs (their int8 rounding flipped probes)
 FIT_LAYERS = {'o_proj': 0.0, 'gate_up_proj': 0.2}  # {linear: share of first and last layers that keep the exact grid}
-INT4_BUILD = dict(algo='minmax', block_size=32, fit=FIT_LAYERS, fp32_inputs=['o_proj'])
+INT4_BUILD = dict(algo='minmax', block_size=32, fit=FIT_LAYERS, fp32_inputs=['o_proj'], head_block=64)
+# tried in this order by convert's gate: with int8 inputs to the attention output projections too it is faster, but on AVX2
+# kernels one probe then loops; `INT4_BUILD` passes on both kinds
+INT4_BUILDS = (dict(INT4_BUILD, fp32_inputs=[]), INT4_BUILD)
 
 def _build_options(bits:int|None, args:dict|list|None)->dict|list:
     "The quantizer options for `bits`: `args`, or the default build for that width."
@@ -99,16 +103,20 @@ def _blocksum_nodes(x:str, K:int, block:int=32)->tuple[list, list]:
     return [helper.make_node('MatMul', [x, f'blocksum_{K}_{block}'], [f'{x}_blocksum{block}'], name=f'{x}_blocksum{block}')], \
            [_onnx_tensor(p, f'blocksum_{K}_{block}')]
 
-def _q8_sym_nodes(node, w, block:int=32, accuracy_level:int=4)->tuple[list, list]:
-    "`node` as an 8-bit `MatMulNBits` with symmetric blocks (scale = largest magnitude / 127: exact for `Q8_0` weights)."
+def _q8_nodes(node, w, block:int=32, accuracy_level:int=4, symmetric:bool=True)->tuple[list, list]:
+    "`node` as an 8-bit `MatMulNBits`: symmetric blocks (exact for `Q8_0` weights in blocks of 32), or asymmetric ones (range with 0)."
     import numpy as np
     from onnx import helper
     K, N = w.shape
     x = np.asarray(w, np.float32).T.reshape(N, K//block, block)
-    s = (np.abs(x).max(-1)/127).astype(np.float32); s[s == 0] = 1
-    q = (np.clip(np.round(x/s[..., None]), -127, 127) + 128).astype(np.uint8)       # zero point 128, the default
+    if symmetric: lo, hi = -np.abs(x).max(-1), np.abs(x).max(-1)
+    else: lo, hi = np.minimum(x.min(-1), 0), np.maximum(x.max(-1), 0)
+    s = ((hi - lo)/(254 if symmetric else 255)).astype(np.float32); s[s == 0] = 1
+    z = np.full(s.shape, 128, np.uint8) if symmetric else np.clip(np.round(-lo/s), 0, 255).astype(np.uint8)
+    q = np.clip(np.round(x/s[..., None]) + z[..., None], 0, 255).astype(np.uint8)
     b = node.input[1]
-    inits = [_onnx_tensor(q, b + '_Q8'), _onnx_tensor(s.reshape(-1), b + '_scales')]
+    inits = [_onnx_tensor(q, b + '_Q8'), _onnx_tensor(s.reshape(-1), b + '_scales')] + \
+            ([] if symmetric else [_onnx_tensor(z.reshape(-1), b + '_zero_points')])    # no zero points: 128, the default
     return [helper.make_node('MatMulNBits', [node.input[0]] + [i.name for i in inits], list(node.output), name=node.name + '_Q8',
                              domain='com.microsoft', K=K, N=N, bits=8, block_size=block, accuracy_level=accuracy_level)], inits
 
@@ -118,7 +126,8 @@ def _is_head(node)->bool: return 'logits' in node.output or node.name.endswith('
 
 def quantize_minmax(model,                   # An ONNX ModelProto with float `MatMul`s (changed in place)
                     block_size:int=32,       # Weights a block: 32 matches GGUF's blocks
-                    head_bits:int=8,         # The LM head's bits (8: symmetric blocks), or 4
+                    head_bits:int=8,         # The LM head's bits (8 or 4)
+                    head_block:int=None,     # 8-bit head: `block_size` symmetric blocks when None; else asymmetric blocks of this size
                     accuracy_level:int=4,    # `MatMulNBits` compute: 4 = int8 activations, the fast CPU kernel
                     fit:dict=None,           # Linears on a fitted integer grid instead of offsets (`FIT_LAYERS`), needs `calib`
                     calib:dict=None,         # `calibrate`'s input statistics
@@ -137,7 +146,7 @@ def quantize_minmax(model,                   # An ONNX ModelProto with float `Ma
         w = numpy_helper.to_array(inits[n.input[1]]) if n.op_type == 'MatMul' and n.input[1] in inits else None
         if w is None or w.ndim != 2 or w.shape[0] % block_size: nodes.append(n); continue
         acc = 0 if any(f'/{p}/' in n.name for p in fp32_inputs) else accuracy_level
-        if _is_head(n) and head_bits == 8: new, ini = _q8_sym_nodes(n, w, block_size, acc)
+        if _is_head(n) and head_bits == 8: new, ini = _q8_nodes(n, w, head_block or block_size, acc, symmetric=head_block is None)
         elif fit and _fitted(n.name, fit, n_layers):
             mu, H = (calib or {}).get(n.input[0], (None, None)); new, ini = _q4_zp_nodes(n, w, block_size, acc, H, mu)
         else:
@@ -287,7 +296,8 @@ def _quantize_file(f:Path, opts:dict, src:Path=None, threads:int=None, calib:lis
     fit, block = opts.get('fit'), opts.get('block_size', 32)
     if fit and not (f.parent/'config.json').exists(): shutil.copy2(src/'config.json', f.parent)    # the runtime reads the KV shape there
     stats = calibrate(f, calib or _calib_texts(src), block, threads) if fit else None
-    m = quantize_minmax(onnx.load(str(f)), block, fit=fit, calib=stats, fp32_inputs=opts.get('fp32_inputs', ()))
+    m = quantize_minmax(onnx.load(str(f)), block, head_block=opts.get('head_block'), fit=fit, calib=stats,
+                        fp32_inputs=opts.get('fp32_inputs', ()))
     for p in f.parent.glob(f.name + '*'): p.unlink()
     onnx.save(m, str(f), save_as_external_data=True, location=f.name + '.data')
 
