@@ -146,7 +146,9 @@ def quantize_minmax(model,                   # An ONNX ModelProto with float `Ma
         w = numpy_helper.to_array(inits[n.input[1]]) if n.op_type == 'MatMul' and n.input[1] in inits else None
         if w is None or w.ndim != 2 or w.shape[0] % block_size: nodes.append(n); continue
         acc = 0 if any(f'/{p}/' in n.name for p in fp32_inputs) else accuracy_level
-        if _is_head(n) and head_bits == 8: new, ini = _q8_nodes(n, w, head_block or block_size, acc, symmetric=head_block is None)
+        if _is_head(n) and head_bits == 8:
+            hb = head_block if head_block and w.shape[0] % head_block == 0 else None     # blocks that do not divide K: exact ones
+            new, ini = _q8_nodes(n, w, hb or block_size, acc, symmetric=hb is None)
         elif fit and _fitted(n.name, fit, n_layers):
             mu, H = (calib or {}).get(n.input[0], (None, None)); new, ini = _q4_zp_nodes(n, w, block_size, acc, H, mu)
         else:
