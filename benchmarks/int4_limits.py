@@ -188,6 +188,13 @@ def report(res)->dict:
                                     column('gate', 'KL added, example conversations (the gate)', '{:+.4f}')]))
         notes.append(f"KL of the base (o_proj fitted, the rest exact): {b['gate']:.4f} on the gate's text; every linear fitted: "
                      f"{L['every linear fitted']['gate']:.4f}. The gate's limit is 0.05.")
+        cur = [n for n in d if part(n) == 'gate_up_proj' and 6 <= int(re.search(r'layers\.(\d+)/', n).group(1)) < 24]
+        low = sorted(x['calib'] for x in d.values())
+        notes.append(f"The default's fitted gate/up projections (layers 6-23) add {sum(d[n]['calib'] for n in cur):+.3f} one by one; "
+                     f"the {len(cur)} least sensitive linears {sum(low[:len(cur)]):+.3f}, the 30 least {sum(low[:30]):+.3f}. Chosen one "
+                     "by one, a dozen more linears could drop their offset ops (about 36 nodes, 2 to 3% of a decode step) at the "
+                     "default's KL: too little to make the 4-bit graph faster than 8-bit under AVX2, where even the build without "
+                     "any offset op gains only 1.12x (int4_study_ab).")
     return dict(res, title="Why the exact 4-bit graph is not faster than 8-bit here: kernels, a decode step's nodes, the linears' share",
                 reproduce='python benchmarks/int4_limits.py', tables=tables, notes=notes,
                 intro=("SmolLM2-135M-Instruct, whose layer weights are Q4_1 (4-bit codes, a scale and a float minimum per block of 32). "
