@@ -289,7 +289,8 @@ def report(res)->dict:
                "into the MatMulNBits bias), and the attention output projections at accuracy_level 0 (fp32 inputs). "
                f"{DEFAULT} (`convchat convert --bits 4`, `fuse.INT4_BUILD`): the previous default with the LM head in asymmetric 8-bit "
                f"blocks of 64, like the 8-bit default's (its largest node runs faster so). {O8}: the attention output projections with "
-               f"int8 inputs too (faster; one AVX2 probe loops). {FITTED_ALL}: every linear on the fitted grid (no offset ops at all).",
+               f"int8 inputs too (faster; under the AVX2 mask one probe loops in this study's gate, against the fused fp32 graph, while "
+               f"convert's gate, against the plain export, kept it in benchmarks/results/chat_avx2). {FITTED_ALL}: every linear on the fitted grid (no offset ops at all).",
                "Why the 4-bit graphs gain so little over 8 bits here, and what the exact grid costs: benchmarks/results/int4_limits.md.",
                "Calibration (`fuse.calibrate`): the input mean and block second moments of every linear over convchat's second conversation "
                "set (assets/ferry_conversations.json); the gate scores the example conversations. How FIT_LAYERS was chosen (teacher-forced "
