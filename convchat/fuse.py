@@ -78,29 +78,34 @@ def _pack4(q): return (q[..., 0::2] | (q[..., 1::2] << 4)).astype('uint8')   # t
 def _onnx_tensor(a, name): from onnx import numpy_helper; return numpy_helper.from_array(a, name)
 
 def _q4_nodes(node, w, block:int=32, accuracy_level:int=4)->tuple[list, list]:
-    "`node` (a MatMul with weight `w`) as a 4-bit `MatMulNBits` with integer zero points plus the block offsets that make it exact."
+    "`node` (a MatMul with weight `w`) as one 4-bit `MatMulNBits` of `[x, blocksums(x)]`: integer zero points, and the offsets that make the grid exact as 4-bit rows of their own."
     import numpy as np
     from onnx import helper
-    K, N = w.shape; kb = K//block
+    K, N = w.shape; kb = K//block; E = -(-kb//block)*block            # the block sums, padded to whole blocks
     q, s, lo = _minmax_codes(w, block)
     zi = np.clip(np.round(-lo/s), 0, 15).astype(np.uint8)            # the integer zero point nearest the exact one
     off = s*zi + lo                                                   # w = s*(code - zi) + off, for each (output, block)
-    zp = np.zeros((N, kb + kb % 2), np.uint8); zp[:, :kb] = zi
+    R = np.concatenate([off, np.repeat(off[:, -1:], E - kb, 1)], 1)   # (N, E); the padding's inputs are 0, its values stay in range
+    r = R.reshape(N, E//block, block)                                 # the offsets' own blocks: round to nearest, a range with 0
+    lo2, hi2 = np.minimum(r.min(-1), 0), np.maximum(r.max(-1), 0)
+    s2 = ((hi2 - lo2)/15).astype(np.float32); s2[s2 == 0] = 1
+    z2 = np.clip(np.round(-lo2/s2), 0, 15).astype(np.uint8)
+    q2 = np.clip(np.round(r/s2[..., None]) + z2[..., None], 0, 15).astype(np.uint8)
+    Q, S, Z = np.concatenate([q, q2], 1), np.concatenate([s, s2], 1), np.concatenate([zi, z2], 1)
+    nb = Z.shape[1]; zp = np.zeros((N, nb + nb % 2), np.uint8); zp[:, :nb] = Z
     b, x, y = node.input[1], node.input[0], node.output[0]
-    inits = [_onnx_tensor(_pack4(q), b + '_Q4'), _onnx_tensor(s.reshape(-1), b + '_scales'),
-             _onnx_tensor(_pack4(zp).reshape(-1), b + '_zero_points'), _onnx_tensor(np.ascontiguousarray(off.T), b + '_block_offsets')]
-    nodes = [helper.make_node('MatMulNBits', [x] + [i.name for i in inits[:3]], [y + '_nbits'], name=node.name + '_Q4',
-                              domain='com.microsoft', K=K, N=N, bits=4, block_size=block, accuracy_level=accuracy_level),
-             helper.make_node('MatMul', [f'{x}_blocksum{block}', inits[3].name], [y + '_offset'], name=node.name + '_offset'),
-             helper.make_node('Add', [y + '_nbits', y + '_offset'], [y], name=node.name + '_add_offset')]
-    return nodes, inits
+    inits = [_onnx_tensor(_pack4(Q), b + '_Q4'), _onnx_tensor(S.reshape(-1), b + '_scales'), _onnx_tensor(_pack4(zp).reshape(-1), b + '_zero_points')]
+    return [helper.make_node('MatMulNBits', [f'{x}_with_blocksums{block}'] + [i.name for i in inits], [y], name=node.name + '_Q4',
+                             domain='com.microsoft', K=K + E, N=N, bits=4, block_size=block, accuracy_level=accuracy_level)], inits
 
 def _blocksum_nodes(x:str, K:int, block:int=32)->tuple[list, list]:
-    "The sum of each `block` consecutive features of `x` (..., K) -> (..., K/block), as a MatMul with a 0/1 matrix."
+    "`x` (..., K) followed by the sums of each `block` of its features, padded with zeros to whole blocks: a MatMul with a 0/1 matrix and a Concat."
     import numpy as np
     from onnx import helper
-    p = np.zeros((K, K//block), np.float32); p[np.arange(K), np.arange(K)//block] = 1
-    return [helper.make_node('MatMul', [x, f'blocksum_{K}_{block}'], [f'{x}_blocksum{block}'], name=f'{x}_blocksum{block}')], \
+    kb = K//block; E = -(-kb//block)*block
+    p = np.zeros((K, E), np.float32); p[np.arange(K), np.arange(K)//block] = 1
+    return [helper.make_node('MatMul', [x, f'blocksum_{K}_{block}'], [f'{x}_blocksum{block}'], name=f'{x}_blocksum{block}'),
+            helper.make_node('Concat', [x, f'{x}_blocksum{block}'], [f'{x}_with_blocksums{block}'], axis=-1, name=f'{x}_blocksum{block}_concat')], \
            [_onnx_tensor(p, f'blocksum_{K}_{block}')]
 
 def _q8_nodes(node, w, block:int=32, accuracy_level:int=4, symmetric:bool=True)->tuple[list, list]:
