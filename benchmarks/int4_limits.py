@@ -1,12 +1,14 @@
-"""Why the default model's exact 4-bit graph is not faster than 8-bit on these CPUs: three measurements.
+"""What the default model's exact 4-bit grid costs on these CPUs, and why it has to be exact: three measurements.
 
     python benchmarks/int4_limits.py [--work /tmp/convchat-int4-limits] [--parts kernels profile layers]
 
 1. kernels: one `MatMulNBits` (the default model's qkv shape, 576 -> 960), its weights on the Q4_1 grid (blocks of 32 with
    their own minimum): 4 bits with integer zero points (not exact), with float zero points (exact: what Q4_1 needs), and
    8 bits in asymmetric blocks of 64 (the 8-bit default); microseconds a call, natively and under the AVX2 CPUID mask.
-2. profile: ONNX Runtime's own profile of 64 greedy decode steps of three graphs (the 8-bit default, the 4-bit default
-   and the 4-bit build without offset ops), the time a token spends in each kind of node, natively and under the mask.
+2. profile: ONNX Runtime's own profile of 64 greedy decode steps of four graphs (the 8-bit default; the 4-bit default, whose
+   exact linears take their block sums as extra inputs; the previous 4-bit default, with a float offset MatMul and an Add
+   per exact linear; the 4-bit build without any exact linear), the time a token spends in each kind of node, natively and
+   under the mask.
 3. layers: the KL (teacher-forced, against the fused fp32 graph) that each linear adds when it alone leaves the exact grid
    for the fitted integer grid (`fuse._q4_zp_nodes`), the others exact: how much of the exact grid could go.
 
@@ -21,8 +23,9 @@ from benchlib import column, cpu_info, write_result
 ROOT = Path(__file__).resolve().parent.parent
 STUDY = Path('/tmp/convchat-int4-study')
 GRAPHS = {'8-bit, blocks of 64 (convert default under AVX2)': 'int8',
-          '4-bit default (exact grid + offset ops where not fitted)': 'minmax-b32---fitted-o-proj-gate-up--8-bit-head-in-asymmetric-blocks-of-64',
-          '4-bit, fitted grid everywhere (no offset ops; fails the gate)': 'fitted-integer-grids-everywhere'}
+          '4-bit default (exact linears: block sums as extra inputs)': 'minmax-b32---fitted-o-proj-gate-up--8-bit-head-in-asymmetric-blocks-of-64',
+          'previous 4-bit default (exact linears: offset MatMul + Add)': 'minmax-b32---fitted-o-proj-gate-up--symmetric-8-bit-head-in-blocks-of-32',
+          '4-bit, fitted grid everywhere (no exact linear; fails the gate)': 'fitted-integer-grids-everywhere'}
 
 def _session(nodes, inits, K, N, threads=2):
     import onnxruntime as ort
@@ -67,7 +70,7 @@ def kernels_one(reps=5, calls=400)->list:
             for k in sess]
 
 def _group(name:str, op:str)->str:
-    if 'offset' in name or 'blocksum' in name: return 'offset ops (block sums, offset MatMul, Add)'
+    if 'offset' in name or 'blocksum' in name: return 'exact-grid nodes (block sums, Concat, or offset MatMul + Add)'
     if op == 'MatMulNBits': return 'LM head' if 'lm_head' in name else 'linears (MatMulNBits)'
     if op == 'GroupQueryAttention': return 'attention'
     return 'other nodes'
@@ -192,15 +195,16 @@ def report(res)->dict:
         low = sorted(x['calib'] for x in d.values())
         notes.append(f"The default's fitted gate/up projections (layers 6-23) add {sum(d[n]['calib'] for n in cur):+.3f} one by one; "
                      f"the {len(cur)} least sensitive linears {sum(low[:len(cur)]):+.3f}, the 30 least {sum(low[:30]):+.3f}. Chosen one "
-                     "by one, a dozen more linears could drop their offset ops (about 36 nodes, 2 to 3% of a decode step) at the "
-                     "default's KL: too little to make the 4-bit graph faster than 8-bit under AVX2, where even the build without "
-                     "any offset op gains only 1.12x (int4_study_ab).")
-    return dict(res, title="Why the exact 4-bit graph is not faster than 8-bit here: kernels, a decode step's nodes, the linears' share",
+                     "by one, a dozen more linears could leave the exact grid at the default's KL (measured with the float offsets of "
+                     "the previous default, before the block sums became extra inputs).")
+    return dict(res, title="What the exact 4-bit grid costs: kernels, a decode step's nodes, each linear's share of the KL",
                 reproduce='python benchmarks/int4_limits.py', tables=tables, notes=notes,
                 intro=("SmolLM2-135M-Instruct, whose layer weights are Q4_1 (4-bit codes, a scale and a float minimum per block of 32). "
                        "ONNX Runtime's `MatMulNBits` takes integer zero points on its fast path; float ones (exact for Q4_1) send it to "
-                       "its fp32 path. convchat's exact 4-bit grid therefore adds three small nodes a linear (block sums, a small "
-                       "MatMul of the block offsets, an Add). 'AVX2' = the CPUID mask of benchmarks/int8_study.py on the same CPU."))
+                       "its fp32 path. convchat's exact 4-bit grid therefore needs the sum of each block of inputs: the default feeds "
+                       "them to the same `MatMulNBits` as extra inputs (a small MatMul and a Concat per input), with the offsets as extra "
+                       "4-bit weight rows; the previous default added a float MatMul of the offsets and an Add per linear. 'AVX2' = the "
+                       "CPUID mask of benchmarks/int8_study.py on the same CPU."))
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])

@@ -200,7 +200,7 @@ def ab_result(dirs:list, rounds:int, tokens:int, threads:int, modes=('native', '
                "CPU kind (the first of `fuse.INT8_BUILDS` that passes the gate there: " + '; '.join(f'{m}: {n}' for m, n in base.items()) +
                "). Natively and under the AVX2 CPUID mask of benchmarks/int8_study.py, each under the exclusive benchmark lock."),
         tables=[dict(columns=cols, rows=rows)],
-        notes=['Per-round figures: results in the JSON.', 'Why the 4-bit graphs gain so little here: benchmarks/results/int4_limits.md.']))
+        notes=['Per-round figures: results in the JSON.', 'What the exact 4-bit grid costs: benchmarks/results/int4_limits.md.']))
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -280,18 +280,22 @@ def report(res)->dict:
                "the initializers a decode step reads (all but the embedding table, of which one row is read)."),
         tables=[dict(columns=COLUMNS, rows=rows)],
         notes=[f"{INT8}: `convchat convert`'s first 8-bit build (blocks of 64, asymmetric); {INT8_32}: its second. {EXACT}: every linear "
-               "on its block of 32's own min/max grid (integer zero points plus a float block-offset term, blocksums(x) @ offsets, that "
-               "makes the grid exact: three small ops per linear); the LM head in symmetric 8-bit blocks of 32. The default model's weights "
-               "are Q4_1 (layers) and Q8_0 (head) in its GGUF file, so this build gives them back exactly. "
+               "on its block of 32's own min/max grid: integer zero points, and the rest, a block offset times the block's input sum, from "
+               "the block sums fed to the same MatMulNBits as extra inputs with the offsets as extra 4-bit weight rows (a MatMul and a "
+               "Concat per input); the LM head in symmetric 8-bit blocks of 32. The default model's weights "
+               "are Q4_1 (layers) and Q8_0 (head) in its GGUF file, so this build gives them back up to the offsets' 4-bit rounding. "
                f"{PREVIOUS}: the same, but the attention output projections of every layer "
                "and the gate/up projections of layers 6-23 (`fuse.FIT_LAYERS`) on a fitted integer grid without offset ops (per block, the "
                "integer zero point and scale that minimise the error weighted by the block's input second moments, the error's mean folded "
-               "into the MatMulNBits bias), and the attention output projections at accuracy_level 0 (fp32 inputs). "
-               f"{DEFAULT} (`convchat convert --bits 4`, `fuse.INT4_BUILD`): the previous default with the LM head in asymmetric 8-bit "
-               f"blocks of 64, like the 8-bit default's (its largest node runs faster so). {O8}: the attention output projections with "
-               f"int8 inputs too (faster; under the AVX2 mask one probe loops in this study's gate, against the fused fp32 graph, while "
-               f"convert's gate, against the plain export, kept it in benchmarks/results/chat_avx2). {FITTED_ALL}: every linear on the fitted grid (no offset ops at all).",
-               "Why the 4-bit graphs gain so little over 8 bits here, and what the exact grid costs: benchmarks/results/int4_limits.md.",
+               "into the MatMulNBits bias), and the attention output projections at accuracy_level 0 (fp32 inputs); built before the "
+               "block sums became extra inputs, its exact linears add a float MatMul of the offsets and an Add each (as measured then). "
+               f"{DEFAULT} (`fuse.INT4_BUILD`): the previous default with the block sums as extra inputs and the LM head in asymmetric "
+               f"8-bit blocks of 64, like the 8-bit default's (its largest node runs faster so). {O8} (`fuse.INT4_BUILDS[0]`, what "
+               f"`convchat convert --bits 4` tries first): the attention output projections with "
+               f"int8 inputs too (faster). In this study's gate (reference: the fused fp32 graph) the default and this build each fail "
+               f"one free-running probe on one CPU kind or both (the table); convert's gate (reference: the plain export) kept this "
+               f"build on both kinds (benchmarks/results/chat.md, chat_avx2.md). {FITTED_ALL}: every linear on the fitted grid (no exact linear).",
+               "What the exact grid costs, and why it has to be exact: benchmarks/results/int4_limits.md.",
                "Calibration (`fuse.calibrate`): the input mean and block second moments of every linear over convchat's second conversation "
                "set (assets/ferry_conversations.json); the gate scores the example conversations. How FIT_LAYERS was chosen (teacher-forced "
                "KL added when one group's offsets are dropped, the rest exact, this machine natively): o_proj of all layers +0.005; qkv "

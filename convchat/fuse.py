@@ -37,8 +37,8 @@ INT8_BUILDS = (dict(block_size=64, symmetric=False), dict(block_size=32, symmetr
 # attention output projections with fp32 inputs (their int8 rounding flipped probes)
 FIT_LAYERS = {'o_proj': 0.0, 'gate_up_proj': 0.2}  # {linear: share of first and last layers that keep the exact grid}
 INT4_BUILD = dict(algo='minmax', block_size=32, fit=FIT_LAYERS, fp32_inputs=['o_proj'], head_block=64)
-# tried in this order by convert's gate: with int8 inputs to the attention output projections too it is faster, but on AVX2
-# kernels one probe looped in a study (benchmarks/int4_study.py); `INT4_BUILD` passed on both kinds
+# tried in this order by convert's gate: with int8 inputs to the attention output projections too it is faster; which build
+# keeps every probe depends on the CPU's kernels (benchmarks/int4_study.py)
 INT4_BUILDS = (dict(INT4_BUILD, fp32_inputs=[]), INT4_BUILD)
 
 def _build_options(bits:int|None, args:dict|list|None)->dict|list:
