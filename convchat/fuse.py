@@ -73,6 +73,14 @@ def _minmax_codes(w, block:int=32):
 
 def _pack4(q): return (q[..., 0::2] | (q[..., 1::2] << 4)).astype('uint8')   # two 4-bit codes a byte, the first in the low half
 
+def _rtn_codes(x, levels:int):
+    "Round-to-nearest codes of `x` (..., block) on each block's grid of `levels` steps whose range includes 0: codes, scales, zero points."
+    import numpy as np
+    lo, hi = np.minimum(x.min(-1), 0), np.maximum(x.max(-1), 0)
+    s = ((hi - lo)/levels).astype(np.float32); s[s == 0] = 1
+    z = np.clip(np.round(-lo/s), 0, levels).astype(np.uint8)
+    return np.clip(np.round(x/s[..., None]) + z[..., None], 0, levels).astype(np.uint8), s, z
+
 
 # %% ../nbs/04b_fuse.ipynb #4298d113
 def _onnx_tensor(a, name): from onnx import numpy_helper; return numpy_helper.from_array(a, name)
@@ -86,11 +94,7 @@ def _q4_nodes(node, w, block:int=32, accuracy_level:int=4)->tuple[list, list]:
     zi = np.clip(np.round(-lo/s), 0, 15).astype(np.uint8)            # the integer zero point nearest the exact one
     off = s*zi + lo                                                   # w = s*(code - zi) + off, for each (output, block)
     R = np.concatenate([off, np.repeat(off[:, -1:], E - kb, 1)], 1)   # (N, E); the padding's inputs are 0, its values stay in range
-    r = R.reshape(N, E//block, block)                                 # the offsets' own blocks: round to nearest, a range with 0
-    lo2, hi2 = np.minimum(r.min(-1), 0), np.maximum(r.max(-1), 0)
-    s2 = ((hi2 - lo2)/15).astype(np.float32); s2[s2 == 0] = 1
-    z2 = np.clip(np.round(-lo2/s2), 0, 15).astype(np.uint8)
-    q2 = np.clip(np.round(r/s2[..., None]) + z2[..., None], 0, 15).astype(np.uint8)
+    q2, s2, z2 = _rtn_codes(R.reshape(N, E//block, block), 15)        # the offsets' own blocks: round to nearest, a range with 0
     Q, S, Z = np.concatenate([q, q2], 1), np.concatenate([s, s2], 1), np.concatenate([zi, z2], 1)
     nb = Z.shape[1]; zp = np.zeros((N, nb + nb % 2), np.uint8); zp[:, :nb] = Z
     b, x, y = node.input[1], node.input[0], node.output[0]
@@ -114,11 +118,10 @@ def _q8_nodes(node, w, block:int=32, accuracy_level:int=4, symmetric:bool=True)-
     from onnx import helper
     K, N = w.shape
     x = np.asarray(w, np.float32).T.reshape(N, K//block, block)
-    if symmetric: lo, hi = -np.abs(x).max(-1), np.abs(x).max(-1)
-    else: lo, hi = np.minimum(x.min(-1), 0), np.maximum(x.max(-1), 0)
-    s = ((hi - lo)/(254 if symmetric else 255)).astype(np.float32); s[s == 0] = 1
-    z = np.full(s.shape, 128, np.uint8) if symmetric else np.clip(np.round(-lo/s), 0, 255).astype(np.uint8)
-    q = np.clip(np.round(x/s[..., None]) + z[..., None], 0, 255).astype(np.uint8)
+    if symmetric:
+        s = (np.abs(x).max(-1)/127).astype(np.float32); s[s == 0] = 1
+        z = np.full(s.shape, 128, np.uint8); q = (np.clip(np.round(x/s[..., None]), -127, 127) + 128).astype(np.uint8)
+    else: q, s, z = _rtn_codes(x, 255)
     b = node.input[1]
     inits = [_onnx_tensor(q, b + '_Q8'), _onnx_tensor(s.reshape(-1), b + '_scales')] + \
             ([] if symmetric else [_onnx_tensor(z.reshape(-1), b + '_zero_points')])    # no zero points: 128, the default
