@@ -13,11 +13,12 @@ from typing import Iterator, Callable
 import numpy as np
 from fastcore.basics import patch
 from .core import *
+from .template import ChatTemplateError, render_chat
 
 # %% auto #0
 __all__ = ['META_FILE', 'GenerationConfig', 'next_tokens', 'resolve_onnx_file', 'check_onnx_file', 'Decoder', 'position_ids',
-           'log_softmax', 'Sample', 'Row', 'PrefixCache', 'kv_layout', 'Batch', 'Step', 'compare_logits',
-           'ChatTemplateError', 'render_chat', 'Generation', 'ChatModel', 'TextStream', 'Event']
+           'log_softmax', 'Sample', 'Row', 'PrefixCache', 'kv_layout', 'Batch', 'Step', 'compare_logits', 'Generation',
+           'ChatModel', 'TextStream', 'Event']
 
 # %% ../nbs/04_runtime.ipynb #a636cdb2
 def _num(name, v, ok, what, whole=False):
@@ -394,9 +395,10 @@ class Batch:
                  layout:str=None,         # 'left' or 'right' KV layout (default: `kv_layout(decoder)`)
                  shared:bool=None,        # One cache buffer the graph writes in place (default: when the graph and layout allow)
                  prefix_cache:PrefixCache=None, # Where joining prompts find (and leave) the cache of their beginning
+                 isolate:bool=False,      # A row whose choice fails gets its `ConvchatError` in place of a `Sample`; the others go on
                 ):
         self.decoder, self.layout, self.rows, self.past, self.width = decoder, layout or kv_layout(decoder), [], None, 0
-        self.prefix_cache = prefix_cache
+        self.prefix_cache, self.isolate = prefix_cache, isolate
         if self.layout not in ('left', 'right'): raise ConvchatError(f"layout must be 'left' or 'right', not {layout!r}")
         can = decoder.shares_kv and self.layout == 'right'
         if shared and not can: raise ConvchatError(f"{decoder.onnx_file.name} cannot share its cache buffer in the {self.layout} layout")
@@ -506,7 +508,7 @@ def join(self:Batch, rows:list,               # New `Row`s
     last, kv, full = self._first(rows, prompt_logits)
     self._append(kv); self.rows = self.rows + list(rows)
     for r in rows: r.n = len(r.prompt)
-    out = [r.choose(x) for r, x in zip(rows, last)]
+    out = self._pick(rows, last)
     if not prompt_logits: return out
     T = full.shape[1]
     return out, np.stack([np.roll(x, T-len(r.prompt), 0) for r, x in zip(rows, full)]) if self.layout == 'right' else full
@@ -525,7 +527,17 @@ def step(self:Batch)->list:
     else: logits, self.past = self.decoder._run(ids, mask, np.array(lens)[:, None], self.past)
     self.width += 1
     for r in self.rows: r.n += 1
-    return [r.choose(x) for r, x in zip(self.rows, logits[:, -1])]
+    return self._pick(self.rows, logits[:, -1])
+
+@patch
+def _pick(self:Batch, rows:list, logits)->list:
+    "Each row's `Sample` from its logits; with `isolate`, a row that fails gets its error instead and the others are unharmed."
+    if not self.isolate: return [r.choose(x) for r, x in zip(rows, logits)]
+    out = []
+    for r, x in zip(rows, logits):
+        try: out.append(r.choose(x))
+        except Exception as e: out.append(e if isinstance(e, ConvchatError) else ConvchatError(f"generation failed: {type(e).__name__}: {_line(e)}"))
+    return out
 
 @patch
 def leave(self:Batch, rows:list):
@@ -597,47 +609,6 @@ def compare_logits(reference:str|Path, # Reference graph or folder (the verified
     la, lb = log_softmax(a), log_softmax(b)
     return dict(max_abs_diff=float(np.abs(a-b).max()), kl=float((np.exp(la)*(la-lb)).sum(-1).mean()),
                 top1=float((a.argmax(-1) == b.argmax(-1)).mean()), tokens=len(ids))
-
-# %% ../nbs/04_runtime.ipynb #e9a39407
-def _jinja_env():
-    import jinja2
-    from jinja2.ext import Extension, loopcontrols
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-    class _Generation(Extension):
-        "`{% generation %}...{% endgeneration %}` renders its body (transformers uses it to mark assistant tokens)."
-        tags = {'generation'}
-        def parse(self, parser):
-            lineno = next(parser.stream).lineno
-            body = parser.parse_statements(['name:endgeneration'], drop_needle=True)
-            return jinja2.nodes.Scope(body, lineno=lineno)
-    def raise_exception(message): raise jinja2.exceptions.TemplateError(message)
-    def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
-        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[_Generation, loopcontrols])
-    env.filters['tojson'] = tojson
-    env.globals.update(raise_exception=raise_exception, strftime_now=lambda f: datetime.datetime.now().strftime(f))
-    return env
-
-@functools.lru_cache(maxsize=16)
-def _compiled(template:str):
-    "`template` compiled once: a server renders the same template for every request."
-    return _jinja_env().from_string(template)
-
-class ChatTemplateError(ConvchatError):
-    "The chat template refused the messages (`reason`), or is itself broken (`syntax`)."
-    def __init__(self, msg, reason='', syntax=False): super().__init__(msg); self.reason,self.syntax = reason,syntax
-
-def render_chat(template:str,          # Jinja chat template
-                messages:list[dict],    # [{'role':..., 'content':...}, ...]
-                add_generation_prompt:bool=True, # End with the assistant's turn header
-                **special,              # Variables such as bos_token, eos_token
-               )->str:
-    "Render `messages` with `template` as transformers' `apply_chat_template(tokenize=False)` does."
-    try: return _compiled(template).render(messages=messages, add_generation_prompt=add_generation_prompt, **special)
-    except Exception as e:
-        import jinja2
-        raise ChatTemplateError(f"the chat template failed: {type(e).__name__}: {_line(e)}", _line(e),
-                                isinstance(e, jinja2.TemplateSyntaxError)) from None
 
 # %% ../nbs/04_runtime.ipynb #f962e9f6
 def _token_str(t): return t.get('content') if isinstance(t, dict) else t

@@ -105,11 +105,12 @@ class Scheduler:
         if max_batch < 1 or max_waiting < 0: raise ConvchatError("max_batch must be >= 1 and max_waiting >= 0")
         self.model, self.max_batch, self.max_waiting = model, max_batch, max_waiting
         self.waiting, self.running, self.cond = deque(), {}, threading.Condition()     # running: id(row) -> (row, reply, handle)
-        self.batch, self.thread, self.stopping, self.steps = Batch(model.decoder, prefix_cache=model.prefix_cache), None, False, 0
-        self.stats = dict(requests_total=0, prompt_tokens_total=0, generated_tokens_total=0, cancelled_total=0, rejected_total=0,
+        self.batch, self.thread, self.stopping, self.steps = self._new_batch(), None, False, 0
+        self.stats = dict(requests_total=0, prompt_tokens_total=0, generated_tokens_total=0, cancelled_total=0, rejected_total=0, failed_total=0,
                           ttft_seconds_sum=0.0, ttft_count=0, decode_seconds_sum=0.0, decode_tokens_sum=0, batch_rows_sum=0)
 
     def __repr__(self): return f"Scheduler({self.model.model_id!r}, running={len(self.running)}, waiting={len(self.waiting)})"
+    def _new_batch(self)->Batch: return Batch(self.model.decoder, prefix_cache=self.model.prefix_cache, isolate=True)
 
 # %% ../nbs/05a_scheduler.ipynb #a7b1e301
 @patch
@@ -131,15 +132,25 @@ def submit(self:Scheduler, req:Request)->Handle:
 # %% ../nbs/05a_scheduler.ipynb #aebcb56d
 @patch
 def _emit(self:Scheduler, rows:list, samples:list):
-    "Hand each of `rows` its `Sample`, to its reply and handle; rows whose reply ended leave the batch."
+    "Hand each of `rows` its `Sample`, to its reply and handle; rows whose reply ended, or whose own work failed, leave the batch."
     done, handles, now = [], [], time.perf_counter()
     for r, s in zip(rows, samples):
         row, reply, h = self.running[id(r)]
-        if not reply.ids: self._first(h, now)
-        h._put(_event(reply.add(s.token), s), wake=False); handles.append(h)
+        try:
+            if isinstance(s, Exception): raise s                                 # its choice failed (see `Batch(isolate=True)`)
+            if not reply.ids: self._first(h, now)
+            h._put(_event(reply.add(s.token), s), wake=False); handles.append(h)
+        except Exception as e: done.append(r); self._drop(r, e); continue
         if reply.reason: done.append(r); self._finish(r)
     self.batch.leave(done)
     _wake_all(handles)
+
+@patch
+def _drop(self:Scheduler, r, e:Exception):
+    "End row `r` alone with the error `e`, which goes to its own handle only."
+    with self.cond: row, reply, h = self.running.pop(id(r)); self.stats['failed_total'] += 1
+    h.left_at = self.steps
+    h._put(e if isinstance(e, ConvchatError) else ConvchatError(f"generation failed: {type(e).__name__}: {' '.join(str(e).split())[:300]}"))
 
 @patch
 def _first(self:Scheduler, h:Handle, now:float):
@@ -183,7 +194,11 @@ def _turn(self:Scheduler):
     gone = [r for r in self.batch.rows if self.running[id(r)][2].cancelled]
     for r in gone: self._finish(r, 'cancelled')
     self.batch.leave(gone)
-    if new := self._admit(): self._emit(new, self.batch.join(new))
+    if new := self._admit():
+        try: samples = self.batch.join(new)                                   # the batch is unchanged if the prefill fails
+        except Exception as e:
+            for r in new: self._drop(r, e)
+        else: self._emit(new, samples)
     if self.batch.rows:
         self.stats['batch_rows_sum'] += len(self.batch)
         rows, samples = list(self.batch.rows), self.batch.step()
@@ -192,8 +207,7 @@ def _turn(self:Scheduler):
 @patch
 def _fail(self:Scheduler, e:Exception):
     "End every running request with `e` and start a fresh batch."
-    m = self.model
-    with self.cond: failed, self.running, self.batch = list(self.running.values()), {}, Batch(m.decoder, prefix_cache=m.prefix_cache)
+    with self.cond: failed, self.running, self.batch = list(self.running.values()), {}, self._new_batch()
     for row, reply, h in failed: h.left_at = self.steps; h._put(e)
 
 # %% ../nbs/05a_scheduler.ipynb #68ab761b
