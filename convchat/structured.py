@@ -14,7 +14,7 @@ from fastcore.basics import patch
 from .core import *
 
 # %% auto #0
-__all__ = ['json_schema_of', 'vocab_size', 'JsonConstraint', 'json_constraint']
+__all__ = ['PROBE_STEPS', 'json_schema_of', 'vocab_size', 'JsonConstraint', 'json_constraint']
 
 # %% ../nbs/04d_structured.ipynb #98f6e1b9
 def json_schema_of(response_format:dict|None, # OpenAI's `response_format`, e.g. `{'type': 'json_object'}`
@@ -56,6 +56,8 @@ class JsonConstraint:
         self._bits = np.full((1, (vocab_size+31)//32), -1, dtype=np.int32)
 
 # %% ../nbs/04d_structured.ipynb #9fbaec5c
+def _first_line(s)->str: return (str(s or '').strip().splitlines() or [''])[0][:300]   # llguidance appends its parser state
+
 @patch
 def allowed(self:JsonConstraint)->np.ndarray: # (V,) True where a token may come next
     "The tokens that keep the reply on the grammar."
@@ -67,18 +69,40 @@ def allowed(self:JsonConstraint)->np.ndarray: # (V,) True where a token may come
 def advance(self:JsonConstraint, token:int):
     "Take the token the decoder chose; a token `allowed` refused is a bug in the caller, reported as a `ConvchatError`."
     if not self.matcher.consume_token(int(token)) or self.matcher.is_error():
-        raise ConvchatError(f"constrained decoding: token {token} does not fit the grammar ({self.matcher.get_error()})")
+        raise ConvchatError(f"constrained decoding: token {token} does not fit the grammar ({_first_line(self.matcher.get_error())})")
 
 @patch(as_prop=True)
 def is_done(self:JsonConstraint)->bool:
     "Whether the JSON is complete, so that only the end of turn may follow."
     return self.matcher.is_stopped()
 
+# %% ../nbs/04d_structured.ipynb #acd3d77e
+PROBE_STEPS = 16   # tokens `probe` writes along the grammar before a request is accepted
+
+@patch
+def copy(self:JsonConstraint)->JsonConstraint:
+    "A fresh constraint at the same point of the same grammar, without compiling it again."
+    c = object.__new__(JsonConstraint)
+    c.matcher, c.vocab_size, c._bits = self.matcher.deep_copy(), self.vocab_size, self._bits.copy()
+    return c
+
+@patch
+def probe(self:JsonConstraint, steps:int=PROBE_STEPS)->JsonConstraint:
+    "Write up to `steps` tokens along the grammar on a copy; a `ConvchatError` if the parser fails on the way, else `self`."
+    c = self.copy()
+    for _ in range(steps):
+        ok = np.flatnonzero(c.allowed())
+        if c.matcher.is_error() or not len(ok) or c.is_done: break
+        c.matcher.consume_token(int(ok[0]))
+    if c.matcher.is_error():
+        raise ConvchatError(f"response_format: the schema compiles but cannot be decoded: {_first_line(c.matcher.get_error())}")
+    return self
+
 # %% ../nbs/04d_structured.ipynb #0fc67e5b
 def json_constraint(model,                       # A `ChatModel` (its folder, tokenizer and end-of-turn ids)
                     response_format:dict|None,   # OpenAI's `response_format`
                    )->JsonConstraint|None:
-    "A fresh `JsonConstraint` for one reply of `model`, or None when `response_format` asks for plain text."
+    "A fresh, probed `JsonConstraint` for one reply of `model`, or None when `response_format` asks for plain text."
     schema = json_schema_of(response_format)
     if schema is None: return None
-    return JsonConstraint(model.onnx_dir/'tokenizer.json', vocab_size(model.onnx_dir), model.eos_ids, schema)
+    return JsonConstraint(model.onnx_dir/'tokenizer.json', vocab_size(model.onnx_dir), model.eos_ids, schema).probe()
