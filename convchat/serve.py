@@ -24,6 +24,7 @@ from .core import *
 from .runtime import ChatModel, ChatTemplateError, GenerationConfig
 from .structured import json_constraint, json_schema_of
 from .scheduler import Scheduler, QueueFull, Request as GenerationRequest
+from .connections import ConnectionLimits, uvicorn_config
 try:
     import anyio, uvicorn
     from fastapi import FastAPI, APIRouter, Request, HTTPException as FastAPIHTTPException
@@ -286,7 +287,7 @@ def submit_all(s, w)->list:
     handles = []
     try:
         for ids, c in zip(w.prompts, w.configs):
-            handles.append(s.scheduler.submit(GenerationRequest(ids, c, w.logprobs, json_constraint(s.model, w.response_format))))
+            handles.append(s.scheduler.submit(GenerationRequest(ids, c, w.logprobs, w.constraint and w.constraint.copy())))
     except ConvchatError as e:
         for h in handles: h.cancel()
         if isinstance(e, QueueFull):
@@ -531,7 +532,7 @@ class _Work:
     configs:list              # Per choice: `GenerationConfig`
     prompt_tokens:int         # Tokens of the distinct prompts
     logprobs:int|None         # Top log-probabilities per token (None: none)
-    response_format:dict|None # A JSON response format, or None
+    constraint:object|None    # A probed `JsonConstraint` (each choice decodes with a copy), or None
     include_usage:bool        # Send usage in the stream
     rid:str=''                # Response id
     created:int=0             # Unix time of the request
@@ -547,17 +548,35 @@ async def _encoded(s, prompt, field:str)->list:
                        param=field, code='context_length_exceeded')
     return ids
 
+def _can_hold(s, n:int, k:int):
+    "A 400 for a request whose `n` choices of `k` prompts are more generations than the server ever holds at once (no retry helps)."
+    cap = s.scheduler.max_batch + s.scheduler.max_waiting
+    if n*k > cap:
+        raise APIError(400, f"This request asks for {n*k} generations ({n} choices x {k} prompts) but this server holds at most {cap} at once "
+                            f"({s.scheduler.max_batch} running, {s.scheduler.max_waiting} waiting); ask for fewer", param='n', code='too_many_generations')
+
+def _short_enough(s, p, field:str):
+    "A 400, before any tokenizing, for a prompt with more characters than the context's tokens can hold (no token is longer than `s.token_chars`)."
+    chars = len(p) if isinstance(p, str) else sum(len(m['content']) for m in p)
+    if chars > s.model.context_length * s.token_chars:
+        raise APIError(400, f"The {field} {'has' if field == 'prompt' else 'have'} {chars:,} characters, more than {s.model_id}'s context of "
+                            f"{s.model.context_length} tokens can hold; shorten them", param=field, code='context_length_exceeded')
+
 async def _checked(s, req:_Sampling)->_Work:
-    "What `req` asks for, or a 4xx `APIError` if the model cannot answer it."
+    "What `req` asks for, or a 4xx `APIError` if the model cannot answer it: the cheap checks first, then the grammar and the tokens."
     config, logprobs, fmt, chat = generation_args(req, s.model_id), logprobs_of(req), checked_format(req), isinstance(req, ChatRequest)
-    if fmt is not None:
-        try: await anyio.to_thread.run_sync(json_constraint, s.model, fmt)   # a schema llguidance cannot compile is the client's to fix
-        except ConvchatError as e: raise APIError(400, str(e), param='response_format', code='invalid_value') from None
     prompts = [[m.to_dict(i) for i, m in enumerate(req.messages)]] if chat else [req.prompt] if isinstance(req.prompt, str) else req.prompt
-    prompts = [await _encoded(s, p, 'messages' if chat else 'prompt') for p in prompts]
-    n, rid = req.n or 1, f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
+    n, field = req.n or 1, 'messages' if chat else 'prompt'
+    _can_hold(s, n, len(prompts))
+    for p in prompts: _short_enough(s, p, field)
+    constraint = None
+    if fmt is not None:      # compiled and probed once; a schema llguidance cannot compile or decode is the client's to fix
+        try: constraint = await anyio.to_thread.run_sync(json_constraint, s.model, fmt)
+        except ConvchatError as e: raise APIError(400, str(e), param='response_format', code='invalid_value') from None
+    prompts = [await _encoded(s, p, field) for p in prompts]
+    rid = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
     return _Work(chat, [p for p in prompts for _ in range(n)], choice_configs(config, n)*len(prompts), sum(map(len, prompts)),
-                 logprobs, fmt, bool(req.stream_options and req.stream_options.include_usage), rid, int(time.time()), dict(id=rid))
+                 logprobs, constraint, bool(req.stream_options and req.stream_options.include_usage), rid, int(time.time()), dict(id=rid))
 
 # %% ../nbs/06_serve.ipynb #9ea94ca6
 def _entry(s, ev)->tuple|None:
@@ -639,6 +658,7 @@ def make_app(model_or_dir,                 # A loaded `ChatModel`, or an exporte
     s = app.state
     s.model, s.model_id, s.scheduler = model, model_name or model.model_id, Scheduler(model, max_concurrency, max_queue)
     s.started, s.max_body_bytes, s.metrics = int(time.time()), max_body_bytes, Metrics()
+    s.token_chars = max(map(len, model.tokenizer.get_vocab(with_added_tokens=True)))   # the longest token, in characters
     add_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(Guard, api_key=api_key, allowed_hosts=allowed_hosts or ())   # before the body is read
@@ -700,11 +720,12 @@ class BackgroundServer:
                  port:int=0,               # Port; 0 picks a free one
                  log_level:str='warning',  # uvicorn's log level
                  grace:float=5,            # Seconds running requests get to finish when the server stops
+                 limits:ConnectionLimits=None, # Timeouts and the connection cap (default `ConnectionLimits()`)
                 ):
         self.sock = listen_socket(host, port)
         self.host, self.port = host, self.sock.getsockname()[1]
         self.url = f"http://{'['+host+']' if ':' in host else host}:{self.port}"
-        self.app, self.server = app, uvicorn.Server(uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=grace))
+        self.app, self.server = app, uvicorn.Server(uvicorn_config(app, limits, log_level=log_level, timeout_graceful_shutdown=grace))
         self.thread = threading.Thread(target=self.server.run, kwargs=dict(sockets=[self.sock]), daemon=True, name=f'convchat-serve-{self.port}')
 
     def start(self, timeout:float=30)->'BackgroundServer':
@@ -738,6 +759,7 @@ def run_server(onnx_dir:str|Path,         # Exported ONNX model folder
                threads:int|None=None,     # ONNX Runtime threads (default: all cores, for the one batch)
                log_level:str='info',      # uvicorn's log level
                shutdown_grace:float=5,    # Seconds running requests get to finish on Ctrl-C
+               limits:ConnectionLimits=None, # Request timeouts and the connection cap (default `ConnectionLimits()`)
                **kw,                      # `make_app`'s options: max_concurrency, max_body_bytes, max_queue, model_name,
                                           # api_key (default: $CONVCHAT_API_KEY), allowed_hosts
               ):
@@ -752,6 +774,6 @@ def run_server(onnx_dir:str|Path,         # Exported ONNX model folder
             print(f"convchat serve: warning: listening on {host}, not loopback: anyone who can reach it can use the model"
                   + ('' if kw.get('api_key') else ' (no API key set)'), file=sys.stderr, flush=True)
         print(f"convchat serve: {app.state.model_id} at {url} (OpenAI base_url); Ctrl-C to stop", file=sys.stderr, flush=True)
-        uvicorn.Server(uvicorn.Config(app, log_level=log_level, log_config=_log_config(), access_log=False,
+        uvicorn.Server(uvicorn_config(app, limits, log_level=log_level, log_config=_log_config(), access_log=False,
                                       timeout_graceful_shutdown=shutdown_grace)).run(sockets=[sock])
     finally: sock.close()
