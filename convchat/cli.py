@@ -281,6 +281,9 @@ def serve(onnx_dir:str='convchat-onnx', # Exported ONNX model folder (from `conv
           max_body_bytes:int=4<<20, # Largest request body; larger ones get 413
           allowed_hosts:str=None,  # Extra Host names accepted on loopback, comma-separated ('*' for any)
           shutdown_grace:float=5,  # Seconds running requests get to finish on Ctrl-C before they are cancelled
+          head_timeout:float=10,   # Seconds a client has to send a request's headers (408 beyond)
+          body_timeout:float=30,   # Seconds a client has to send a request's body once the headers are in
+          max_connections:int=1000, # Open connections at most; more get 503 (lowered to fit the open-file limit)
           model_path:str=None,     # Old spelling of --onnx-dir
          )->int:
     "Serve an exported model over an OpenAI-compatible HTTP API"
@@ -288,13 +291,19 @@ def serve(onnx_dir:str='convchat-onnx', # Exported ONNX model folder (from `conv
     _check_num('port', port, 1, 65535); _check_num('max_concurrency', max_concurrency, 1)
     _check_num('max_queue', max_queue, 0); _check_num('threads', threads, 1)
     _check_num('max_body_bytes', max_body_bytes, 1024); _check_num('shutdown_grace', shutdown_grace, 0)
+    _check_num('head_timeout', head_timeout, 0, above=True); _check_num('body_timeout', body_timeout, 0, above=True)
+    _check_num('max_connections', max_connections, 1)
     if not Path(onnx_dir).is_dir(): raise ConvchatError(f"{onnx_dir}: no such model folder (make one with `convchat convert`)")
     from convchat.serve import run_server
     with _model_load_errors(onnx_dir):
         return run_server(onnx_dir, host=host, port=port, max_concurrency=max_concurrency, max_queue=max_queue,
                           api_key=api_key, model_name=model_name, threads=threads, max_body_bytes=max_body_bytes,
                           allowed_hosts=[h.strip() for h in allowed_hosts.split(',') if h.strip()] if allowed_hosts else None,
-                          shutdown_grace=shutdown_grace) or 0
+                          shutdown_grace=shutdown_grace, limits=_limits(head_timeout, body_timeout, max_connections)) or 0
+
+def _limits(head_timeout, body_timeout, max_connections):
+    from convchat.connections import ConnectionLimits
+    return ConnectionLimits(head_timeout=head_timeout, body_timeout=body_timeout, max_connections=max_connections)
 
 # %% ../nbs/07_cli.ipynb #b2afa17c
 def pipeline(data_file:str=None,        # Conversations; the recipe's, or the built-in examples, when omitted

@@ -10,7 +10,7 @@ import json, resource
 from dataclasses import dataclass
 
 # %% auto #0
-__all__ = ['ConnectionLimits', 'open_file_limit', 'limited_protocol', 'uvicorn_config']
+__all__ = ['ConnectionLimits', 'open_file_limit', 'limited_protocol', 'uvicorn_config', 'bounded_malloc']
 
 # %% ../nbs/05c_connections.ipynb #bc2ab1ba
 @dataclass
@@ -83,3 +83,12 @@ def uvicorn_config(app, limits:ConnectionLimits=None, **kw):
     limits = limits or ConnectionLimits()
     limits.max_connections = min(limits.max_connections, max(16, open_file_limit(limits.max_connections + 256) - 256))
     return uvicorn.Config(app, http=limited_protocol(limits), timeout_keep_alive=limits.keep_alive, **kw)
+
+# %% ../nbs/05c_connections.ipynb #34bda642
+def bounded_malloc(arenas:int=2, mmap_threshold:int=1<<20)->bool:
+    "Cap glibc's malloc arenas and fix its mmap threshold for this process; whether it could (False off glibc)."
+    import ctypes, ctypes.util
+    try: libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6'); mallopt = libc.mallopt
+    except (OSError, AttributeError): return False
+    M_ARENA_MAX, M_MMAP_THRESHOLD = -8, -3
+    return bool(mallopt(M_ARENA_MAX, arenas)) and bool(mallopt(M_MMAP_THRESHOLD, mmap_threshold))

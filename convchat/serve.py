@@ -24,7 +24,7 @@ from .core import *
 from .runtime import ChatModel, ChatTemplateError, GenerationConfig
 from .structured import json_constraint, json_schema_of
 from .scheduler import Scheduler, QueueFull, Request as GenerationRequest
-from .connections import ConnectionLimits, uvicorn_config
+from .connections import ConnectionLimits, uvicorn_config, bounded_malloc
 try:
     import anyio, uvicorn
     from fastapi import FastAPI, APIRouter, Request, HTTPException as FastAPIHTTPException
@@ -562,6 +562,10 @@ def _short_enough(s, p, field:str):
         raise APIError(400, f"The {field} {'has' if field == 'prompt' else 'have'} {chars:,} characters, more than {s.model_id}'s context of "
                             f"{s.model.context_length} tokens can hold; shorten them", param=field, code='context_length_exceeded')
 
+def _compiled_grammar(s, fmt:dict):
+    "The probed constraint for `fmt`, compiled one request at a time: many large schemas at once would take the CPU and memory of many."
+    with s.grammar_lock: return json_constraint(s.model, fmt)
+
 async def _checked(s, req:_Sampling)->_Work:
     "What `req` asks for, or a 4xx `APIError` if the model cannot answer it: the cheap checks first, then the grammar and the tokens."
     config, logprobs, fmt, chat = generation_args(req, s.model_id), logprobs_of(req), checked_format(req), isinstance(req, ChatRequest)
@@ -571,7 +575,7 @@ async def _checked(s, req:_Sampling)->_Work:
     for p in prompts: _short_enough(s, p, field)
     constraint = None
     if fmt is not None:      # compiled and probed once; a schema llguidance cannot compile or decode is the client's to fix
-        try: constraint = await anyio.to_thread.run_sync(json_constraint, s.model, fmt)
+        try: constraint = await anyio.to_thread.run_sync(_compiled_grammar, s, fmt)
         except ConvchatError as e: raise APIError(400, str(e), param='response_format', code='invalid_value') from None
     prompts = [await _encoded(s, p, field) for p in prompts]
     rid = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
@@ -659,6 +663,7 @@ def make_app(model_or_dir,                 # A loaded `ChatModel`, or an exporte
     s.model, s.model_id, s.scheduler = model, model_name or model.model_id, Scheduler(model, max_concurrency, max_queue)
     s.started, s.max_body_bytes, s.metrics = int(time.time()), max_body_bytes, Metrics()
     s.token_chars = max(map(len, model.tokenizer.get_vocab(with_added_tokens=True)))   # the longest token, in characters
+    s.grammar_lock = threading.Lock()
     add_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(Guard, api_key=api_key, allowed_hosts=allowed_hosts or ())   # before the body is read
@@ -765,6 +770,7 @@ def run_server(onnx_dir:str|Path,         # Exported ONNX model folder
               ):
     "Serve `onnx_dir` over an OpenAI-compatible HTTP API until interrupted (blocking)."
     if kw.get('api_key') is None: kw['api_key'] = os.environ.get('CONVCHAT_API_KEY') or None
+    bounded_malloc()                              # request bodies come and go: keep the process's memory flat (convchat.connections)
     sock = listen_socket(host, port)
     try:
         app = make_app(ChatModel(onnx_dir, threads=threads), **kw)
