@@ -703,19 +703,22 @@ def _tracking(cfg:TrainConfig, ckpt_dir:Path)->dict:
 
 # %% ../nbs/03_train.ipynb #2cb1e1d4
 def _check_packages(cfg:TrainConfig):
-    "Refuse a tracker or an optimizer whose package is missing, before anything is loaded or written."
-    import torch
-    from transformers import Trainer, TrainingArguments
+    "Refuse a tracker that is not installed and an optimizer name that does not exist, before anything is loaded or written."
+    from transformers.training_args import OptimizerNames
     from transformers.integrations import INTEGRATION_TO_CALLBACK, get_available_reporting_integrations
     trackers = [t for t in ([cfg.report_to] if isinstance(cfg.report_to, str) else cfg.report_to) if t not in ('none', 'all')]
     if bad := [t for t in trackers if t not in INTEGRATION_TO_CALLBACK]:
         raise ConvchatError(f"report_to: unknown tracker {', '.join(bad)}; the trackers are {', '.join(sorted(INTEGRATION_TO_CALLBACK))}")
     if bad := [t for t in trackers if t not in get_available_reporting_integrations()]:
         raise ConvchatError(f"report_to {', '.join(bad)}: not installed; install it (pip install {' '.join(bad)}) or leave it out (--report-to none)")
-    opt = {k: v for k, v in cfg.trainer_args.items() if k in ('optim', 'optim_args', 'optim_target_modules')}
-    if not opt: return
-    try: Trainer.get_optimizer_cls_and_kwargs(TrainingArguments(output_dir='unused', use_cpu=True, report_to='none', **opt), torch.nn.Linear(1, 1))
-    except (ImportError, ValueError) as e: raise ConvchatError(f"optim {opt.get('optim')}: {(str(e).splitlines() or [''])[0][:300]}") from None
+    if (o := cfg.trainer_args.get('optim')) is not None and o not in {n.value for n in OptimizerNames}:
+        raise ConvchatError(f"optim {o!r} is not an optimizer transformers knows; one of {', '.join(n.value for n in OptimizerNames)}")
+
+def _check_optimizer(args, model):
+    "Refuse an optimizer whose package is missing, before the trainer writes anything."
+    from transformers import Trainer
+    try: Trainer.get_optimizer_cls_and_kwargs(args, model)
+    except (ImportError, ValueError) as e: raise ConvchatError(f"optim {args.optim}: {(str(e).splitlines() or [''])[0][:300]}") from None
 
 # %% ../nbs/03_train.ipynb #0bc9c4e3
 def training_args(cfg:TrainConfig,       # The configuration
@@ -916,6 +919,7 @@ def _make_trainer(m, tok, train_ds, eval_ds, cfg:TrainConfig, ckpts:Path, precis
     "The `ConvchatTrainer` for this run and its `SaveOnSignal` callback."
     from transformers import EarlyStoppingCallback
     args = training_args(cfg, ckpts, eval_ds is not None, progress, precision)
+    _check_optimizer(args, m)
     args.eval_on_start = eval_ds is not None and resume is None
     sig, minutes = SaveOnSignal(), save_schedule(cfg.save_every)[1]
     cbs = list(callbacks or []) + [sig, _DropEarlier(old)] + ([SaveEvery(minutes)] if minutes else [])
