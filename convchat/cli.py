@@ -245,6 +245,7 @@ def chat(onnx_dir:str='convchat-onnx', # Exported ONNX model folder (from `convc
     config = _gen_config(max_new_tokens, temperature, top_p, top_k, repetition_penalty, seed)
     _check_num('threads', threads, 1)
     if not Path(onnx_dir).is_dir(): raise ConvchatError(f"{onnx_dir}: no such model folder (make one with `convchat convert`)")
+    check_model_files(onnx_dir)
     if batch_file is not None: _check_file(batch_file, 'batch file')
     for name, v in (('--prompt', prompt), ('--system', system)):
         if v is not None: _check_text(name, v)
@@ -294,6 +295,7 @@ def serve(onnx_dir:str='convchat-onnx', # Exported ONNX model folder (from `conv
     _check_num('head_timeout', head_timeout, 0, above=True); _check_num('body_timeout', body_timeout, 0, above=True)
     _check_num('max_connections', max_connections, 1)
     if not Path(onnx_dir).is_dir(): raise ConvchatError(f"{onnx_dir}: no such model folder (make one with `convchat convert`)")
+    check_model_files(onnx_dir)
     from convchat.serve import run_server
     with _model_load_errors(onnx_dir):
         return run_server(onnx_dir, host=host, port=port, max_concurrency=max_concurrency, max_queue=max_queue,
@@ -369,6 +371,7 @@ def report(model_dir:str,                 # A fine-tuned folder, or an exported 
     "Show what fine-tuning taught: held-out replies and probe recall, base vs fine-tuned (saved beside the model)"
     _check_num('max_new_tokens', max_new_tokens, 1); _check_num('threads', threads, 1)
     if not Path(model_dir).is_dir(): raise ConvchatError(f"{model_dir}: no such model folder")
+    check_model_files(model_dir)
     for f in (data_file, probes):
         if f is not None: _check_file(f)
     from convchat.report import learning_report

@@ -323,7 +323,7 @@ def model_info(onnx_dir:Path,          # A folder written by `export`
                check_files:bool=True,  # Recompute the recorded sha256 of the graph's files
               )->dict:
     "The metadata of an exported folder, with its path; fails if the graph is unreadable or differs from what was written."
-    d = Path(onnx_dir); meta = _load_meta(d)
+    d = check_model_files(onnx_dir); meta = _load_meta(d)
     f = d/meta.get('model_file', ONNX_FILE)
     if not f.exists(): raise ConvchatError(f"{d}: the model file {f.name} named in {META_FILE} is missing")
     if check_files and meta.get('files'): _check_files(d, meta['files'])

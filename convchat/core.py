@@ -6,12 +6,12 @@ Docs: https://convchat.github.io/convchat/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #9c9b5eb0
 from __future__ import annotations
-import os, sys, json, re, shutil, tempfile, hashlib, contextlib
+import os, sys, json, re, stat, shutil, fnmatch, tempfile, hashlib, contextlib
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['OWNER_FILE', 'PACKAGES', 'ConvchatError', 'cache_dir', 'atomic_write_text', 'atomic_write_json', 'check_output_dir',
-           'clean_leftovers', 'atomic_dir', 'package_versions', 'file_sha256']
+__all__ = ['OWNER_FILE', 'MODEL_FILE_LIMITS', 'PACKAGES', 'ConvchatError', 'cache_dir', 'atomic_write_text', 'atomic_write_json',
+           'check_output_dir', 'clean_leftovers', 'atomic_dir', 'check_model_files', 'package_versions', 'file_sha256']
 
 # %% ../nbs/00_core.ipynb #223f8846
 class ConvchatError(Exception):
@@ -125,6 +125,43 @@ def atomic_dir(dest:Path,             # Final folder
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+# %% ../nbs/00_core.ipynb #1fee6d4c
+MODEL_FILE_LIMITS = {'tokenizer.json': 64<<20, 'vocab.json': 64<<20, 'merges.txt': 64<<20, 'vocab.txt': 64<<20, 'tokenizer.model': 64<<20,
+                     'tokenizer_config.json': 16<<20, '*.json': 4<<20, '*.jinja': 1<<20, '*.yaml': 1<<20}  # bytes; the first match counts
+
+def _size_limit(name:str, limits:dict)->int|None: return next((n for pat, n in limits.items() if fnmatch.fnmatch(name, pat)), None)
+
+def _hf_blob(target:Path, root:Path)->bool:
+    "Whether `target` is a blob of the Hugging Face cache repository whose snapshot folder is `root`."
+    return root.parent.name == 'snapshots' and target.parent == root.parent.parent/'blobs'
+
+# %% ../nbs/00_core.ipynb #ec92ded8
+def _check_entry(p:Path, shown:Path, root:Path, limits:dict):
+    "Raise unless `p`, its links followed, is a folder or a regular file within its size limit, inside `root`."
+    try: t = p.resolve(strict=True)
+    except (OSError, RuntimeError): raise ConvchatError(f"{shown} is a link to nothing (or a loop of links); a model folder holds only files") from None
+    if not (t.is_relative_to(root) or _hf_blob(t, root)):
+        raise ConvchatError(f"{shown} is a link to {t}, outside the model folder; convchat reads only the files inside a model folder: "
+                            "copy the file in if you trust it")
+    st = t.stat()
+    if stat.S_ISDIR(st.st_mode): return
+    if not stat.S_ISREG(st.st_mode): raise ConvchatError(f"{shown} is not a regular file (a device, a pipe or a socket); a model folder holds only files")
+    if (cap := _size_limit(p.name, limits)) is not None and st.st_size > cap:
+        raise ConvchatError(f"{shown} is {st.st_size/2**20:.1f} MiB, more than the {cap/2**20:g} MiB any real {p.name} takes; the model folder is damaged or hostile")
+
+def check_model_files(folder:Path,     # A model folder: fine-tuned, exported, or a Hugging Face cache snapshot
+                      names:list=None,  # Check only these entries (default: everything in it, subfolders too)
+                      limits:dict=None, # Largest size by file name pattern (default: `MODEL_FILE_LIMITS`)
+                     )->Path:           # `folder`
+    "Raise a `ConvchatError` unless `folder` holds only regular files inside it, each within its size limit."
+    folder, limits = Path(folder), MODEL_FILE_LIMITS if limits is None else limits
+    if not folder.is_dir(): raise ConvchatError(f"{folder}: no such model folder")
+    root = folder.resolve()
+    if names is not None: entries = [root/n for n in names if os.path.lexists(root/n)]
+    else: entries = [Path(d)/n for d, ds, fs in os.walk(root) for n in ds + fs]
+    for p in entries: _check_entry(p, folder/p.relative_to(root), root, limits)
+    return folder
 
 # %% ../nbs/00_core.ipynb #9fa80bf1
 PACKAGES = ('convchat', 'torch', 'transformers', 'peft', 'datasets', 'optimum', 'onnx', 'onnxruntime', 'onnxruntime-genai')

@@ -107,6 +107,7 @@ def resolve_model(model:str|Path=DEFAULT_MODEL, # 'default', a local folder or a
     if is_default(model): return default_model_path()
     p = Path(model).expanduser()
     if p.is_dir():
+        check_model_files(p)       # only regular files inside the folder, of sane sizes
         if not (p/'config.json').exists(): raise ConvchatError(f"{p} is a folder but holds no model (no config.json)")
         return p
     s = str(model)
@@ -175,8 +176,8 @@ def check_model_folder(path:Path,              # A local model folder
                        allow_pickle:bool=False, # Accept pickle weights
                        weights:bool=True,       # Also check that it holds weights convchat may load
                       )->list[Path]:            # Its weight files
-    "Refuse a model folder that needs custom code, or whose only weights are pickles (unless allowed)."
-    path = Path(path)
+    "Refuse a model folder that reads beyond itself (`check_model_files`), needs custom code, or whose only weights are pickles (unless allowed)."
+    path = check_model_files(path)
     for name in ('config.json', 'tokenizer_config.json'):
         if (path/name).exists() and (am := _read_config(path/name).get('auto_map')):
             raise ConvchatError(f"{path/name} names custom code (auto_map: {', '.join(am) if isinstance(am, dict) else am}); "

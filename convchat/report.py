@@ -261,6 +261,7 @@ def load_report(path:Path)->LearningReport:
     "The `LearningReport` saved in a folder (or a report file)."
     p = Path(path)/REPORT_FILE if Path(path).is_dir() else Path(path)
     if not p.is_file(): raise ConvchatError(f"{path}: no learning report (make one with `convchat report {path}`)")
+    check_model_files(p.parent, [p.name])
     return LearningReport.from_dict(json.loads(p.read_text()))
 
 # %% ../nbs/05b_report.ipynb #52f85c38
@@ -285,11 +286,11 @@ def table(self:LearningReport)->str:
 def training_record(model_dir:Path)->dict|None:
     "The `convchat-train.json` of `model_dir`, or for an exported folder that of the folder it was exported from."
     d = Path(model_dir)
-    if (d/'convchat-train.json').is_file(): return json.loads((d/'convchat-train.json').read_text())
+    if (d/'convchat-train.json').is_file(): return json.loads(check_model_files(d, ['convchat-train.json']).joinpath('convchat-train.json').read_text())
     if not is_onnx_folder(d): return None
     src = Path(json.loads((d/META_FILE).read_text()).get('source_path') or '')
     for s in (src, d.parent/src.name):              # as recorded, or a sibling (`pipeline`'s work_dir/model beside work_dir/onnx)
-        if str(src) and (s/'convchat-train.json').is_file(): return json.loads((s/'convchat-train.json').read_text())
+        if str(src) and (s/'convchat-train.json').is_file(): return json.loads(check_model_files(s, ['convchat-train.json']).joinpath('convchat-train.json').read_text())
     return None
 
 # %% ../nbs/05b_report.ipynb #dbf6cc52
@@ -339,6 +340,7 @@ def learning_report(model_dir,                # Fine-tuned folder (PyTorch or ex
                    )->LearningReport:
     "Ask the base and the fine-tuned model the held-out turns and the probes; score both."
     prior = base if isinstance(base, LearningReport) else None
+    if isinstance(model_dir, (str, Path)) and Path(model_dir).is_dir(): check_model_files(model_dir)
     rec = training_record(model_dir) if isinstance(model_dir, (str, Path)) else None
     data_file = _data_file(rec, data_file if data_file is not None or prior is None else prior.data_file)
     (ef, sd), kw = _split(rec, prior, eval_fraction, seed), dict(max_new_tokens=max_new_tokens, threads=threads, batch_size=batch_size)

@@ -6,7 +6,7 @@ Docs: https://convchat.github.io/convchat/train.html.md"""
 
 # %% ../nbs/03_train.ipynb #0ff117d2
 from __future__ import annotations
-import os, sys, re, json, math, time, shutil, signal, platform, contextlib
+import os, sys, re, json, math, time, enum, errno, types, typing, shutil, signal, platform, contextlib
 from dataclasses import dataclass, field, asdict, fields, replace, make_dataclass, MISSING
 from pathlib import Path
 from fastcore.basics import patch
@@ -17,15 +17,16 @@ from .tokenization import (ensure_chat_template, resize_embeddings, build_datase
                                    DataCollator)
 
 # %% auto #0
-__all__ = ['RECIPE_FILE', 'COMPILE_MIN_PARAMS', 'COMPILE_MIN_STEPS', 'PACKED_ATTENTION', 'TrainConfig', 'save_schedule',
-           'make_config', 'trainer_fields', 'RunOptions', 'trainer_options', 'recipe_parser', 'parse_recipe',
-           'load_recipe', 'recipe_of', 'save_recipe', 'cpu_has_bf16', 'resolve_precision', 'output_layer', 'only_rows',
-           'label_loss', 'ConvchatTrainer', 'repeated_blocks', 'compile_blocks', 'uncompile_blocks', 'cpp_compiler',
-           'planned_steps', 'auto_compile', 'segment_attention', 'packed_attention', 'use_packed_attention',
-           'packed_training', 'EpochLengthGroupedSampler', 'checkpoints_dir', 'is_main_process', 'barrier',
-           'main_process_first', 'any_process', 'allow_indexed_cpu_loads', 'oom_advice', 'add_lora', 'merge_lora',
-           'full_model', 'runs_dir', 'training_args', 'SaveEvery', 'SaveOnSignal', 'TrainingInterrupted', 'save_model',
-           'TrainResult', 'load_base_model', 'train', 'plot_loss', 'tensorboard_history', 'greedy_answer', 'cpu_info']
+__all__ = ['RECIPE_FILE', 'COMPILE_MIN_PARAMS', 'COMPILE_MIN_STEPS', 'PACKED_ATTENTION', 'CHECKPOINT_FILE_LIMITS', 'TrainConfig',
+           'save_schedule', 'make_config', 'trainer_fields', 'RunOptions', 'trainer_options', 'recipe_parser',
+           'parse_recipe', 'load_recipe', 'recipe_of', 'save_recipe', 'cpu_has_bf16', 'resolve_precision',
+           'output_layer', 'only_rows', 'label_loss', 'ConvchatTrainer', 'repeated_blocks', 'compile_blocks',
+           'uncompile_blocks', 'cpp_compiler', 'planned_steps', 'auto_compile', 'segment_attention', 'packed_attention',
+           'use_packed_attention', 'packed_training', 'EpochLengthGroupedSampler', 'checkpoints_dir', 'is_main_process',
+           'barrier', 'main_process_first', 'any_process', 'allow_indexed_cpu_loads', 'oom_advice', 'add_lora',
+           'merge_lora', 'full_model', 'runs_dir', 'training_args', 'SaveEvery', 'SaveOnSignal', 'TrainingInterrupted',
+           'save_model', 'TrainResult', 'load_base_model', 'train', 'plot_loss', 'tensorboard_history', 'greedy_answer',
+           'cpu_info']
 
 # %% ../nbs/03_train.ipynb #fd0fd6fc
 @dataclass
@@ -68,6 +69,30 @@ class TrainConfig:
     run_name: str|None = None         # The run's name in the trackers (None: the date and time it started)
     trainer_args: dict = field(default_factory=dict) # Any other `TrainingArguments` field, e.g. {'optim': 'adamw_torch'}
 
+# %% ../nbs/03_train.ipynb #a69ec741
+_KINDS = {float: 'a number', int: 'a whole number', str: 'text', bool: 'true or false', list: 'a list', tuple: 'a list', dict: 'a mapping', type(None): 'null'}
+
+def _options(t)->tuple: return typing.get_args(t) if typing.get_origin(t) in (typing.Union, types.UnionType) else (t,)
+def _is_enum(t)->bool: return isinstance(t, type) and issubclass(t, enum.Enum)
+
+def _fits(v, t)->bool:
+    "Whether the value `v` has the shape of the type `t` (types it cannot judge pass)."
+    if len(opts := _options(t)) > 1: return any(_fits(v, a) for a in opts)
+    o = typing.get_origin(t) or t
+    if o is bool: return isinstance(v, bool)
+    if o in (int, float): return isinstance(v, (int, float) if o is float else int) and not isinstance(v, bool)
+    if o is str or _is_enum(o): return isinstance(v, str)
+    if o in (list, tuple): return isinstance(v, (list, tuple)) and all(_fits(x, a) for a in typing.get_args(t)[:1] for x in v)
+    if o is dict: return isinstance(v, dict)
+    return v is None if o is type(None) else True
+
+def _check_shapes(values:dict, hints:dict):
+    "Raise a one-line `ConvchatError` naming the first option whose value has the wrong shape (a list where a number goes)."
+    for k, v in values.items():
+        if k in hints and not _fits(v, hints[k]):
+            kinds = dict.fromkeys('text' if _is_enum(a) else _KINDS.get(typing.get_origin(a) or a, getattr(a, '__name__', str(a))) for a in _options(hints[k]))
+            raise ConvchatError(f"{k} must be {' or '.join(kinds)}, not {type(v).__name__} {v!r:.80}")
+
 # %% ../nbs/03_train.ipynb #e6cce2a9
 def save_schedule(save_every:int|str|None, # Steps (50, '50'), a time ('10m', '90s', '2h'), or None/0 for neither
                  )->tuple:                  # (steps, minutes), one of them None
@@ -91,6 +116,7 @@ def make_config(config:TrainConfig=None, # A starting configuration (default: `T
     bad = sorted(set(overrides) - names)
     if bad: raise ConvchatError(f"unknown training option(s) {', '.join(bad)}; valid options: {', '.join(sorted(names))}")
     cfg = replace(config or TrainConfig(), **overrides)
+    _check_shapes({f.name: getattr(cfg, f.name) for f in fields(cfg)}, typing.get_type_hints(TrainConfig))
     if cfg.precision not in ('auto', 'fp32', 'bf16', 'fp16'): raise ConvchatError(f"precision must be 'auto', 'fp32', 'bf16' or 'fp16', not {cfg.precision!r}")
     for k in ('batch_size', 'grad_accum', 'max_length', 'save_total_limit'):
         if getattr(cfg, k) < 1: raise ConvchatError(f"{k} must be at least 1, not {getattr(cfg, k)}")
@@ -122,8 +148,9 @@ def _unknown(names, valid, what='training option')->ConvchatError:
                          "convchat's options are TrainConfig's fields, and any other TrainingArguments field may be given")
 
 def _check_trainer_args(args:dict):
+    from transformers import TrainingArguments
     if bad := set(args) - set(trainer_fields()): raise _unknown(bad, list(trainer_fields()), 'TrainingArguments field')
-
+    _check_shapes(args, typing.get_type_hints(TrainingArguments))
 
 # %% ../nbs/03_train.ipynb #707ebed8
 @dataclass
@@ -500,17 +527,65 @@ def _remove_checkpoints(ckpts:Path):
         if _CKPT.fullmatch(p.name): shutil.rmtree(p, ignore_errors=True)
     with contextlib.suppress(OSError): ckpts.rmdir()
 
+def _complete(ckpt:Path)->bool: return (ckpt/'trainer_state.json').is_file()   # `Trainer` writes it last
+
+def _drop_incomplete(ckpts:Path):
+    "Remove the checkpoints whose save was cut short."
+    if not ckpts.is_dir(): return
+    for p in ckpts.iterdir():
+        if _CKPT.fullmatch(p.name) and p.is_dir() and not _complete(p): shutil.rmtree(p, ignore_errors=True)
+
+def _newest_complete(ckpts:Path)->Path:
+    "The newest complete checkpoint in `ckpts`, saying which when a newer one is incomplete."
+    found = sorted((p for p in ckpts.iterdir() if re.fullmatch(r'checkpoint-\d+', p.name) and p.is_dir()),
+                   key=lambda p: int(p.name.split('-')[1]), reverse=True) if ckpts.is_dir() else []
+    done = [p for p in found if _complete(p)]
+    cut = f"{found[0].name} is incomplete (its save was cut short)" if found and found[0] not in done[:1] else ''
+    if not done: raise ConvchatError(f"no complete checkpoint to resume from in {ckpts}" + (f": {cut}" if cut else ''))
+    if is_main_process(): print(f"convchat: {cut + '; ' if cut else ''}resuming from {done[0]}", file=sys.stderr)
+    return done[0]
+
+CHECKPOINT_FILE_LIMITS = {'trainer_state.json': 1<<30, **MODEL_FILE_LIMITS}   # a long run's log history is large
+
 def _resume_path(resume, ckpts:Path):
-    "`resume_from_checkpoint` as `Trainer` wants it: a checkpoint folder, or None."
+    "`resume_from_checkpoint` as `Trainer` wants it: a checkpoint folder (the newest complete one for 'last'), or None."
     if resume in (None, False): return None
-    if resume in (True, 'last'):
-        from transformers.trainer_utils import get_last_checkpoint
-        last = get_last_checkpoint(str(ckpts)) if ckpts.is_dir() else None
-        if last is None: raise ConvchatError(f"no checkpoint to resume from in {ckpts}")
-        return last
-    p = Path(resume)
+    p = _newest_complete(ckpts) if resume in (True, 'last') else Path(resume)
     if not (p/'trainer_state.json').exists(): raise ConvchatError(f"{p} is not a training checkpoint (no trainer_state.json)")
+    check_model_files(p, limits=CHECKPOINT_FILE_LIMITS)
     return str(p)
+
+# %% ../nbs/03_train.ipynb #558a453d
+_SHAPE = ('model_type', 'vocab_size', 'hidden_size', 'n_embd', 'num_hidden_layers', 'n_layer', 'num_attention_heads', 'n_head',
+          'num_key_value_heads', 'intermediate_size')
+
+def _check_resumable(ckpt, model):
+    "Refuse a checkpoint written while training a model of another shape than `model`."
+    f = Path(ckpt)/'config.json'
+    if not f.is_file(): return
+    try: saved = json.loads(f.read_text())
+    except (ValueError, UnicodeDecodeError): raise ConvchatError(f"{f}: not valid JSON; the checkpoint is damaged") from None
+    cur = (model.get_base_model() if hasattr(model, 'get_base_model') else model).config.to_dict()
+    if diff := [k for k in _SHAPE if k in saved and k in cur and saved[k] != cur[k]]:
+        raise ConvchatError(f"{ckpt} was written while training another model ({', '.join(f'{k} {saved[k]} there, {cur[k]} here' for k in diff[:3])}); "
+                            "resume with the base model it was made from, or start afresh without resume")
+
+def _unloadable(ckpt)->Path:
+    "The first file of `ckpt` that `torch.load` refuses to load as plain tensors (else `ckpt`)."
+    import torch
+    for f in sorted(p for g in ('*.pt', '*.pth', '*.bin') for p in Path(ckpt).glob(g)):
+        try: torch.load(f, map_location='cpu', weights_only=True)
+        except Exception: return f
+    return Path(ckpt)
+
+def _resume_error(e:Exception, ckpt):
+    "Raise a one-line error for a checkpoint that could not be loaded: a refused pickle, or another model's weights."
+    import pickle
+    if isinstance(e, pickle.UnpicklingError):
+        raise ConvchatError(f"{_unloadable(ckpt)}: holds objects other than tensors, so convchat does not load it (the file is damaged "
+                            "or was tampered with); resume from another checkpoint, or start afresh") from None
+    if 'size mismatch' in str(e) or 'Error(s) in loading state_dict' in str(e):
+        raise ConvchatError(f"{ckpt} holds the weights of another model; resume with the base model it was made from, or start afresh") from None
 
 # %% ../nbs/03_train.ipynb #ac71c21a
 def is_main_process()->bool:
@@ -557,6 +632,14 @@ def _is_oom(e:BaseException)->bool:
     if isinstance(e, torch.OutOfMemoryError): return True
     s = str(e).lower()
     return isinstance(e, (RuntimeError, MemoryError)) and ('out of memory' in s or "can't allocate memory" in s or isinstance(e, MemoryError))
+
+def _disk_full(e:BaseException)->bool:
+    "Whether `e`, or an error it came from, says the disk is full."
+    for _ in range(8):
+        if e is None: return False
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) or 'No space left on device' in str(e): return True
+        e = e.__cause__ or e.__context__
+    return False
 
 def oom_advice(cfg:TrainConfig, device:str)->str:
     "A one-line explanation of an out-of-memory error with what to change."
@@ -617,6 +700,25 @@ def _tracking(cfg:TrainConfig, ckpt_dir:Path)->dict:
     from transformers import TrainingArguments
     where = {'logging_dir': str(cfg.logging_dir or runs/name)} if 'logging_dir' in TrainingArguments.__dataclass_fields__ else {}
     return dict(report_to=cfg.report_to, run_name=name, **where)   # transformers 5 may drop logging_dir (TENSORBOARD_LOGGING_DIR)
+
+# %% ../nbs/03_train.ipynb #2cb1e1d4
+def _check_packages(cfg:TrainConfig):
+    "Refuse a tracker that is not installed and an optimizer name that does not exist, before anything is loaded or written."
+    from transformers.training_args import OptimizerNames
+    from transformers.integrations import INTEGRATION_TO_CALLBACK, get_available_reporting_integrations
+    trackers = [t for t in ([cfg.report_to] if isinstance(cfg.report_to, str) else cfg.report_to) if t not in ('none', 'all')]
+    if bad := [t for t in trackers if t not in INTEGRATION_TO_CALLBACK]:
+        raise ConvchatError(f"report_to: unknown tracker {', '.join(bad)}; the trackers are {', '.join(sorted(INTEGRATION_TO_CALLBACK))}")
+    if bad := [t for t in trackers if t not in get_available_reporting_integrations()]:
+        raise ConvchatError(f"report_to {', '.join(bad)}: not installed; install it (pip install {' '.join(bad)}) or leave it out (--report-to none)")
+    if (o := cfg.trainer_args.get('optim')) is not None and o not in {n.value for n in OptimizerNames}:
+        raise ConvchatError(f"optim {o!r} is not an optimizer transformers knows; one of {', '.join(n.value for n in OptimizerNames)}")
+
+def _check_optimizer(args, model):
+    "Refuse an optimizer whose package is missing, before the trainer writes anything."
+    from transformers import Trainer
+    try: Trainer.get_optimizer_cls_and_kwargs(args, model)
+    except (ImportError, ValueError) as e: raise ConvchatError(f"optim {args.optim}: {(str(e).splitlines() or [''])[0][:300]}") from None
 
 # %% ../nbs/03_train.ipynb #0bc9c4e3
 def training_args(cfg:TrainConfig,       # The configuration
@@ -768,6 +870,21 @@ def _put_back(old:Path|None, ckpts:Path):
     with contextlib.suppress(OSError): ckpts.rmdir()
     os.replace(old, ckpts)
 
+@contextlib.contextmanager
+def _nothing_left(ckpts:Path, set_aside:bool):
+    "Yield the earlier checkpoints, moved aside if `set_aside`; if the block fails, leave `ckpts` as it was before it."
+    made = not ckpts.exists()
+    old = _set_aside(ckpts) if set_aside else None
+    try: yield old
+    except BaseException as e:
+        _drop_incomplete(ckpts); _put_back(old, ckpts)
+        if made:
+            with contextlib.suppress(OSError): ckpts.rmdir()
+        if isinstance(e, Exception) and _disk_full(e):
+            raise ConvchatError(f"no space left on the device while writing {getattr(e, 'filename', None) or ckpts.parent}; "
+                                "free some space, or write elsewhere (another output folder), and run again") from None
+        raise
+
 class _DropEarlier(TrainerCallback):
     "Delete the earlier run's checkpoints once this run has written one."
     def __init__(self, old:Path|None): self.old = old
@@ -802,6 +919,7 @@ def _make_trainer(m, tok, train_ds, eval_ds, cfg:TrainConfig, ckpts:Path, precis
     "The `ConvchatTrainer` for this run and its `SaveOnSignal` callback."
     from transformers import EarlyStoppingCallback
     args = training_args(cfg, ckpts, eval_ds is not None, progress, precision)
+    _check_optimizer(args, m)
     args.eval_on_start = eval_ds is not None and resume is None
     sig, minutes = SaveOnSignal(), save_schedule(cfg.save_every)[1]
     cbs = list(callbacks or []) + [sig, _DropEarlier(old)] + ([SaveEvery(minutes)] if minutes else [])
@@ -814,16 +932,15 @@ def _make_trainer(m, tok, train_ds, eval_ds, cfg:TrainConfig, ckpts:Path, precis
 
 # %% ../nbs/03_train.ipynb #9d88f94a
 def _fit(trainer, sig:SaveOnSignal, resume, old:Path|None, ckpts:Path, cfg:TrainConfig, device:str):
-    "Run `trainer`; on failure or a signal put the earlier checkpoints back, on success drop them."
+    "Run `trainer`: errors a user can act on become one line, a signal stops it after a checkpoint, success drops the earlier checkpoints."
     if trainer.args.world_size > 1: allow_indexed_cpu_loads()
     try:
         with sig.installed(): out = trainer.train(resume_from_checkpoint=resume)
-    except BaseException as e:
-        _put_back(old, ckpts)
-        if isinstance(e, Exception) and _is_oom(e): raise ConvchatError(oom_advice(cfg, device)) from e
+    except Exception as e:
+        if _is_oom(e): raise ConvchatError(oom_advice(cfg, device)) from e
+        if resume: _resume_error(e, resume)
         raise
     if sig.received:
-        _put_back(old, ckpts)
         raise TrainingInterrupted(f"training stopped by {sig.received} at step {trainer.state.global_step}; the checkpoint is in {ckpts}: "
                                   "continue with resume='last' (--resume last)")
     if old is not None: shutil.rmtree(old, ignore_errors=True)    # this run is complete: the earlier one is superseded
@@ -863,6 +980,7 @@ def train(data_file:Path,              # Conversations file (JSON/JSONL, any for
     import torch
     from transformers import set_seed
     t0, cfg = time.time(), make_config(config, **config_overrides)
+    _check_packages(cfg)
     data_file, output_dir = Path(data_file), Path(output_dir)
     resume = resume if resume is not None else resume_from_checkpoint
     protect, ckpts, resume = _check_inputs(data_file, output_dir, model, overwrite, resume)
@@ -870,18 +988,19 @@ def train(data_file:Path,              # Conversations file (JSON/JSONL, any for
     set_seed(cfg.seed)
     with main_process_first():                  # the main process converts the default model; the others then read it
         m, tok, train_ds, eval_ds, rep = _prepare(data_file, model, cfg, allow_pickle, progress)
+    if resume: _check_resumable(resume, m)
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
     precision = resolve_precision(cfg.precision, device == 'cuda')
-    old = _set_aside(ckpts) if resume is None and is_main_process() else None   # the earlier checkpoints go once we write one
-    with packed_training(m, cfg.packing, device) as packing:
-        trainer, sig = _make_trainer(m, tok, train_ds, eval_ds, cfg, ckpts, precision, packing, resume, old, callbacks, progress)
-        out = _fit(trainer, sig, resume, old, ckpts, cfg, device)
-        metrics = dict(**_final_metrics(trainer, out, eval_ds is not None), wall_time_s=round(time.time()-t0, 1))
-    record = _train_record(model, data_file, rep, train_ds, eval_ds, cfg, precision, device, resume, metrics)
-    final = full_model(trainer)                 # every process takes part; the main process gets the model
-    if final is not None:
-        save_model(final, tok, output_dir, record, overwrite=overwrite, protect=protect)
-        if not cfg.keep_checkpoints: _remove_checkpoints(ckpts)
+    with _nothing_left(ckpts, resume is None and is_main_process()) as old:   # the earlier checkpoints go once we write one
+        with packed_training(m, cfg.packing, device) as packing:
+            trainer, sig = _make_trainer(m, tok, train_ds, eval_ds, cfg, ckpts, precision, packing, resume, old, callbacks, progress)
+            out = _fit(trainer, sig, resume, old, ckpts, cfg, device)
+            metrics = dict(**_final_metrics(trainer, out, eval_ds is not None), wall_time_s=round(time.time()-t0, 1))
+        record = _train_record(model, data_file, rep, train_ds, eval_ds, cfg, precision, device, resume, metrics)
+        final = full_model(trainer)             # every process takes part; the main process gets the model
+        if final is not None:
+            save_model(final, tok, output_dir, record, overwrite=overwrite, protect=protect)
+            if not cfg.keep_checkpoints: _remove_checkpoints(ckpts)
     barrier()                                   # the others return once the folder exists
     return TrainResult(output_dir, metrics, trainer.state.log_history, record)
 

@@ -28,7 +28,7 @@ def recorded_source(src:Path)->str:
     "The source model recorded in the metadata of an exported folder (or of the folder holding the file `src`)."
     meta = Path(src)/META_FILE if Path(src).is_dir() else Path(src).parent/META_FILE
     if not meta.exists(): raise ConvchatError(f"{src}: pass the PyTorch model to compare with (model); no {META_FILE} records it")
-    return json.loads(meta.read_text())['source_path']
+    return json.loads(check_model_files(meta.parent, [META_FILE]).joinpath(META_FILE).read_text())['source_path']
 
 # %% ../nbs/04a_verify.ipynb #134df5ff
 FP32_ATOL = 1e-3  # largest |logit difference| allowed for an fp32 graph
@@ -248,7 +248,7 @@ def training_data(model_dir)->Path|None:
     "The conversations a fine-tuned folder was trained on (from its `convchat-train.json`), if they are still there."
     f = Path(str(model_dir))/'convchat-train.json'
     if not f.is_file(): return None
-    d = json.loads(f.read_text()).get('data_file')
+    d = json.loads(check_model_files(f.parent, [f.name]).joinpath(f.name).read_text()).get('data_file')
     return Path(d) if d and Path(d).is_file() else None
 
 # %% ../nbs/04a_verify.ipynb #9502b418
