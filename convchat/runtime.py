@@ -642,6 +642,7 @@ class ChatModel:
         from tokenizers import Tokenizer
         d = Path(onnx_dir).expanduser()
         if not d.is_dir(): raise ConvchatError(f"{d}: no such model folder (make one with `convchat convert`)")
+        check_model_files(d)                                                  # only regular files inside it, within their size limits
         self.onnx_dir, self.model_id, self.meta = d, d.name, _read_json(d/META_FILE)
         onnx_file = resolve_onnx_file(d)
         if not (d/'tokenizer.json').exists():
