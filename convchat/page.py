@@ -7,25 +7,25 @@ Docs: https://convchat.github.io/convchat/page.html.md"""
 # %% auto #0
 __all__ = ['PAGE_DIR', 'PAGE_FILES', 'CSP', 'PAGE_HEADERS', 'page_info', 'add_chat_page']
 
-# %% ../nbs/06a_page.ipynb #6fd2fbf9
+# %% ../nbs/06a_page.ipynb #f486ac7a
 from pathlib import Path
 import convchat
 from .runtime import GenerationConfig
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-# %% ../nbs/06a_page.ipynb #ae6799a9
+# %% ../nbs/06a_page.ipynb #8f8233e5
 PAGE_DIR = Path(convchat.__file__).parent/'assets'/'page'
 PAGE_FILES = {'/': 'index.html', '/page/chat.js': 'chat.js', '/page/markdown.js': 'markdown.js', '/page/chat.css': 'chat.css'}
 _TYPES = {'.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8'}
 
-# %% ../nbs/06a_page.ipynb #ec9e230a
+# %% ../nbs/06a_page.ipynb #14133184
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 PAGE_HEADERS = {'Content-Security-Policy': CSP, 'X-Content-Type-Options': 'nosniff', 'Referrer-Policy': 'no-referrer',
                 'X-Frame-Options': 'DENY', 'Cache-Control': 'no-cache'}
 
-# %% ../nbs/06a_page.ipynb #565b1e06
+# %% ../nbs/06a_page.ipynb #088447bd
 _FACTS = ('graph', 'bits', 'architecture', 'parameters', 'n_layers', 'vocab_size', 'file_size')
 
 def page_info(state)->dict:
@@ -35,7 +35,7 @@ def page_info(state)->dict:
     return dict(id=state.model_id, context_length=m.context_length, max_tokens=g.max_new_tokens, repetition_penalty=g.repetition_penalty,
                 **{k: m.meta.get(k) for k in _FACTS})
 
-# %% ../nbs/06a_page.ipynb #255ff6b9
+# %% ../nbs/06a_page.ipynb #471356f8
 def _file_route(name:str):
     "A handler answering with the page's file `name`, read now."
     body, typ = (PAGE_DIR/name).read_bytes(), _TYPES[Path(name).suffix]
