@@ -380,7 +380,7 @@ def build_docs(dest:str|Path='_site',      # Folder the site is written to (repl
         nav.append({('Home' if page == 'index.md' else nb_title(nb, f.stem)): page})
     for page, md in link_methods_to_classes(pages).items():
         (docs/page).parent.mkdir(parents=True, exist_ok=True)
-        (docs/page).write_text(md)
+        (docs/page).write_text(md.replace('](../docs/screenshots/', '](screenshots/'))  # see the screenshots copied below
     for name, data in images.items():
         (docs/name).parent.mkdir(parents=True, exist_ok=True)
         (docs/name).write_bytes(data)
@@ -391,6 +391,8 @@ def build_docs(dest:str|Path='_site',      # Folder the site is written to (repl
     for f in nbs.rglob('*'):  # images and other assets the notebooks' markdown refers to
         if f.suffix.lower() in ('.png', '.jpg', '.jpeg', '.gif', '.svg', '.webp') and '_proc' not in f.parts:
             (docs/f.relative_to(nbs)).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(f, docs/f.relative_to(nbs))
+    for f in sorted((root/'docs'/'screenshots').glob('*.png')):  # screenshots a notebook shows as ../docs/screenshots/NAME
+        (docs/'screenshots').mkdir(exist_ok=True); shutil.copy2(f, docs/'screenshots'/f.name)
     (docs/'docs.css').write_text((root/'tools'/'docs.css').read_text())
 
     import yaml
