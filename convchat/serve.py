@@ -780,7 +780,7 @@ def run_server(onnx_dir:str|Path,         # Exported ONNX model folder
         if not is_loopback(host):
             print(f"convchat serve: warning: listening on {host}, not loopback: anyone who can reach it can use the model"
                   + ('' if kw.get('api_key') else ' (no API key set)'), file=sys.stderr, flush=True)
-        print(f"convchat serve: {app.state.model_id} at {url} (OpenAI base_url); Ctrl-C to stop", file=sys.stderr, flush=True)
+        print(f"convchat serve: {app.state.model_id} at {url} (OpenAI base_url), chat page at {url[:-3]}/; Ctrl-C to stop", file=sys.stderr, flush=True)
         uvicorn.Server(uvicorn_config(app, limits, log_level=log_level, log_config=_log_config(), access_log=False,
                                       timeout_graceful_shutdown=shutdown_grace)).run(sockets=[sock])
     finally: sock.close()
