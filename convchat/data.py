@@ -52,7 +52,7 @@ def format_example(fmt:str)->Path:
     "A small example file of `fmt` shipped with convchat (`convchat/assets/formats/`), written from the format's published description."
     import convchat
     d = Path(convchat.__file__).parent/'assets'/'formats'
-    hits = sorted(d.glob(f'{fmt}.*'))
+    hits = sorted(p for p in d.iterdir() if p.stem == fmt or p.stem.startswith(fmt+'_'))
     if not hits: raise DataError(f"no example of format {fmt!r}; there are: {', '.join(sorted(p.stem for p in d.iterdir()))}")
     return hits[0]
 
@@ -427,9 +427,10 @@ def load_conversations(path:Path,               # JSON or JSONL file of conversa
                        strict:bool=False,       # Fail on any problem, warnings included
                        skip_invalid:bool=False, # Skip invalid conversations (with a warning) instead of failing
                        max_errors:int=50,       # Problems listed in an error message
+                       rep:ValidationReport|None=None, # Filled with what was found, if given
                       )->list[Conversation]:
     "Load and validate every conversation in `path`."
-    rep = ValidationReport(str(path), max_errors=max_errors)
+    rep = rep if rep is not None else ValidationReport(str(path), max_errors=max_errors)
     convs = [c for c, _, _ in _scan(path, fmt, rep, keep=True) if c is not None]
     if strict and (rep.n_errors or rep.n_warnings):
         raise DataError(f"{path}: strict mode: {rep.n_errors} errors, {rep.n_warnings} warnings\n{rep}")
@@ -471,12 +472,21 @@ def save_conversations(convs:list[Conversation], # Conversations to write
     return atomic_write_json(path, recs)
 
 # %% ../nbs/02_data.ipynb #75256cc3
+def _arrow_message(m:dict)->dict:
+    "A message for an Arrow column: tool-call arguments as JSON strings (as OpenAI writes them), since their keys vary."
+    d = {k: m[k] for k in MESSAGE_KEYS if k in m}
+    if 'tool_calls' in d:
+        d['tool_calls'] = [{**c, 'function': {**c['function'], 'arguments': json.dumps(c['function']['arguments'], ensure_ascii=False)}}
+                           for c in d['tool_calls']]
+    return d
+
 def to_dataset(convs:list[Conversation]):
-    "A `datasets.Dataset` with columns `id`, `messages` and `metadata` (a JSON string)."
+    "A `datasets.Dataset` with columns `id`, `messages`, `metadata` and, if any conversation has tools, `tools` (JSON strings)."
     from datasets import Dataset
-    return Dataset.from_dict(dict(id=[c.id for c in convs],
-                                  messages=[[dict(role=m['role'], content=m['content']) for m in c.messages] for c in convs],
-                                  metadata=[json.dumps(c.metadata, ensure_ascii=False) for c in convs]))
+    cols = dict(id=[c.id for c in convs], messages=[[_arrow_message(m) for m in c.messages] for c in convs],
+                metadata=[json.dumps(c.metadata, ensure_ascii=False) for c in convs])
+    if any(c.tools for c in convs): cols['tools'] = [json.dumps(c.tools, ensure_ascii=False) if c.tools else None for c in convs]
+    return Dataset.from_dict(cols)
 
 def _row(row:dict, column:str|None)->dict:
     "A dataset row as a record: Arrow fills absent keys with None, so those go; `column` is the messages column."
