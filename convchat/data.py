@@ -148,7 +148,8 @@ def _header_problems(cid, meta, tools)->list[tuple]:
 # %% ../nbs/02_data.ipynb #7c4e0b6d
 def _role(r, sharegpt:bool)->str|None:
     "The convchat role of a message's role value, or None."
-    return SHAREGPT_ROLES.get(r) if sharegpt and isinstance(r, str) else (r if r in ROLES else None)
+    if sharegpt: return SHAREGPT_ROLES.get(r) if isinstance(r, str) else None
+    return 'system' if r == 'developer' else r if r in ROLES else None   # OpenAI's newer name for system, as `convchat serve` reads it
 
 def _text(content)->tuple[str|None, str|None]:
     "The text of `content` (a string, or a list of text parts joined as `convchat serve` joins them), or why it is not text."
