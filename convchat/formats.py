@@ -6,7 +6,7 @@ Docs: https://convchat.github.io/convchat/formats.html.md"""
 
 # %% ../nbs/02b_formats.ipynb #7e24e3c7
 from __future__ import annotations
-import json, re
+import json, re, warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -289,18 +289,27 @@ def _read_chat(path:Path, fmt:str, assistant, gap_hours, summary)->list[Conversa
     if fmt == 'chatgpt': return chatgpt_conversations(obj, summary)
     return chat_conversations((parse_telegram if fmt == 'telegram' else parse_discord)(obj), assistant, summary, gap_hours)
 
+def _records(source, fmt:str, column, split, rep:ValidationReport)->list[Conversation]:
+    "The valid conversations of a file of conversations or a data set; `rep` gets the problems."
+    with warnings.catch_warnings():    # the summary reports what load_conversations would warn about
+        warnings.simplefilter('ignore')
+        try:
+            if fmt != 'dataset': return load_conversations(source, fmt, skip_invalid=True, rep=rep)
+            ds = cached_dataset(source, split) if not Path(source).exists() else load_data_set(source, split)
+            return from_dataset(ds, column=column, skip_invalid=True, rep=rep, name=str(source))
+        except DataError:
+            if not rep.n_errors: raise
+            return []                      # all invalid: the report says why
+
 def _read_records(source, fmt:str, skip_invalid:bool, column, split, summary)->list[Conversation]:
-    "Conversations from a file of conversations or a data set, validated; the report goes into `summary`."
+    "Conversations from a file of conversations or a data set, validated; one line naming the first error unless `skip_invalid`."
     rep = summary.report = ValidationReport(str(source))
-    try:
-        if fmt != 'dataset': return load_conversations(source, summary.fmt, skip_invalid=True, rep=rep)
-        ds = cached_dataset(source, split) if not Path(source).exists() else load_data_set(source, split)
-        return from_dataset(ds, column=column, skip_invalid=True, rep=rep, name=str(source))
-    finally:
-        if rep.n_errors and not skip_invalid:
-            more = f" (and {rep.n_errors-1} more)" if rep.n_errors > 1 else ''
-            raise DataError(f"{rep.errors[0]}{more}; {rep.n_valid} of {rep.n_conversations} conversations are valid: "
-                            "fix the others or skip them with skip_invalid=True (--skip-invalid)")
+    convs = _records(source, fmt, column, split, rep)
+    if rep.n_errors and not skip_invalid:
+        more = f" (and {rep.n_errors-1} more)" if rep.n_errors > 1 else ''
+        raise DataError(f"{rep.errors[0]}{more}; {rep.n_valid} of {rep.n_conversations} conversations are valid: "
+                        "fix the others or skip them with skip_invalid=True (--skip-invalid)")
+    return convs
 
 # %% ../nbs/02b_formats.ipynb #94ce2807
 def read_conversations(source,                   # A file, a data set folder, or (with fmt='dataset') a data set in the local HF cache
