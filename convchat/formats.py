@@ -16,12 +16,12 @@ from .core import *
 from .data import (Conversation, DataError, ValidationReport, FORMATS, load_conversations, from_dataset, format_example)
 
 # %% auto #0
-__all__ = ['PII_PATTERNS', 'CHAT_FORMATS', 'ALL_FORMATS', 'ChatMessage', 'ReadSummary', 'pick_assistant', 'chat_conversations',
+__all__ = ['PII_PATTERNS', 'CHAT_FORMATS', 'ALL_FORMATS', 'ExportMessage', 'ReadSummary', 'pick_assistant', 'chat_conversations',
            'parse_whatsapp', 'parse_telegram', 'parse_discord', 'chatgpt_conversations', 'mask_pii', 'load_data_set',
            'cached_dataset', 'detect_format', 'read_conversations']
 
 # %% ../nbs/02b_formats.ipynb #3e0c92a7
-class ChatMessage(NamedTuple):
+class ExportMessage(NamedTuple):
     "One message of a chat export."
     time: datetime|None      # When it was sent
     author: str              # Who sent it
@@ -72,7 +72,7 @@ def _add(turns:list, role:str, text:str):
     else: turns.append([role, text, 1])
 
 # %% ../nbs/02b_formats.ipynb #e29a8648
-def chat_conversations(msgs:list[ChatMessage], # A chat export's messages, in order
+def chat_conversations(msgs:list[ExportMessage], # A chat export's messages, in order
                        assistant:str|None,      # Whose messages the model learns
                        summary:ReadSummary,     # Counts what was kept and dropped
                        gap_hours:float=6,       # A longer silence starts a new conversation
@@ -114,16 +114,16 @@ def _wa_time(g:tuple, day_first:bool)->datetime:
     if g[6]: h = h % 12 + (12 if g[6][0] in 'Pp' else 0)
     return datetime(y, mo, d, h, mi, s)
 
-def _wa_message(t:datetime, rest:str)->ChatMessage:
+def _wa_message(t:datetime, rest:str)->ExportMessage:
     "One message from what follows a header's date: an author and text, or a system notice."
     author, sep, text = rest.partition(': ')
     if not sep or text.startswith('\u200e') and not (_WA_MEDIA.match(text) or _WA_DELETED.match(text)):
-        return ChatMessage(t, '', rest, 'system notices')
+        return ExportMessage(t, '', rest, 'system notices')
     drop = 'media' if _WA_MEDIA.match(text) else 'deleted messages' if _WA_DELETED.match(text) else None
-    return ChatMessage(t, author, text.replace(' <This message was edited>', ''), drop)
+    return ExportMessage(t, author, text.replace(' <This message was edited>', ''), drop)
 
 # %% ../nbs/02b_formats.ipynb #009d56df
-def parse_whatsapp(path:Path)->list[ChatMessage]:
+def parse_whatsapp(path:Path)->list[ExportMessage]:
     "The messages of a WhatsApp `.txt` chat export (Android or iOS layout, any date order, 12- or 24-hour clock)."
     text = Path(path).read_text(encoding='utf-8-sig')
     heads = [(k, m.groups()) for k, line in enumerate(text.splitlines()) if (m := _WA_LINE.match(line))]
@@ -140,26 +140,26 @@ _TG_MEDIA = ('photo', 'file', 'media_type', 'sticker_emoji', 'location_informati
 
 def _tg_text(t)->str: return t if isinstance(t, str) else ''.join(p if isinstance(p, str) else p.get('text', '') for p in t or [])
 
-def _tg_message(m:dict, chat:str)->ChatMessage:
+def _tg_message(m:dict, chat:str)->ExportMessage:
     t = datetime.fromtimestamp(int(m['date_unixtime']), timezone.utc) if 'date_unixtime' in m else datetime.fromisoformat(m['date'])
     text, author = _tg_text(m.get('text')), m.get('from') or m.get('actor') or 'Deleted Account'
     drop = ('system notices' if m.get('type') != 'message' else None if text.strip() else
             'media' if any(k in m for k in _TG_MEDIA) else 'empty messages')
-    return ChatMessage(t, author, text, drop, chat)
+    return ExportMessage(t, author, text, drop, chat)
 
-def parse_telegram(obj:dict)->list[ChatMessage]:
+def parse_telegram(obj:dict)->list[ExportMessage]:
     "The messages of a Telegram Desktop JSON export (one chat, or all chats of an account)."
     chats = obj['chats']['list'] if isinstance(obj.get('chats'), dict) else [obj]
     return [_tg_message(m, str(c.get('name') or c.get('id', ''))) for c in chats for m in c.get('messages', [])]
 
 # %% ../nbs/02b_formats.ipynb #58cfdee3
-def _dc_message(m:dict, chat:str)->ChatMessage:
+def _dc_message(m:dict, chat:str)->ExportMessage:
     a, text = m.get('author') or {}, m.get('content') or ''
     drop = ('system notices' if m.get('type') not in ('Default', 'Reply') else None if text.strip() else
             'media' if m.get('attachments') or m.get('stickers') or m.get('embeds') else 'empty messages')
-    return ChatMessage(datetime.fromisoformat(m['timestamp']), a.get('nickname') or a.get('name') or '?', text, drop, chat)
+    return ExportMessage(datetime.fromisoformat(m['timestamp']), a.get('nickname') or a.get('name') or '?', text, drop, chat)
 
-def parse_discord(obj:dict)->list[ChatMessage]:
+def parse_discord(obj:dict)->list[ExportMessage]:
     "The messages of a DiscordChatExporter JSON export."
     chat = (obj.get('channel') or {}).get('name') or ''
     return [_dc_message(m, chat) for m in obj.get('messages', [])]
