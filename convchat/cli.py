@@ -82,7 +82,29 @@ def _check_data(path, shown=None):
     first = str(rep.errors[0]).replace(str(path), shown, 1) if rep.errors else f"{shown}: no conversations in the file"
     more = f" (and {rep.n_errors-1} more error{'s'*(rep.n_errors > 2)})" if rep.n_errors > 1 else ''
     see = f"`convchat validate {shown}`" if Path(shown).is_file() else "`convchat validate` on it"
-    raise ConvchatError(f"{first}{more}; run {see} to see them all")
+    skip = f", or train on the {rep.n_valid} valid ones with --skip-invalid" if rep.n_valid else ''
+    raise ConvchatError(f"{first}{more}; run {see} to see them all{skip}")
+
+# %% ../nbs/07_cli.ipynb #570e108d
+def _check_source(data_file):
+    "Raise unless `data_file` is None, a readable file or pipe, or a data set folder (written by `save_to_disk`)."
+    from convchat.formats import detect_format
+    if data_file is not None and not (Path(data_file).is_dir() and detect_format(data_file) == 'dataset'): _check_file(data_file)
+
+def _prepared_data(data_file, out:Path, fmt='auto', dataset=None, column=None, assistant_name=None, gap_hours=6, mask_pii=False,
+                   skip_invalid=False):
+    "The conversations file to train on: `data_file` as it is, or what `read_conversations` read, saved as `out`."
+    from convchat.formats import ALL_FORMATS, detect_format, read_conversations
+    from convchat.data import save_conversations
+    _check_choice('fmt', fmt, ALL_FORMATS); _check_num('gap_hours', gap_hours, 0, above=True)
+    if dataset is None and (data_file is None or fmt == 'auto' and not (column or mask_pii or skip_invalid) and detect_format(data_file) == 'auto'):
+        return data_file
+    convs, summary = read_conversations(dataset or data_file, 'dataset' if dataset else fmt, assistant_name, gap_hours, mask_pii,
+                                        skip_invalid, column)
+    say(str(summary))
+    save_conversations(convs, out, 'openai')
+    say(f"Training on the {len(convs)} conversations read, saved as {out}")
+    return str(out)
 
 # %% ../nbs/07_cli.ipynb #c1a0c007
 @contextlib.contextmanager
@@ -104,17 +126,27 @@ def _check_text(what, s):
         raise ConvchatError(f"{what} {why}; give UTF-8 text") from None
 
 # %% ../nbs/07_cli.ipynb #866e087c
-def validate(data_file:str,        # JSON or JSONL file of conversations (a pipe such as /dev/stdin works)
-             fmt:str='auto',       # 'auto', 'convchat', 'openai' or 'sharegpt'
-             max_errors:int=50,    # Stop listing problems after this many
+def validate(data_file:str,           # Conversations: JSON/JSONL (a pipe such as /dev/stdin works), a chat export or a data set
+             fmt:str='auto',          # 'auto', 'convchat', 'openai', 'sharegpt', 'whatsapp', 'telegram', 'discord', 'chatgpt', or 'dataset' (a name in the local HF cache)
+             max_errors:int=50,       # Stop listing problems after this many
+             assistant_name:str=None, # In a WhatsApp, Telegram or Discord chat: whose messages the model learns
+             gap_hours:float=6,       # In a chat export: a longer silence starts a new conversation
+             mask_pii:bool=False,     # Count what masking e-mail addresses, URLs and phone numbers would change
+             column:str=None,         # A data set's column of messages (default: messages or conversations)
             )->int:
     "Check a conversations file and print every problem found"
-    from convchat.data import validate_file
+    from convchat.data import validate_file, FORMATS
+    from convchat.formats import detect_format, read_conversations
     _check_num('max_errors', max_errors, 0)
-    _check_file(data_file)
-    rep = validate_file(data_file, fmt=fmt, max_errors=max_errors)
-    print(rep)
-    return 0 if rep.ok else 1
+    if fmt != 'dataset': _check_source(data_file)
+    if (fmt if fmt != 'auto' else detect_format(data_file)) in ('auto', *FORMATS) and not mask_pii and column is None:
+        rep = validate_file(data_file, fmt=fmt, max_errors=max_errors)
+        print(rep)
+        return 0 if rep.ok else 1
+    _check_choice('fmt', fmt, ('auto', 'whatsapp', 'telegram', 'discord', 'chatgpt', 'dataset', *FORMATS))
+    convs, summary = read_conversations(data_file, fmt, assistant_name, gap_hours, mask_pii, skip_invalid=True, column=column)
+    print(summary)
+    return 0 if summary.report is None or summary.report.ok else 1
 
 # %% ../nbs/07_cli.ipynb #5205bf50
 def train(data_file:str=None,          # Conversations (JSON/JSONL); the recipe's, or the built-in examples, when omitted
@@ -134,6 +166,13 @@ def train(data_file:str=None,          # Conversations (JSON/JSONL); the recipe'
           allow_pickle:bool=False,     # Load a base model whose weights are pickle files (pytorch_model.bin); only for models you trust
           overwrite:bool=False,        # Replace a model folder that convchat wrote
           no_report:bool=False,        # Skip the learning report (base vs fine-tuned on held-out replies and probes)
+          fmt:str='auto',              # The data's format (see `convchat validate`); 'auto' finds it
+          dataset:str=None,            # A data set in the local Hugging Face cache, by name (never downloaded), instead of --data-file
+          column:str=None,             # A data set's column of messages (default: messages or conversations)
+          assistant_name:str=None,     # In a WhatsApp, Telegram or Discord chat: whose messages the model learns
+          gap_hours:float=6,           # In a chat export: a longer silence starts a new conversation
+          mask_pii:bool=False,         # Mask e-mail addresses, URLs and phone numbers before training
+          skip_invalid:bool=False,     # Train on the valid conversations of a file with some invalid ones
           **options,                   # Any other recipe option (on the command line: --optim adamw_torch)
          )->int:
     "Fine-tune a chat model on your conversations and save it as safetensors"
@@ -142,9 +181,11 @@ def train(data_file:str=None,          # Conversations (JSON/JSONL); the recipe'
     cfg, over, data_file, model = _recipe(config, data_file, model, options, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
                                           learning_rate=learning_rate, max_length=max_length, seed=seed, lora=lora or None,
                                           save_every=save_every, report_to=report_to and report_to.split(','))
-    if data_file is not None: _check_file(data_file)
+    _check_source(data_file)
     _check_model(model)
     check_output_dir(output_dir, overwrite, protect=[data_file, model])
+    data_file = _prepared_data(data_file, Path(f"{str(output_dir).rstrip('/')}.data.jsonl"), fmt, dataset, column, assistant_name,
+                               gap_hours, mask_pii, skip_invalid)
     from convchat.data import example_conversations_path
     with _regular_file(data_file) as f:
         _check_data(f or example_conversations_path(), data_file)
@@ -320,16 +361,24 @@ def pipeline(data_file:str=None,        # Conversations; the recipe's, or the bu
              overwrite:bool=False,      # Replace earlier results in work_dir
              no_report:bool=False,      # Skip the learning reports (PyTorch and ONNX)
              quantize:str=None,         # Old spelling of --bits (int8, int4 or none)
+             fmt:str='auto',            # The data's format (see `convchat validate`); 'auto' finds it
+             dataset:str=None,          # A data set in the local Hugging Face cache, by name (never downloaded)
+             column:str=None,           # A data set's column of messages
+             assistant_name:str=None,   # In a WhatsApp, Telegram or Discord chat: whose messages the model learns
+             gap_hours:float=6,         # In a chat export: a longer silence starts a new conversation
+             mask_pii:bool=False,       # Mask e-mail addresses, URLs and phone numbers before training
+             skip_invalid:bool=False,   # Train on the valid conversations of a file with some invalid ones
              **options,                 # Any other recipe option (on the command line: --lora-r 8)
             )->int:
     "Data, fine-tune, ONNX export and a chat reply, end to end"
     graph, bits = _graph_bits(graph, bits, quantize)
     _check_num('epochs', epochs, 0, above=True); _check_num('max_steps', max_steps, 1)
     cfg, over, data_file, model = _recipe(config, data_file, model, options, epochs=epochs, max_steps=max_steps)
-    if data_file is not None: _check_file(data_file)
+    _check_source(data_file)
     _check_model(model)
     work = Path(work_dir)
     for d in (work/'model', work/'onnx'): check_output_dir(d, overwrite, protect=[data_file, model])
+    data_file = _prepared_data(data_file, work/'data.jsonl', fmt, dataset, column, assistant_name, gap_hours, mask_pii, skip_invalid)
     from convchat.data import example_conversations_path
     with _regular_file(data_file) as f:
         return _pipeline(f or example_conversations_path(), data_file, model, work, cfg, over, graph, bits, prompt, overwrite,

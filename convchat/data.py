@@ -6,22 +6,27 @@ Docs: https://convchat.github.io/convchat/data.html.md"""
 
 # %% ../nbs/02_data.ipynb #b8b1f90d
 from __future__ import annotations
-import io, json, sys, warnings
+import io, json, re, sys, warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, NamedTuple
+from fastcore.basics import patch
 from .core import *
 
 # %% auto #0
-__all__ = ['ROLES', 'FORMATS', 'SHAREGPT_ROLES', 'SHAREGPT_FROM', 'EXAMPLE_QUESTIONS', 'DataError', 'Conversation', 'Problem',
-           'check_record', 'iter_records', 'ValidationReport', 'validate_file', 'load_conversations',
-           'save_conversations', 'to_dataset', 'from_dataset', 'example_conversations_path']
+__all__ = ['ROLES', 'FORMATS', 'SHAREGPT_ROLES', 'SHAREGPT_FROM', 'MESSAGE_KEYS', 'RECORD_KEYS', 'SHAREGPT_KEYS',
+           'EXAMPLE_QUESTIONS', 'DataError', 'Conversation', 'format_example', 'Problem', 'check_record',
+           'iter_records', 'ValidationReport', 'validate_file', 'load_conversations', 'save_conversations',
+           'to_dataset', 'from_dataset', 'example_conversations_path']
 
 # %% ../nbs/02_data.ipynb #c7f8a848
-ROLES = ('system', 'user', 'assistant')
+ROLES = ('system', 'user', 'assistant', 'tool')
 FORMATS = ('convchat', 'openai', 'sharegpt')
-SHAREGPT_ROLES = {'human': 'user', 'user': 'user', 'gpt': 'assistant', 'assistant': 'assistant', 'system': 'system'}
-SHAREGPT_FROM = {'user': 'human', 'assistant': 'gpt', 'system': 'system'}
+SHAREGPT_ROLES = {'human': 'user', 'user': 'user', 'gpt': 'assistant', 'assistant': 'assistant', 'system': 'system',
+                  'function_call': 'assistant', 'observation': 'tool'}
+SHAREGPT_FROM = {'user': 'human', 'assistant': 'gpt', 'system': 'system', 'tool': 'observation'}
+MESSAGE_KEYS = ('role', 'content', 'name', 'weight', 'tool_calls', 'tool_call_id')  # what a message keeps, in this order
 
 class DataError(ConvchatError):
     "Bad conversation data; the message names the file, the record and the field."
@@ -29,16 +34,27 @@ class DataError(ConvchatError):
 
 @dataclass
 class Conversation:
-    "One conversation: `messages` is a list of `{'role', 'content'}` dicts."
+    "One conversation: `messages` is a list of `{'role', 'content'}` dicts, with OpenAI's optional message keys."
     messages: list[dict]
     id: str|None = None
     metadata: dict = field(default_factory=dict)
+    tools: list|None = None    # Functions the assistant may call, as OpenAI's `tools`
 
     def to_dict(self)->dict:
-        d = {'messages': [dict(role=m['role'], content=m['content']) for m in self.messages]}
+        d = {'messages': [{k: m[k] for k in MESSAGE_KEYS if k in m} for m in self.messages]}
         if self.id is not None: d = {'id': self.id, **d}
+        if self.tools: d['tools'] = self.tools
         if self.metadata: d['metadata'] = self.metadata
         return d
+
+# %% ../nbs/02_data.ipynb #61fa3b28
+def format_example(fmt:str)->Path:
+    "A small example file of `fmt` shipped with convchat (`convchat/assets/formats/`), written from the format's published description."
+    import convchat
+    d = Path(convchat.__file__).parent/'assets'/'formats'
+    hits = sorted(p for p in d.iterdir() if p.stem == fmt or p.stem.startswith(fmt+'_'))
+    if not hits: raise DataError(f"no example of format {fmt!r}; there are: {', '.join(sorted(p.stem for p in d.iterdir()))}")
+    return hits[0]
 
 # %% ../nbs/02_data.ipynb #5f71ac43
 @dataclass
@@ -62,7 +78,7 @@ class Problem:
     def __str__(self): return f"{self.path}: {self.where}: {self.text}" if self.where else f"{self.path}: {self.text}"
 
 # %% ../nbs/02_data.ipynb #470592b0
-def _expected_roles(sharegpt): return "'human', 'gpt' or 'system'" if sharegpt else "'system', 'user' or 'assistant'"
+def _expected_roles(sharegpt): return "'human', 'gpt', 'system', 'function_call' or 'observation'" if sharegpt else "'system', 'user', 'assistant' or 'tool'"
 
 def _not_text(s:str, where:bool=True)->str|None:
     "Why `s` cannot be encoded as UTF-8 (a lone surrogate, from an escape such as `\\ud800`), or None if it can."
@@ -78,13 +94,15 @@ def _dumps(x)->str|None:
 
 def _short(x)->str: return (_dumps(x) or type(x).__name__)[:40]
 
-
 # %% ../nbs/02_data.ipynb #5af1fa5d
 class _Schema(NamedTuple):
     key: str        # The list of messages
     rkey: str       # A message's role
     ckey: str       # A message's content
     sharegpt: bool
+
+RECORD_KEYS = {'id', 'metadata', 'tools'}
+SHAREGPT_KEYS = {'from', 'value', 'name', 'weight'}
 
 def _schema(obj:dict, fmt:str)->_Schema:
     if fmt == 'auto': fmt = 'sharegpt' if 'conversations' in obj and 'messages' not in obj else 'convchat'
@@ -100,73 +118,168 @@ def _messages_problem(obj:dict, s:_Schema)->str|None:
     msgs = obj[s.key]
     if not isinstance(msgs, list) or not msgs: return f"expected a non-empty list of messages, got {_short(msgs)}"
 
+def _note_unknown(notes:Counter|None, keys, where:str):
+    "Count each key convchat does not read, once per kind."
+    if notes is None: return
+    for k in keys: notes[f"unknown key {k!r} in {where}, ignored"] += 1
+
 # %% ../nbs/02_data.ipynb #3fc9c8dc
-def _header_problems(cid, meta)->list[tuple]:
-    "Problems with a record's `id` and `metadata`, as `(text, field)`."
+def _tools(v)->tuple[list|None, str|None]:
+    "OpenAI `tools` (a list, or LLaMA-Factory's JSON string of bare function schemas) as `[{'type': 'function', 'function': {...}}]`, or why not."
+    if isinstance(v, str):
+        try: v = json.loads(v) if v.strip() else []
+        except ValueError: return None, "expected a list of tools or a JSON string of one; this string is not valid JSON"
+    if not isinstance(v, list): return None, f"expected a list of tools, got {type(v).__name__}"
+    out = [t if isinstance(t, dict) and 'function' in t else {'type': 'function', 'function': t} for t in v]
+    if not all(isinstance(t['function'], dict) and isinstance(t['function'].get('name'), str) for t in out):
+        return None, "expected each tool as {'type': 'function', 'function': {'name': ..., 'parameters': ...}}"
+    return out, None
+
+def _header_problems(cid, meta, tools)->list[tuple]:
+    "Problems with a record's `id`, `metadata` and `tools`, as `(text, field)`."
     out = []
     if cid is not None and not isinstance(cid, (str, int)): out.append((f"expected a string id, got {type(cid).__name__}", 'id'))
     if not isinstance(meta, dict): out.append((f"expected an object, got {type(meta).__name__}", 'metadata'))
     if isinstance(cid, str) and (why := _not_text(cid)): out.append((why, 'id'))
     if isinstance(meta, dict) and meta and (why := _not_text(_dumps(meta) or '', where=False)): out.append((why, 'metadata'))
+    if tools is not None and (why := _tools(tools)[1]): out.append((why, 'tools'))
     return out
 
 # %% ../nbs/02_data.ipynb #7c4e0b6d
 def _role(r, sharegpt:bool)->str|None:
     "The convchat role of a message's role value, or None."
-    return SHAREGPT_ROLES.get(r) if sharegpt and isinstance(r, str) else (r if r in ROLES else None)
+    if sharegpt: return SHAREGPT_ROLES.get(r) if isinstance(r, str) else None
+    return 'system' if r == 'developer' else r if r in ROLES else None   # OpenAI's newer name for system, as `convchat serve` reads it
 
-def _message_problem(m, s:_Schema)->tuple|None:
-    "What is wrong with one message, as `(text, field)`, or None."
-    if not isinstance(m, dict): return f"expected a message object, got {type(m).__name__}", None
-    if s.rkey not in m: return f"missing role; expected {_expected_roles(s.sharegpt)}", s.rkey
-    if _role(m[s.rkey], s.sharegpt) is None: return f"unknown role {m[s.rkey]!r}; expected {_expected_roles(s.sharegpt)}", s.rkey
-    if s.ckey not in m: return "missing content; expected a non-empty string", s.ckey
-    content = m[s.ckey]
-    if not isinstance(content, str): return f"expected a string, got {type(content).__name__} (convchat trains on text only)", s.ckey
-    if not content.strip(): return "empty content; expected a non-empty string", s.ckey
-    if why := _not_text(content): return why, s.ckey
+def _text(content)->tuple[str|None, str|None]:
+    "The text of `content` (a string, or a list of text parts joined as `convchat serve` joins them), or why it is not text."
+    if isinstance(content, list):
+        bad = next((p for p in content if not (isinstance(p, dict) and p.get('type') == 'text' and isinstance(p.get('text'), str))), None)
+        if bad is not None:
+            kind = repr(bad.get('type')) if isinstance(bad, dict) else type(bad).__name__
+            return None, f"a content part of type {kind}: convchat trains on text only ({{'type': 'text', 'text': ...}} parts)"
+        content = ''.join(p['text'] for p in content)
+    if not isinstance(content, str): return None, f"expected a string or a list of text parts, got {type(content).__name__}"
+    return content, _not_text(content)
+
+# %% ../nbs/02_data.ipynb #d917b8a8
+def _tool_calls(v)->tuple[list|None, str|None]:
+    "OpenAI `tool_calls` with their arguments parsed: `[{'type': 'function', 'id'?, 'function': {'name', 'arguments': dict}}]`, or why not."
+    if not isinstance(v, list) or not v: return None, f"expected a non-empty list of tool calls, got {_short(v)}"
+    out = []
+    for k, c in enumerate(v):
+        f = c.get('function') if isinstance(c, dict) else None
+        if not isinstance(f, dict) or not isinstance(f.get('name'), str) or not f['name']:
+            return None, f"tool call {k}: expected {{'type': 'function', 'function': {{'name': ..., 'arguments': ...}}}}"
+        args = f.get('arguments', {})
+        if isinstance(args, str):
+            try: args = json.loads(args) if args.strip() else {}
+            except ValueError: return None, f"tool call {k}: the arguments are not valid JSON"
+        if not isinstance(args, dict): return None, f"tool call {k}: the arguments must be a JSON object"
+        out.append({'type': 'function', **({'id': c['id']} if isinstance(c.get('id'), str) else {}), 'function': {'name': f['name'], 'arguments': args}})
+    return out, None
+
+def _sharegpt_calls(value)->tuple[list|None, str|None]:
+    "A ShareGPT `function_call` value (JSON of `{'name', 'arguments'}` or a list of them) as OpenAI `tool_calls`."
+    try: v = json.loads(value) if isinstance(value, str) else value
+    except ValueError: return None, "a function_call's value must be JSON: {\"name\": ..., \"arguments\": {...}}"
+    return _tool_calls([{'function': c} for c in (v if isinstance(v, list) else [v])])
+
+# %% ../nbs/02_data.ipynb #b4f48b98
+def _extras(m:dict, role:str)->tuple[dict, tuple|None]:
+    "A message's optional keys (`name`, `weight`, `tool_call_id`), checked, or the problem `(text, field)`."
+    out, w = {}, m.get('weight')
+    if w is not None:
+        if role != 'assistant': return out, (f"only an assistant message has a weight, not a {role!r} message", 'weight')
+        if w not in (0, 1) or isinstance(w, bool): return out, (f"expected 0 (not learned) or 1 (learned), got {_short(w)}", 'weight')
+        out['weight'] = int(w)
+    for k in ('name', 'tool_call_id'):
+        if m.get(k) is None: continue
+        if not isinstance(m[k], str): return out, (f"expected a string, got {type(m[k]).__name__}", k)
+        out[k] = m[k]
+    return out, None
+
+def _calls(m:dict, role:str, s:_Schema)->tuple:
+    "The message's tool calls (None if it makes none), or the problem `(text, field)`."
+    if s.sharegpt:
+        if m[s.rkey] != 'function_call': return None, None
+        calls, why = _sharegpt_calls(m.get(s.ckey)); return calls, why and (why, s.ckey)
+    if m.get('tool_calls') is None: return None, None
+    if role != 'assistant': return None, (f"only an assistant message calls tools, not a {role!r} message", 'tool_calls')
+    calls, why = _tool_calls(m['tool_calls']); return calls, why and (why, 'tool_calls')
+
+def _message(m, s:_Schema, notes:Counter|None=None)->tuple:
+    "One message as convchat's dict, or None and the problem `(text, field)`."
+    if not isinstance(m, dict): return None, (f"expected a message object, got {type(m).__name__}", None)
+    if s.rkey not in m: return None, (f"missing role; expected {_expected_roles(s.sharegpt)}", s.rkey)
+    role = _role(m[s.rkey], s.sharegpt)
+    if role is None: return None, (f"unknown role {m[s.rkey]!r}; expected {_expected_roles(s.sharegpt)}", s.rkey)
+    calls, bad = _calls(m, role, s)
+    if bad: return None, bad
+    content = '' if calls and (s.sharegpt or m.get(s.ckey) is None) else m.get(s.ckey)
+    if content is None: return None, ("missing content; expected a non-empty string", s.ckey)
+    text, why = _text(content)
+    if why: return None, (why, s.ckey)
+    if not calls and not text.strip(): return None, ("empty content; expected a non-empty string", s.ckey)
+    extra, bad = _extras(m, role)
+    if bad: return None, bad
+    _note_unknown(notes, m.keys() - (SHAREGPT_KEYS if s.sharegpt else set(MESSAGE_KEYS)), 'messages')
+    return {'role': role, 'content': text, **({'tool_calls': calls} if calls else {}), **extra}, None
 
 # %% ../nbs/02_data.ipynb #157be7f1
 def _turn_problems(turns:list, s:_Schema)->list[tuple]:
-    "Problems with the order of valid turns `(index, role, content)`, as `(text, message, field)`."
-    out = []
-    for k, (j, role, _) in enumerate(turns):
+    "Problems with the order of valid turns `(index, message)`, as `(text, message, field)`."
+    out, roles = [], [m['role'] for _, m in turns]
+    for k, (j, m) in enumerate(turns):
+        role, prev = m['role'], roles[k-1] if k else None
         if role == 'system' and k != 0: out.append((f"a system message must be the first message, not message {j}", j, s.rkey))
-        if k and role == turns[k-1][1] and role != 'system':
+        if k and role == prev and role not in ('system', 'tool'):
             out.append((f"two {role!r} turns in a row (messages {turns[k-1][0]} and {j}); convchat does not merge them: "
                         "join them into one message", j, s.rkey))
-    if not any(r == 'assistant' for _, r, _ in turns):
-        out.append(("no assistant turn: there is nothing to learn from this conversation", None, s.key))
+        if role == 'tool' and not (prev == 'tool' or prev == 'assistant' and 'tool_calls' in turns[k-1][1]):
+            out.append(("a tool result must follow an assistant message with tool calls", j, s.rkey))
+    if not any(m['role'] == 'assistant' and m.get('weight', 1) for _, m in turns):
+        out.append(("no assistant turn to learn from (none, or all with weight 0): there is nothing to learn from this conversation", None, s.key))
     return out
 
 def _trailing_warning(turns:list)->tuple|None:
     "A warning `(text, message)` about the turns after the last answer, or None."
-    last = max(k for k, (_, r, _) in enumerate(turns) if r == 'assistant')
+    last = max(k for k, (_, m) in enumerate(turns) if m['role'] == 'assistant')
     n = len(turns)-1-last
     if n: return f"{n} turn(s) after the last assistant answer teach nothing and are ignored when training", turns[last+1][0]
 
 # %% ../nbs/02_data.ipynb #7d7189a2
+def _sharegpt_system(obj:dict, s:_Schema)->list:
+    "LLaMA-Factory's top-level `system` as a first message, unless the conversation has one."
+    sys_ = obj.get('system') if s.sharegpt else None
+    first = obj[s.key][0] if obj[s.key] else None
+    if not isinstance(sys_, str) or not sys_.strip() or isinstance(first, dict) and first.get(s.rkey) == 'system': return []
+    return [{'role': 'system', 'content': sys_}]
+
 def check_record(obj,                 # A parsed JSON record
                  path:str,            # File name, for messages
                  fmt:str='auto',      # 'auto', 'convchat', 'openai' or 'sharegpt'
                  line:int|None=None,  # JSONL line of the record
                  record:int|None=None,# Index of the record
+                 notes:Counter|None=None, # Counts what was read but ignored (unknown keys), by kind
                 )->tuple:             # (Conversation or None, errors, warnings)
     "Validate one record and convert it to a `Conversation`."
     P = lambda text, message=None, field=None: Problem(str(path), text, line=line, record=record, message=message, field=field)
     if not isinstance(obj, dict): return None, [P(f"expected a JSON object (a conversation), got {type(obj).__name__}")], []
     s = _schema(obj, fmt)
     if why := _messages_problem(obj, s): return None, [P(why, field=s.key)], []
-    cid, meta = obj.get('id'), obj.get('metadata', {})
-    errs, turns = [P(text, field=f) for text, f in _header_problems(cid, meta)], []
+    cid, meta, tools = obj.get('id'), obj.get('metadata', {}), obj.get('tools')
+    errs, turns = [P(text, field=f) for text, f in _header_problems(cid, meta, tools)], []
     for j, m in enumerate(obj[s.key]):
-        if bad := _message_problem(m, s): errs.append(P(bad[0], j, bad[1]))
-        else: turns.append((j, _role(m[s.rkey], s.sharegpt), m[s.ckey]))
+        msg, bad = _message(m, s, notes)
+        if bad: errs.append(P(bad[0], j, bad[1]))
+        else: turns.append((j, msg))
     if not errs: errs = [P(*p) for p in _turn_problems(turns, s)]
     if errs: return None, errs, []
+    _note_unknown(notes, obj.keys() - RECORD_KEYS - {s.key} - ({'system'} if s.sharegpt else set()), 'records')
     warns = [P(*w)] if (w := _trailing_warning(turns)) else []
-    conv = Conversation([{'role': r, 'content': c} for _, r, c in turns], id=None if cid is None else str(cid), metadata=meta)
-    return conv, [], warns
+    msgs = _sharegpt_system(obj, s) + [m for _, m in turns]
+    return Conversation(msgs, id=None if cid is None else str(cid), metadata=meta, tools=_tools(tools)[0] if tools else None), [], warns
 
 # %% ../nbs/02_data.ipynb #a51fd64b
 def _raise(p:Problem): raise DataError(str(p), p) from None
@@ -237,6 +350,11 @@ def iter_records(path:Path)->Iterator[tuple]:
 
 
 # %% ../nbs/02_data.ipynb #23ddc8d8
+def _kind(p:Problem)->str:
+    "What kind of error `p` is, for counting: its field and its text without quoted values and numbers."
+    t = re.sub(r"'[^']*'|\d+", '…', re.split(r"[;:(]", p.text)[0]).strip()
+    return f"{p.field}: {t}" if p.field else t
+
 @dataclass
 class ValidationReport:
     "What `validate_file` found: counts and problems, printable."
@@ -248,27 +366,34 @@ class ValidationReport:
     n_errors: int = 0                # All errors, shown or not
     n_warnings: int = 0
     max_errors: int = 50
+    kinds: Counter = field(default_factory=Counter)  # Errors by kind
+    notes: Counter = field(default_factory=Counter)  # What was read but ignored, by kind
 
     @property
     def ok(self)->bool: return self.n_errors == 0 and self.n_conversations > 0
 
     def add(self, errs, warns):
-        self.n_errors += len(errs); self.n_warnings += len(warns)
+        self.n_errors += len(errs); self.n_warnings += len(warns); self.kinds.update(map(_kind, errs))
         self.errors += errs[:max(0, self.max_errors-len(self.errors))]
         self.warnings += warns[:max(0, self.max_errors-len(self.warnings))]
 
-    def __str__(self):
-        bad = self.n_conversations - self.n_valid
-        head = (f"{self.path}: {self.n_conversations} conversations, {self.n_valid} valid, {bad} with errors "
-                f"({self.n_errors} errors, {self.n_warnings} warnings)")
-        lines = [head] + [f"  error: {e}" for e in self.errors]
-        if self.n_errors > len(self.errors): lines.append(f"  ... and {self.n_errors-len(self.errors)} more errors (max_errors={self.max_errors})")
-        lines += [f"  warning: {w}" for w in self.warnings]
-        if self.n_warnings > len(self.warnings): lines.append(f"  ... and {self.n_warnings-len(self.warnings)} more warnings")
-        if self.n_conversations == 0 and not self.n_errors: lines.append("  error: no conversations in the file")
-        lines.append("OK" if self.ok else "FAILED")
-        return '\n'.join(lines)
+# %% ../nbs/02_data.ipynb #f2f7cd2c
+@patch
+def __str__(self:ValidationReport):
+    bad = self.n_conversations - self.n_valid
+    lines = [f"{self.path}: {self.n_conversations} conversations, {self.n_valid} valid, {bad} with errors "
+             f"({self.n_errors} errors, {self.n_warnings} warnings)"]
+    if len(self.kinds) > 1: lines.append("  errors by kind: " + '; '.join(f"{n}× {k}" for k, n in self.kinds.most_common()))
+    lines += [f"  error: {e}" for e in self.errors]
+    if self.n_errors > len(self.errors): lines.append(f"  ... and {self.n_errors-len(self.errors)} more errors (max_errors={self.max_errors})")
+    lines += [f"  warning: {w}" for w in self.warnings]
+    if self.n_warnings > len(self.warnings): lines.append(f"  ... and {self.n_warnings-len(self.warnings)} more warnings")
+    lines += [f"  note: {n}× {k}" for k, n in self.notes.most_common()]
+    if self.n_conversations == 0 and not self.n_errors: lines.append("  error: no conversations in the file")
+    lines.append("OK" if self.ok else "FAILED")
+    return '\n'.join(lines)
 
+# %% ../nbs/02_data.ipynb #730571a7
 def _check_fmt(fmt):
     if fmt != 'auto' and fmt not in FORMATS:
         raise DataError(f"unknown format {fmt!r}; expected 'auto', " + ', '.join(map(repr, FORMATS)))
@@ -279,7 +404,7 @@ def _scan(path, fmt, rep:ValidationReport, keep:bool):
     for line, i, obj, prob in iter_records(path):
         rep.n_conversations += 1
         if prob is not None: conv, errs, warns = None, [prob], []
-        else: conv, errs, warns = check_record(obj, str(path), fmt, line=line, record=i)
+        else: conv, errs, warns = check_record(obj, str(path), fmt, line=line, record=i, notes=rep.notes)
         rep.n_valid += conv is not None
         rep.add(errs, warns)
         if keep: yield conv, errs, warns
@@ -303,26 +428,37 @@ def load_conversations(path:Path,               # JSON or JSONL file of conversa
                        strict:bool=False,       # Fail on any problem, warnings included
                        skip_invalid:bool=False, # Skip invalid conversations (with a warning) instead of failing
                        max_errors:int=50,       # Problems listed in an error message
+                       rep:ValidationReport|None=None, # Filled with what was found, if given
                       )->list[Conversation]:
     "Load and validate every conversation in `path`."
-    rep = ValidationReport(str(path), max_errors=max_errors)
+    rep = rep if rep is not None else ValidationReport(str(path), max_errors=max_errors)
     convs = [c for c, _, _ in _scan(path, fmt, rep, keep=True) if c is not None]
     if strict and (rep.n_errors or rep.n_warnings):
         raise DataError(f"{path}: strict mode: {rep.n_errors} errors, {rep.n_warnings} warnings\n{rep}")
     if rep.n_errors and not skip_invalid:
         raise DataError(f"{path}: {rep.n_conversations-rep.n_valid} of {rep.n_conversations} conversations have errors; fix them "
-                        f"or pass skip_invalid=True to use the {rep.n_valid} valid ones\n{rep}")
+                        f"or pass skip_invalid=True (--skip-invalid) to use the {rep.n_valid} valid ones\n{rep}")
     if rep.n_errors:
         reasons = '\n'.join(f"  {e}" for e in rep.errors)
         warnings.warn(f"{path}: skipped {rep.n_conversations-rep.n_valid} of {rep.n_conversations} conversations with errors:\n{reasons}", stacklevel=2)
+    if rep.notes: warnings.warn(f"{path}: ignored " + '; '.join(f"{n}× {k.removesuffix(', ignored')}" for k, n in rep.notes.most_common()), stacklevel=2)
     if not convs: raise DataError(f"{path}: no valid conversations\n{rep}")
     return convs
 
 # %% ../nbs/02_data.ipynb #bc822370
+def _sharegpt_message(m:dict)->dict:
+    "One message in ShareGPT's terms: tool calls as a `function_call` turn (their ids and any text beside them are not kept)."
+    if m.get('tool_calls'):
+        calls = [c['function'] for c in m['tool_calls']]
+        d = {'from': 'function_call', 'value': json.dumps(calls[0] if len(calls) == 1 else calls, ensure_ascii=False)}
+    else: d = {'from': SHAREGPT_FROM[m['role']], 'value': m['content']}
+    return d | {k: m[k] for k in ('name', 'weight') if k in m}
+
 def _record(c:Conversation, fmt:str)->dict:
     if fmt != 'sharegpt': return c.to_dict()
-    d = {'conversations': [{'from': SHAREGPT_FROM[m['role']], 'value': m['content']} for m in c.messages]}
+    d = {'conversations': [_sharegpt_message(m) for m in c.messages]}
     if c.id is not None: d = {'id': c.id, **d}
+    if c.tools: d['tools'] = c.tools
     if c.metadata: d['metadata'] = c.metadata
     return d
 
@@ -337,26 +473,49 @@ def save_conversations(convs:list[Conversation], # Conversations to write
     return atomic_write_json(path, recs)
 
 # %% ../nbs/02_data.ipynb #75256cc3
-def to_dataset(convs:list[Conversation]):
-    "A `datasets.Dataset` with columns `id`, `messages` and `metadata` (a JSON string)."
-    from datasets import Dataset
-    return Dataset.from_dict(dict(id=[c.id for c in convs],
-                                  messages=[[dict(role=m['role'], content=m['content']) for m in c.messages] for c in convs],
-                                  metadata=[json.dumps(c.metadata, ensure_ascii=False) for c in convs]))
+def _arrow_message(m:dict)->dict:
+    "A message for an Arrow column: tool-call arguments as JSON strings (as OpenAI writes them), since their keys vary."
+    d = {k: m[k] for k in MESSAGE_KEYS if k in m}
+    if 'tool_calls' in d:
+        d['tool_calls'] = [{**c, 'function': {**c['function'], 'arguments': json.dumps(c['function']['arguments'], ensure_ascii=False)}}
+                           for c in d['tool_calls']]
+    return d
 
-def from_dataset(ds, # A `datasets.Dataset` with a `messages` or `conversations` column
-                 fmt:str='auto')->list[Conversation]:
+def to_dataset(convs:list[Conversation]):
+    "A `datasets.Dataset` with columns `id`, `messages`, `metadata` and, if any conversation has tools, `tools` (JSON strings)."
+    from datasets import Dataset
+    cols = dict(id=[c.id for c in convs], messages=[[_arrow_message(m) for m in c.messages] for c in convs],
+                metadata=[json.dumps(c.metadata, ensure_ascii=False) for c in convs])
+    if any(c.tools for c in convs): cols['tools'] = [json.dumps(c.tools, ensure_ascii=False) if c.tools else None for c in convs]
+    return Dataset.from_dict(cols)
+
+def _row(row:dict, column:str|None)->dict:
+    "A dataset row as a record: Arrow fills absent keys with None, so those go; `column` is the messages column."
+    clean = lambda x: {k: v for k, v in x.items() if v is not None} if isinstance(x, dict) else x
+    row = clean(dict(row))
+    if column is not None and column in row: row['messages' if column != 'conversations' else column] = row.pop(column)
+    for k in ('messages', 'conversations'):
+        if isinstance(row.get(k), list): row[k] = [clean(m) for m in row[k]]
+    if isinstance(row.get('metadata'), str): row['metadata'] = json.loads(row['metadata'] or '{}')
+    return row
+
+def from_dataset(ds,                      # A `datasets.Dataset` with a `messages` or `conversations` column
+                 fmt:str='auto',          # 'auto', 'convchat', 'openai' or 'sharegpt'
+                 column:str|None=None,    # The column of messages, if not `messages` or `conversations`
+                 skip_invalid:bool=False, # Keep the valid rows instead of failing
+                 rep:ValidationReport|None=None, # Filled with what was found
+                 name:str='<dataset>',    # Its name in messages
+                )->list[Conversation]:
     "Validate the rows of `ds` and return them as conversations."
-    rep, convs = ValidationReport('<dataset>'), []
+    if column is not None and column not in ds.column_names:
+        raise DataError(f"{name}: no column {column!r}; its columns are {', '.join(ds.column_names)}")
+    rep, convs = rep or ValidationReport(name), []
     for i, row in enumerate(ds):
-        row = dict(row)
-        if isinstance(row.get('metadata'), str): row['metadata'] = json.loads(row['metadata'] or '{}')
-        if row.get('metadata') is None: row.pop('metadata', None)
         rep.n_conversations += 1
-        conv, errs, warns = check_record(row, '<dataset>', fmt, record=i)
+        conv, errs, warns = check_record(_row(row, column), name, fmt, record=i, notes=rep.notes)
         rep.n_valid += conv is not None; rep.add(errs, warns)
         if conv: convs.append(conv)
-    if rep.n_errors: raise DataError(f"the dataset has errors\n{rep}")
+    if rep.n_errors and not skip_invalid: raise DataError(f"the dataset has errors\n{rep}")
     return convs
 
 # %% ../nbs/02_data.ipynb #1b4a042a

@@ -6,14 +6,15 @@ Docs: https://convchat.github.io/convchat/tokenization.html.md"""
 
 # %% ../nbs/02a_tokenization.ipynb #d9ee3c39
 from __future__ import annotations
+import json
 from dataclasses import dataclass, field
 from .core import *
 from .data import Conversation, DataError
 
 # %% auto #0
-__all__ = ['DEFAULT_CHAT_TEMPLATE', 'PAD_CANDIDATES', 'ensure_chat_template', 'resize_embeddings', 'tokenize_conversation',
-           'end_of_turn_ids', 'DataReport', 'build_dataset', 'render_example', 'split_dataset', 'packing_supported',
-           'DataCollator']
+__all__ = ['DEFAULT_CHAT_TEMPLATE', 'PAD_CANDIDATES', 'TOOLS_PROMPT', 'ensure_chat_template', 'resize_embeddings',
+           'supports_tools', 'hermes_messages', 'template_messages', 'tokenize_conversation', 'end_of_turn_ids',
+           'DataReport', 'build_dataset', 'render_example', 'split_dataset', 'packing_supported', 'DataCollator']
 
 # %% ../nbs/02a_tokenization.ipynb #178a5af5
 DEFAULT_CHAT_TEMPLATE = (
@@ -51,22 +52,22 @@ def resize_embeddings(model, tokenizer)->bool:
     return True
 
 # %% ../nbs/02a_tokenization.ipynb #83db43b1
-def _render(tok, msgs, gen=False)->str:
-    return tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
+def _render(tok, msgs, gen=False, tools=None)->str:
+    return tok.apply_chat_template(msgs, tools=tools or None, tokenize=False, add_generation_prompt=gen)
 
 def _special_ids(tok)->set:
     return set(tok.all_special_ids) | {i for i, t in tok.added_tokens_decoder.items() if t.special}
 
-def _pieces(msgs, tok)->list[tuple[str, bool]]:
-    "Split the rendered conversation into `(text, is_assistant_answer)` pieces, by incremental rendering."
+def _pieces(msgs, tok, tools=None)->list[tuple[str, bool]]:
+    "Split the rendered conversation into `(text, learned)` pieces, by incremental rendering; an answer with `weight: 0` is not learned."
     pieces, done = [], ''
     for k, m in enumerate(msgs):
         if m['role'] != 'assistant': continue
-        before, after = _render(tok, msgs[:k], gen=True), _render(tok, msgs[:k+1])
+        before, after = _render(tok, msgs[:k], True, tools), _render(tok, msgs[:k+1], False, tools)
         if not before.startswith(done) or not after.startswith(before):
             raise DataError("the chat template does not render conversations incrementally (an earlier turn changes when a later one is "
                             "added), so convchat cannot tell which tokens are the assistant's")
-        pieces += [(before[len(done):], False), (after[len(before):], True)]
+        pieces += [(before[len(done):], False), (after[len(before):], m.get('weight', 1) != 0)]
         done = after
     return pieces
 
@@ -95,17 +96,58 @@ def _rounds(msgs)->tuple[list, list[list]]:
         if m['role'] == 'assistant': rounds.append(cur); cur = []
     return sys_, rounds
 
+# %% ../nbs/02a_tokenization.ipynb #7e710947
+TOOLS_PROMPT = ("You can call these tools:\n<tools>\n{tools}\n</tools>\nTo call a tool, answer with "
+                "<tool_call>{{\"name\": ..., \"arguments\": {{...}}}}</tool_call>; its result comes back as <tool_response>...</tool_response>.")
+
+def supports_tools(tokenizer)->bool:
+    "Whether `tokenizer`'s chat template shows tool calls (it renders the called function's name)."
+    probe = [{'role': 'user', 'content': 'x'},
+             {'role': 'assistant', 'content': '', 'tool_calls': [{'type': 'function', 'function': {'name': 'convchat_probe', 'arguments': {}}}]}]
+    try: return 'convchat_probe' in _render(tokenizer, probe)
+    except Exception: return False
+
+# %% ../nbs/02a_tokenization.ipynb #f7ebfa91
+def _calls_text(calls)->str: return '\n'.join(f"<tool_call>\n{json.dumps(c['function'], ensure_ascii=False)}\n</tool_call>" for c in calls)
+
+def hermes_messages(msgs:list[dict], # Messages with `tool_calls` and `tool` results
+                    tools:list|None=None, # The conversation's tools
+                   )->list[dict]:   # Messages of roles system, user and assistant only
+    "`msgs` for a template without tools: calls as `<tool_call>` JSON in the answer, results as a user turn, tools in the system prompt."
+    out = []
+    for k, m in enumerate(msgs):
+        if m['role'] == 'tool':
+            r = f"<tool_response>\n{m['content']}\n</tool_response>"
+            if k and msgs[k-1]['role'] == 'tool': out[-1]['content'] += '\n' + r
+            else: out.append({'role': 'user', 'content': r})
+        elif m.get('tool_calls'):
+            text = '\n'.join(filter(None, [m['content'], _calls_text(m['tool_calls'])]))
+            out.append({**{k: v for k, v in m.items() if k != 'tool_calls'}, 'content': text})
+        else: out.append(dict(m))
+    if tools:
+        spec = TOOLS_PROMPT.format(tools='\n'.join(json.dumps(t, ensure_ascii=False) for t in tools))
+        if out[0]['role'] == 'system': out[0]['content'] += '\n\n' + spec
+        else: out.insert(0, {'role': 'system', 'content': spec})
+    return out
+
+# %% ../nbs/02a_tokenization.ipynb #f13cfb8c
+def template_messages(conv, tokenizer)->tuple[list, list|None]:
+    "The messages and tools to render: as they are if the template shows tool calls, else through `hermes_messages`."
+    msgs, tools = (conv.messages, conv.tools) if isinstance(conv, Conversation) else (conv, None)
+    if not (tools or any(m['role'] == 'tool' or m.get('tool_calls') for m in msgs)) or supports_tools(tokenizer): return msgs, tools
+    return hermes_messages(msgs, tools), None
+
 # %% ../nbs/02a_tokenization.ipynb #7710f03d
 def tokenize_conversation(conv:Conversation,   # A validated conversation
                           tokenizer,           # Tokenizer with a chat template (see `ensure_chat_template`)
                           max_length:int=1024, # Longest example in tokens
                          )->dict|None:         # `input_ids`, `attention_mask`, `labels`, `n_dropped_turns`; None if it cannot fit
     "Tokenize `conv` with labels only on the assistant's answers and the tokens that close them."
-    msgs = conv.messages if isinstance(conv, Conversation) else conv
+    msgs, tools = template_messages(conv, tokenizer)
     sys_, rounds = _rounds(msgs)
     for skip in range(len(rounds)):
         kept = sys_ + [m for r in rounds[skip:] for m in r]
-        ids, labels = _tokenize_pieces(_pieces(kept, tokenizer), tokenizer)
+        ids, labels = _tokenize_pieces(_pieces(kept, tokenizer, tools), tokenizer)
         if len(ids) <= max_length: break
     else: return None
     n_learn = sum(l != -100 for l in labels)
