@@ -474,13 +474,25 @@ def verify_gguf(path:Path,          # The written GGUF file
     problems = _token_checks(f, gtok, tok, prompts) + _prompt_checks(f, tok, eot, prompts)
     return GGUFReport(path.name, qtype, gate, worst, problems, llama_cpp_check(path, gm, tok, prompts, eot, qtype))
 
-# %% ../nbs/04e_gguf.ipynb #18d75dd3
+# %% ../nbs/04e_gguf.ipynb #ce142536
+def _llama(path:Path):
+    "llama-cpp-python's model of `path`, extra buffer types off (their repack/AMX path segfaulted; see benchmarks/chat_bench.py)."
+    import llama_cpp
+    from llama_cpp import llama_cpp as C
+    defaults = C.llama_model_default_params
+    def no_extra():
+        p = defaults()
+        if hasattr(p, 'use_extra_bufts'): p.use_extra_bufts = False
+        return p
+    C.llama_model_default_params = no_extra                 # Llama() takes its model parameters from here
+    try: return llama_cpp.Llama(str(path), n_ctx=1024, verbose=False)
+    finally: C.llama_model_default_params = defaults
+
 def llama_cpp_check(path:Path, gm, tok, prompts:list, eot:list, qtype:str, n_tokens:int=48)->dict|None:
     "llama.cpp's greedy replies against `gm`'s (the GGUF loaded by transformers); None if `llama_cpp` is not importable."
     import importlib.util, torch
     if importlib.util.find_spec('llama_cpp') is None: return None
-    from llama_cpp import Llama
-    llm = Llama(str(path), n_ctx=1024, verbose=False, logits_all=False)
+    llm = _llama(path)
     fails, same, stopped = [], 0, 0
     for k, p in enumerate(prompts):
         text = tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
