@@ -16,7 +16,7 @@ def main():
     p = argparse.ArgumentParser(); p.add_argument('--work', default='/tmp/convchat-gguf-bench'); p.add_argument('--reuse', action='store_true')
     p.add_argument('--model', default='default'); p.add_argument('--label', default='SmolLM2-135M-Instruct'); p.add_argument('--note', nargs='*', default=[]); p.add_argument('--name', default='gguf')
     a = p.parse_args(); work, rows, meta = Path(a.work), [], {}
-    for b in (16, 8, 4):
+    for b in (4, 8, 16):                               # the most telling first, on a busy machine
         d = work/f'default-{b}'
         if not (a.reuse and (d/'convchat-gguf.json').is_file()):
             from convchat.gguf_export import export_gguf
@@ -25,6 +25,7 @@ def main():
         rows.append(dict(bits=b, type=meta['type'], mb=meta['file_size']/1e6, kl=g['kl'], top1=g['top1'] * 100,
                          ppl=g['ppl_increase'] * 100, max_diff=v['max_abs_diff'], checks='pass' if v['passed'] else 'FAIL',
                          seconds=meta['seconds']))
+    rows.sort(key=lambda r: -r['bits'])
     res = dict(title=f'GGUF export: {a.label}', reproduce='python benchmarks/gguf_bench.py' + (f' --model {a.model}' if a.model != 'default' else ''),
                intro=(f"`export_gguf(model, bits=b)` for {a.label}; the file read back by transformers {meta.get('transformers')} "
                       f"(gguf {meta.get('gguf')}) and compared with the fp32 PyTorch model, teacher-forced on "
