@@ -14,7 +14,7 @@ import numpy as np
 from .core import *
 from .models import resolve_model, load_model
 from .tokenization import ensure_chat_template, end_of_turn_ids
-from .verify import VERIFY_PROMPTS, GateThresholds, GateReport, gate_token_ids, training_data
+from .verify import VERIFY_PROMPTS, GATES, GateThresholds, GateReport, gate_token_ids, training_data
 
 # %% auto #0
 __all__ = ['GGUF_FILE', 'MODELFILE', 'GGUF_META', 'GGUF_TYPES', 'GGUF_ARCHS', 'GO_TEMPLATES', 'TEMPLATE_CHECKS', 'GGUF_GATES',
@@ -359,12 +359,9 @@ def render_modelfile(mf:dict, msgs:list)->str:
     "The prompt Ollama builds for `msgs` from a read Modelfile."
     return render_go(mf['template'], _go_messages(msgs, mf.get('system')))
 
-# %% ../nbs/04e_gguf.ipynb #8d6a83ff
-GGUF_GATES = {
-    'F16': GateThresholds(1e-3, 0.99, 0.005, "16-bit weights only round: the answers must not change"),
-    'Q8_0': GateThresholds(0.02, 0.95, 0.02, "8-bit blocks of 32 must keep the answers"),
-    'Q4_1': GateThresholds(0.15, 0.85, 0.15, "4-bit blocks trade some agreement for a file a third the size; larger changes fail"),
-}
+# %% ../nbs/04e_gguf.ipynb #54b14712
+GGUF_GATES = {'F16': GateThresholds(1e-3, 0.99, 0.005, "16-bit weights only round: the answers must not change"),
+              'Q8_0': GATES[8], 'Q4_1': GATES[4]}        # held to the limits of convert's 8- and 4-bit ONNX graphs
 TOKEN_TEXTS = ['Hello, world! How are you today?', 'Emoji: 😀👍🏽🇫🇷 and ünïcödé ñ', '日本語のテキスト、中文句子，한국어 문장',
                'Привет, мир! Γειά σου. مرحبا بالعالم. नमस्ते', 'numbers 12345, 3.14159 and 2024-06-01', '  leading spaces\n\ttabs\n\n\nnewlines ',
                'code: def f(x): return x**2  # comment', '<|im_start|>user\nHi<|im_end|>\n<|endoftext|>']
