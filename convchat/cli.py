@@ -234,7 +234,8 @@ def _graph_bits(graph, bits, quantize=None, fused=False)->tuple:
     return graph, None if bits == 'none' else bits
 
 def convert(model:str='default',    # Model to export: a fine-tuned folder, 'default' or a hub id
-            output_dir:str='convchat-onnx', # Where the ONNX model folder is written
+            output_dir:str=None,    # Where the model folder is written (default: convchat-onnx, or convchat-gguf)
+            format:str='onnx',      # 'onnx' (convchat's runtime) or 'gguf' (llama.cpp, Ollama: model.gguf and a Modelfile; --bits 16, 8 or 4)
             graph:str='auto',       # 'fused' (fast), 'plain' (the Optimum export) or 'auto': fused where the architecture allows it
             bits:str='auto',        # Weight bits, 'none' (fp32), 8 or 4; 'auto': 8 on a fused graph, fp32 if no 8-bit build keeps the answers
             no_verify:bool=False,   # Skip the ONNX Runtime vs PyTorch check (plain graph only; not recommended)
@@ -247,7 +248,9 @@ def convert(model:str='default',    # Model to export: a fine-tuned folder, 'def
             fused:bool=False,       # Old spelling of --graph fused
            )->int:
     "Export a model to a verified ONNX folder: the fast fused graph, with 8-bit weights where they keep the answers"
-    model, (graph, bits) = model_path or model, _graph_bits(graph, bits, quantize, fused)
+    _check_choice('format', format, ('onnx', 'gguf'))
+    if format == 'gguf': return _convert_gguf(model_path or model, output_dir or 'convchat-gguf', bits, force, allow_pickle, overwrite)
+    model, (graph, bits), output_dir = model_path or model, _graph_bits(graph, bits, quantize, fused), output_dir or 'convchat-onnx'
     _check_num('threads', threads, 1)
     _check_model(model)
     check_output_dir(output_dir, overwrite, protect=[model])
@@ -259,10 +262,24 @@ def convert(model:str='default',    # Model to export: a fine-tuned folder, 'def
     say(f"Wrote {out}")
     return 0
 
-def info(onnx_dir:str, # An exported ONNX model folder
+def _convert_gguf(model, output_dir, bits, force, allow_pickle, overwrite)->int:
+    "`convert --format gguf`: a verified model.gguf and an Ollama Modelfile."
+    _check_choice('bits', str(bits).lower(), ('auto', '16', '8', '4'))
+    _check_model(model)
+    from convchat.gguf_export import export_gguf, gguf_info, format_gguf_info
+    with contextlib.redirect_stdout(sys.stderr):
+        out = export_gguf(model, output_dir, bits=bits, overwrite=overwrite, force=force, allow_pickle=allow_pickle)
+    say(format_gguf_info(gguf_info(out)))
+    say(f"Wrote {out}")
+    return 0
+
+def info(onnx_dir:str, # An exported model folder (ONNX, or GGUF from convert --format gguf)
         )->int:
     "Print what an exported model folder holds: architecture, graph, bits, size, gate and verification figures"
     from convchat.convert import model_info, format_info
+    if (Path(onnx_dir)/'convchat-gguf.json').is_file():
+        from convchat.gguf_export import gguf_info, format_gguf_info
+        print(format_gguf_info(gguf_info(onnx_dir))); return 0
     print(format_info(model_info(onnx_dir)))
     return 0
 
@@ -360,6 +377,7 @@ def pipeline(data_file:str=None,        # Conversations; the recipe's, or the bu
              prompt:str=None,           # Question for the final chat (default: one from the example data)
              overwrite:bool=False,      # Replace earlier results in work_dir
              no_report:bool=False,      # Skip the learning reports (PyTorch and ONNX)
+             gguf:str=None,             # Also write work_dir/gguf: a verified GGUF (16, 8 or 4 bits) and an Ollama Modelfile
              quantize:str=None,         # Old spelling of --bits (int8, int4 or none)
              fmt:str='auto',            # The data's format (see `convchat validate`); 'auto' finds it
              dataset:str=None,          # A data set in the local Hugging Face cache, by name (never downloaded)
@@ -377,14 +395,15 @@ def pipeline(data_file:str=None,        # Conversations; the recipe's, or the bu
     _check_source(data_file)
     _check_model(model)
     work = Path(work_dir)
-    for d in (work/'model', work/'onnx'): check_output_dir(d, overwrite, protect=[data_file, model])
+    gguf = None if gguf is None else str(gguf); _check_choice('gguf', gguf, ('16', '8', '4'))
+    for d in (work/'model', work/'onnx') + ((work/'gguf',) if gguf else ()): check_output_dir(d, overwrite, protect=[data_file, model])
     data_file = _prepared_data(data_file, work/'data.jsonl', fmt, dataset, column, assistant_name, gap_hours, mask_pii, skip_invalid)
     from convchat.data import example_conversations_path
     with _regular_file(data_file) as f:
         return _pipeline(f or example_conversations_path(), data_file, model, work, cfg, over, graph, bits, prompt, overwrite,
-                         not no_report)
+                         not no_report, gguf)
 
-def _pipeline(data_file, shown, model, work, cfg, over, graph, bits, prompt, overwrite, report=True)->int:
+def _pipeline(data_file, shown, model, work, cfg, over, graph, bits, prompt, overwrite, report=True, gguf=None)->int:
     from convchat.data import EXAMPLE_QUESTIONS
     t0 = time.time()
     say(f"[1/5] Checking {shown or data_file}")
@@ -395,6 +414,7 @@ def _pipeline(data_file, shown, model, work, cfg, over, graph, bits, prompt, ove
     if not is_main_process(): return 0      # several processes (torchrun, accelerate launch): the main one exports and chats
     say("[3/5] Exporting to ONNX")
     convert(str(work/'model'), str(work/'onnx'), graph=graph, bits=bits or 'none', overwrite=overwrite)
+    if gguf: say("[3/5] Writing GGUF too"); _convert_gguf(str(work/'model'), str(work/'gguf'), gguf, False, False, overwrite)
     if report:
         from convchat.report import load_report
         say(f"[4/5] Reporting on the exported folder {work/'onnx'}")
