@@ -673,7 +673,7 @@ def make_app(model_or_dir,                 # A loaded `ChatModel`, or an exporte
     v1.get('/models')(list_models); v1.get('/models/{name:path}')(get_model)
     v1.post('/chat/completions')(chat_completions); v1.post('/completions')(completions)
     app.include_router(v1)
-    from convchat.page import add_chat_page; add_chat_page(app)   # the chat page at / (06a_page)
+    from convchat.page import add_chat_page; add_chat_page(app)   # the chat page at / (05d_page)
     return app
 
 # %% ../nbs/06_serve.ipynb #f6eed540
