@@ -88,7 +88,7 @@ def site(tmp_path_factory):
         src = tmp/'clone'
         subprocess.run(['git', 'clone', '--quiet', '--no-hardlinks', str(ROOT), str(src)], check=True)
     dest = tmp/'site'
-    r = subprocess.run([sys.executable, 'tools/build_docs.py', '--dest', str(dest)], cwd=src, capture_output=True, text=True, timeout=1200)
+    r = subprocess.run([sys.executable, 'tools/build_docs.py', '--dest', str(dest)], cwd=src, capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, f'the docs build failed:\n{r.stdout[-4000:]}\n{r.stderr[-6000:]}'
     print(r.stdout)
     return dict(dest=dest, src=src, nbs=bd.doc_notebooks(src/'nbs'))
