@@ -53,11 +53,20 @@ def test_nb2md_directives_outputs_and_anchors():
     assert images == {'core_files/figure-1.png': b'\x89PNG fake'} and '![](core_files/figure-1.png)' in md
     assert '!!! tip\n    Use the tiny model.' in md
 
-def test_readme_flavour_keeps_absolute_links():
+def test_readme_flavour_links_to_the_notebooks():
     nb = dict(cells=[_cell('---\ntitle: convchat\ndescription: Chat\n---', typ='raw'),
-                     _cell('[data](02_data.ipynb)', typ='markdown'), _cell('print(2)', [dict(output_type='stream', name='stdout', text='2\n')])])
-    md, _ = bd.nb2md(nb, 'index.md', flavor='gfm', links=bd.DocLinks(_links.doc_url, _links.page_of, relative=False))
-    assert md == '# convchat\n\n> Chat\n\n[data](https://convchat.github.io/convchat/data.html)\n\n```python\nprint(2)\n```\n\n```text\n2\n```\n', md
+                     _cell('[data](02_data.ipynb) [load](https://convchat.github.io/convchat/data.html#load)', typ='markdown'),
+                     _cell('print(2)', [dict(output_type='stream', name='stdout', text='2\n')])])
+    md, _ = bd.nb2md(nb, 'index.md', flavor='gfm', links=bd.DocLinks(_links.doc_url, _links.page_of, nbs='nbs/'))
+    assert md == '# convchat\n\n> Chat\n\n[data](nbs/02_data.ipynb) [load](nbs/02_data.ipynb)\n\n```python\nprint(2)\n```\n\n```text\n2\n```\n', md
+
+def test_readme_links_resolve():
+    "Every link in README.md is a file of this repository or an address outside it (no hosted docs that do not exist)"
+    import re
+    links = re.findall(r'\]\(([^)\s]+)\)', (ROOT/'README.md').read_text())
+    assert links and not [u for u in links if 'convchat.github.io' in u], links
+    missing = [u for u in links if '://' not in u and not (ROOT/u.partition('#')[0]).exists()]
+    assert not missing, missing
 
 def test_method_links_fall_back_to_their_class():
     pages = {'chat.md': '### ChatModel { #chatmodel .nb-api }\n[gen](#chatmodel.generate)',

@@ -185,9 +185,11 @@ def _fence(text:str, cls:str='', lang:str='text')->str:
     return f'{ticks}{attrs}\n{text}\n{ticks}'
 
 class DocLinks:
-    "Rewrites links aimed at the hosted docs (or at notebooks) into links between pages of this site"
-    def __init__(self, doc_url:str, page_of:dict[str,str], relative:bool=True):
-        self.doc_url, self.page_of, self.relative = doc_url.rstrip('/') + '/', page_of, relative
+    "Rewrites links aimed at the hosted docs (or at notebooks) into links between pages of this site, or (`nbs`) to the notebooks"
+    def __init__(self, doc_url:str, page_of:dict[str,str], relative:bool=True,
+                 nbs:str|None=None): # Link to the notebooks in this folder instead (the README: links that work on GitHub)
+        self.doc_url, self.page_of, self.relative, self.nbs = doc_url.rstrip('/') + '/', page_of, relative, nbs
+        self.nb_of = {v: k for k, v in page_of.items()}
     def html2page(self, url:str)->str|None:
         "`core.html#x` -> `core.md#x` when `core` is one of our pages"
         path, _, frag = url.partition('#')
@@ -205,6 +207,7 @@ class DocLinks:
             else: return m.group(0)
             if rel is None:  # a page we don't have: docstrings of other libraries link into their own docs
                 return text if unlink_unknown and not bang and '://' not in url else m.group(0)
+            if self.nbs is not None: return f'{bang}[{text}]({self.nbs}{self.nb_of[rel.partition("#")[0]]})'
             return f'{bang}[{text}](' + (rel if self.relative else self.doc_url + rel.replace('.md', '.html', 1)) + ')'
         return re.sub(r'(!?)\[([^\]]*)\]\(([^)\s]+)\)', sub, md)
 

@@ -32,7 +32,7 @@ def readme(root:str|Path|None=None,  # Repository root (default: the one holding
              P.rm_export, P.clean_magics, P.hide_, P.add_links, P.strip_hidden_metadata]  # `FilterDefaults` less execution
     with working_directory(root): NBProcessor(nb=nb, procs=procs, rm_directives='quarto').process()
     page_of = {f.name: page_name(f, nbs) for f in doc_notebooks(nbs)}
-    md, images = nb2md(nb, 'index.md', flavor='gfm', links=DocLinks(cfg.doc_host + cfg.doc_baseurl, page_of, relative=False))
+    md, images = nb2md(nb, 'index.md', flavor='gfm', links=DocLinks(cfg.doc_host + cfg.doc_baseurl, page_of, nbs=f'{nbs.relative_to(root)}/'))
     return md, images
 
 def main(argv=None):
