@@ -23,6 +23,7 @@ from fastcore.basics import patch
 from .core import *
 from .runtime import ChatModel, ChatTemplateError, GenerationConfig
 from .structured import json_constraint, json_schema_of
+from .tools import Tools, ToolError, ToolCallParser, tool_prompt, reply_message
 from .scheduler import Scheduler, QueueFull, Request as GenerationRequest
 from .connections import ConnectionLimits, uvicorn_config, bounded_malloc
 try:
@@ -83,8 +84,10 @@ def _valid_text(s:str)->str:
 class ChatMessage(BaseModel):
     "One message of an OpenAI chat request."
     model_config = ConfigDict(extra='ignore', strict=True)
-    role: Literal['system', 'developer', 'user', 'assistant']
+    role: Literal['system', 'developer', 'user', 'assistant', 'tool']
     content: str|None = None  # a string, or a list of `{"type": "text", "text": ...}` parts
+    tool_calls: list|None = None    # an assistant's calls, as its reply gave them (`convchat.tools` checks them)
+    tool_call_id: str|None = None   # a tool message: the call it answers
 
     @field_validator('content', mode='before')
     @classmethod
@@ -102,7 +105,8 @@ class ChatMessage(BaseModel):
         "The message as the runtime takes it; `i` is its place in the request, for errors."
         if self.content is None and self.role != 'assistant':
             raise APIError(400, f"messages.{i}.content: a {self.role} message needs content", param=f'messages.{i}.content', code='invalid_value')
-        return {'role': 'system' if self.role == 'developer' else self.role, 'content': self.content or ''}
+        extra = {k: getattr(self, k) for k in ('tool_calls', 'tool_call_id') if getattr(self, k) is not None}
+        return {'role': 'system' if self.role == 'developer' else self.role, 'content': self.content or '', **extra}
 
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra='ignore', strict=True)
@@ -155,6 +159,9 @@ class ChatRequest(_Sampling):
     logprobs: bool|None = None
     top_logprobs: int|None = Field(None, ge=0, le=20)
     response_format: dict|None = None
+    tools: list|None = None                      # functions the model may call (`convchat.tools`)
+    tool_choice: str|dict|None = None            # 'auto', 'none', 'required' or {'type': 'function', 'function': {'name': ...}}
+    parallel_tool_calls: bool|None = None        # whether one reply may make several calls (default: yes)
 
 class CompletionRequest(_Sampling):
     "The body of `POST /v1/completions`: a plain prompt, or a list of them, sent to the model as it is (no chat template)."
@@ -210,6 +217,17 @@ def checked_format(req:_Sampling)->dict|None:
     rf = getattr(req, 'response_format', None)
     try: return rf if json_schema_of(rf) is not None else None
     except ConvchatError as e: raise APIError(400, str(e), param='response_format', code='invalid_value') from None
+
+def _tool_error(e:ToolError)->APIError: return APIError(400, str(e), param=e.param, code='invalid_value')
+
+def _checked_tools(req:_Sampling)->Tools|None:
+    "The tools of a chat request, checked (see `convchat.tools.Tools`), or None when it has none."
+    t = getattr(req, 'tools', None)
+    if t is None:
+        if getattr(req, 'tool_choice', None) not in (None, 'none'): raise _tool_error(ToolError('tool_choice', 'give `tools` to choose from'))
+        return None
+    try: return Tools(t, req.tool_choice, req.parallel_tool_calls)
+    except ToolError as e: raise _tool_error(e) from None
 
 # %% ../nbs/06_serve.ipynb #8e8014c7
 def usage(prompt_tokens:int, gens:list)->dict:
@@ -537,6 +555,7 @@ class _Work:
     rid:str=''                # Response id
     created:int=0             # Unix time of the request
     log:dict=None             # Fields for the access log
+    tools:Tools|None=None     # The request's tools: replies are parsed into `tool_calls`
 
 async def _encoded(s, prompt, field:str)->list:
     "The token ids of a prompt (messages or text), or a 400 when they do not fit the context."
@@ -562,25 +581,35 @@ def _short_enough(s, p, field:str):
         raise APIError(400, f"The {field} {'has' if field == 'prompt' else 'have'} {chars:,} characters, more than {s.model_id}'s context of "
                             f"{s.model.context_length} tokens can hold; shorten them", param=field, code='context_length_exceeded')
 
-def _compiled_grammar(s, fmt:dict):
-    "The probed constraint for `fmt`, compiled one request at a time: many large schemas at once would take the CPU and memory of many."
-    with s.grammar_lock: return json_constraint(s.model, fmt)
+def _compiled_grammar(s, fmt:dict, tools:Tools=None):
+    "The probed constraint for `fmt` (and `tools`), compiled one request at a time: many large schemas at once would take the CPU and memory of many."
+    with s.grammar_lock: return tools.constraint(s.model, json_schema_of(fmt)) if tools else json_constraint(s.model, fmt)
+
+async def _tool_prompt(s, msgs:list, tools:Tools|None):
+    "The prompt text of a chat with tools or tool turns (`convchat.tools.tool_prompt`); the messages as they are otherwise."
+    if not tools and not any(m['role'] == 'tool' or 'tool_calls' in m for m in msgs): return msgs
+    try: return await anyio.to_thread.run_sync(tool_prompt, s.model, msgs, tools and tools.tools)
+    except ToolError as e: raise _tool_error(e) from None
+    except Exception as e: raise _model_error(e) from e
 
 async def _checked(s, req:_Sampling)->_Work:
     "What `req` asks for, or a 4xx `APIError` if the model cannot answer it: the cheap checks first, then the grammar and the tokens."
     config, logprobs, fmt, chat = generation_args(req, s.model_id), logprobs_of(req), checked_format(req), isinstance(req, ChatRequest)
+    tools = _checked_tools(req) if chat else None
     prompts = [[m.to_dict(i) for i, m in enumerate(req.messages)]] if chat else [req.prompt] if isinstance(req.prompt, str) else req.prompt
     n, field = req.n or 1, 'messages' if chat else 'prompt'
     _can_hold(s, n, len(prompts))
     for p in prompts: _short_enough(s, p, field)
+    if chat: prompts = [await _tool_prompt(s, prompts[0], tools)]
     constraint = None
-    if fmt is not None:      # compiled and probed once; a schema llguidance cannot compile or decode is the client's to fix
-        try: constraint = await anyio.to_thread.run_sync(_compiled_grammar, s, fmt)
+    if fmt is not None or tools:      # compiled and probed once; a schema llguidance cannot compile or decode is the client's to fix
+        try: constraint = await anyio.to_thread.run_sync(_compiled_grammar, s, fmt, tools)
+        except ToolError as e: raise _tool_error(e) from None
         except ConvchatError as e: raise APIError(400, str(e), param='response_format', code='invalid_value') from None
     prompts = [await _encoded(s, p, field) for p in prompts]
     rid = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
     return _Work(chat, [p for p in prompts for _ in range(n)], choice_configs(config, n)*len(prompts), sum(map(len, prompts)),
-                 logprobs, constraint, bool(req.stream_options and req.stream_options.include_usage), rid, int(time.time()), dict(id=rid))
+                 logprobs, constraint, bool(req.stream_options and req.stream_options.include_usage), rid, int(time.time()), dict(id=rid), tools)
 
 # %% ../nbs/06_serve.ipynb #9ea94ca6
 def _entry(s, ev)->tuple|None:
@@ -619,7 +648,9 @@ async def _complete(s, request:Request, handles:list, w:_Work):
     gens, lps = out
     _done(s, w, gens)
     lp = [_logprobs_obj(s, w, e) for e in lps] if w.logprobs is not None else None
-    return completion_response(gens, s.model_id, w.rid, w.created, w.prompt_tokens, w.chat, lp)
+    r = completion_response(gens, s.model_id, w.rid, w.created, w.prompt_tokens, w.chat, lp)
+    for c, g in zip(r['choices'], gens if w.tools else []): c['message'], c['finish_reason'] = reply_message(g.text, g.finish_reason)
+    return r
 
 async def _answer(req:_Sampling, request:Request):
     s = request.app.state
@@ -684,15 +715,18 @@ async def _sse(s, w:_Work, handles:list):
     try:
         for i, h in enumerate(handles):
             if w.chat: yield chunk({'role': 'assistant', 'content': ''}, index=i)
-            gen, sent = None, 0
+            gen, sent, calls = None, 0, w.tools and ToolCallParser()    # with tools, `<tool_call>` text goes out as `tool_calls` deltas
             async for ev in h:
                 e = _entry(s, ev)
                 if ev.text or e:
-                    yield chunk({'content': ev.text} if w.chat else ev.text, index=i, logprobs=e and _logprobs_obj(s, w, [e], sent))
+                    pieces = calls.feed(ev.text) or [{}]*bool(e) if calls else [{'content': ev.text} if w.chat else ev.text]
+                    for k, d in enumerate(pieces): yield chunk(d, index=i, logprobs=_logprobs_obj(s, w, [e], sent) if e and not k else None)
                     sent += len(ev.text)
                 if ev.generation: gen = ev.generation
             gens.append(gen)
-            yield chunk({} if w.chat else '', finish_reason=gen.finish_reason if gen else 'stop', index=i)
+            for d in calls.finish() if calls else []: yield chunk(d, index=i)
+            reason = gen.finish_reason if gen else 'stop'
+            yield chunk({} if w.chat else '', finish_reason='tool_calls' if calls and calls.calls and reason == 'stop' else reason, index=i)
     except Exception as e:
         yield f"data: {json.dumps(_model_error(e).body())}\n\n"
         return
