@@ -6,7 +6,7 @@ Docs: https://convchat.github.io/convchat/api.html.md"""
 
 # %% ../nbs/08_api.ipynb #b623d982
 from __future__ import annotations
-import random
+import random, tempfile
 from pathlib import Path
 from typing import Iterator
 from fastcore.basics import patch, store_attr
@@ -77,6 +77,16 @@ def batches(self:ConversationDataHandler, batch_size:int=4, # Examples per batch
     collate = DataCollator(self._tokenizer())
     for i in range(0, len(ds), batch_size): yield collate([ds[j] for j in order[i:i+batch_size]])
 
+@patch
+def get_batch(self:ConversationDataHandler, index:int, # Which batch, from 0
+              batch_size:int=4, shuffle:bool=False, seed:int=0, # As in `batches`
+             )->dict:
+    "The original design's batch access: batch `index` of `batches(batch_size, shuffle, seed)`."
+    n = 0
+    for n, b in enumerate(self.batches(batch_size, shuffle, seed), 1):
+        if n - 1 == index: return b
+    raise IndexError(f"no batch {index}: {n} batches of {batch_size}")
+
 # %% ../nbs/08_api.ipynb #44933368
 class LLMTrainer:
     "Fine-tune one base model on conversations (`train.train`) and save copies of the result."
@@ -141,11 +151,18 @@ def convert(self:ONNXConverter, onnx_dir:Path='convchat-onnx', # Folder to write
 # %% ../nbs/08_api.ipynb #65d17af5
 @patch
 def verify(self:ONNXConverter, onnx_dir:Path, # An exported folder (or its ONNX file)
-           **kwargs,                           # More options of `verify_onnx`: prompts, n_tokens, atol, threads
+           **kwargs,                           # More options of `verify_onnx` (prompts, n_tokens, atol) or `gate_candidate`
           ):
-    "Compare ONNX Runtime with this converter's PyTorch model on chat prompts (`verify_onnx`); returns a `VerifyReport`."
-    from convchat.verify import verify_onnx
-    return verify_onnx(onnx_dir, self.model, **kwargs)
+    "Judge a graph against this converter's model by its own yardstick: the plain fp32 export must answer like PyTorch (`verify_onnx`, a `VerifyReport`); a fused or quantized one must pass its quality gate against a fresh fp32 export (`gate_candidate`, a `GateReport`)."
+    from convchat.verify import verify_onnx, gate_candidate
+    from convchat.convert import export, model_info
+    from convchat.models import load_tokenizer
+    d = Path(onnx_dir)
+    info = model_info(d, check_files=False) if d.is_dir() else {}
+    if info.get('graph', 'plain') == 'plain' and not info.get('bits'): return verify_onnx(d, self.model, **kwargs)
+    with tempfile.TemporaryDirectory() as tmp:
+        ref = export(self.model, Path(tmp)/'fp32', graph='plain', bits=None, progress=False)
+        return gate_candidate(d/info['model_file'], ref/'model.onnx', load_tokenizer(self.model), info.get('bits'), **kwargs)
 
 @patch
 def metadata(self:ONNXConverter, onnx_dir:Path, # An exported folder
