@@ -15,6 +15,7 @@ from pathlib import Path
 from benchlib import column, write_result, cpu_info as machine_info
 import numpy as np
 import convchat.runtime as cc
+import convchat.sampling as sampling   # `Row.choose` calls its `next_tokens`
 from convchat.runtime import ChatModel, _looping
 
 SETTINGS = [dict(name='off (plain greedy)', repetition_penalty=1.0, repeat_last_n=64),
@@ -41,13 +42,13 @@ def guard_cut(ids)->int:
 
 def run(model, prompts, s, max_new, noise=0.0, seed=0):
     "Greedy replies (no loop guard) with setting `s`; optional logit noise."
-    orig, rng = cc.next_tokens, np.random.default_rng(seed)
-    if noise: cc.next_tokens = lambda logits, *a, **k: orig(logits + rng.normal(0, noise, logits.shape), *a, **k)
+    orig, rng = sampling.next_tokens, np.random.default_rng(seed)
+    if noise: sampling.next_tokens = lambda logits, *a, **k: orig(logits + rng.normal(0, noise, logits.shape), *a, **k)
     try:
         kw = dict(max_new_tokens=max_new, repetition_penalty=s['repetition_penalty'], repeat_last_n=s['repeat_last_n'], loop_guard=False)
         conv = [[{'role': 'user', 'content': p['prompt']}] for p in prompts]
         return model.generate_batch(conv, batch_size=len(conv), **kw)   # same replies as one by one, faster
-    finally: cc.next_tokens = orig
+    finally: sampling.next_tokens = orig
 
 def score(model, prompts, gens):
     rows = []

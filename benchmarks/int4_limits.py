@@ -78,12 +78,12 @@ def _group(name:str, op:str)->str:
 def profile_one(d:str, tokens=64)->dict:
     "Microseconds a decode step spends in each node group of graph `d` (ONNX Runtime's profiler; the prompt's run left out)."
     sys.path.insert(0, str(ROOT))
-    import convchat.runtime as rt
+    import convchat.runtime as rt, convchat.decoder as dec
     from int8_study import SPEED_Q
-    orig = rt._session_options
+    orig = dec._session_options
     def opts(threads):
         so = orig(threads); so.enable_profiling = True; so.profile_file_prefix = str(Path(d)/'profile'); return so
-    rt._session_options = opts
+    dec._session_options = opts                  # `Decoder` (convchat.decoder) makes its session with it
     m = rt.ChatModel(d, threads=2); m.eos_ids = []
     m.generate([{'role': 'user', 'content': SPEED_Q}], max_new_tokens=tokens, loop_guard=False)
     f = m.decoder.session.end_profiling()

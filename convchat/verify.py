@@ -13,7 +13,8 @@ from typing import Callable
 import numpy as np
 from .core import *
 from .models import load_model
-from .runtime import Decoder, META_FILE, resolve_onnx_file, log_softmax
+from .decoder import Decoder, META_FILE, resolve_onnx_file
+from .sampling import log_softmax
 from .tokenization import ensure_chat_template, end_of_turn_ids
 
 # %% auto #0
