@@ -31,14 +31,8 @@ def optimum_export(model,       # A loaded transformers causal LM
                   )->Path:      # Path of the ONNX file
     "Export `model` with its KV cache through Optimum, without Optimum's random-input validation."
     from optimum.exporters.onnx import onnx_export_from_model
-    from transformers.utils import logging as hf_logging
     model.config.use_cache = True
-    verbosity = hf_logging.get_verbosity(); hf_logging.set_verbosity_error()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            onnx_export_from_model(model, Path(dest), opset=opset, task=EXPORT_TASK, do_validation=False)
-    finally: hf_logging.set_verbosity(verbosity)
+    with quiet_libraries(): onnx_export_from_model(model, Path(dest), opset=opset, task=EXPORT_TASK, do_validation=False)
     return Path(dest)/ONNX_FILE
 
 # %% ../nbs/04c_convert.ipynb #3372e79c
@@ -251,7 +245,7 @@ def _fused(src, m, tok, tmp, work, bits, fallback, plain, gate_data, gates, prob
     mdir = _model_dir(src, m, tok, work)
     kw = dict(texts=gate_token_ids(tok, gate_data), probes=probes or probe_prompts(gate_data or training_data(mdir)),
               stop_ids=end_of_turn_ids(ensure_chat_template(tok, pad=False), m.generation_config), force=force,
-              threads=threads, progress=progress)
+              threads=threads, progress=False)   # one bar, `export`'s own: nested bars leave escape codes in logs
     return gated_fused(mdir, plain['file'], tok, tmp, work, bits, fallback, gates, allow_pickle, **kw)
 
 # %% ../nbs/04c_convert.ipynb #ab4c8c5e

@@ -10,8 +10,9 @@ import os, sys, json, re, stat, shutil, fnmatch, tempfile, hashlib, contextlib
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['OWNER_FILE', 'MODEL_FILE_LIMITS', 'PACKAGES', 'ConvchatError', 'cache_dir', 'atomic_write_text', 'atomic_write_json',
-           'check_output_dir', 'clean_leftovers', 'atomic_dir', 'check_model_files', 'package_versions', 'file_sha256']
+__all__ = ['OWNER_FILE', 'MODEL_FILE_LIMITS', 'PACKAGES', 'QUIET_LOGGERS', 'ConvchatError', 'cache_dir', 'atomic_write_text',
+           'atomic_write_json', 'check_output_dir', 'clean_leftovers', 'atomic_dir', 'check_model_files',
+           'package_versions', 'file_sha256', 'quiet_libraries']
 
 # %% ../nbs/00_core.ipynb #223f8846
 class ConvchatError(Exception):
@@ -183,3 +184,21 @@ def file_sha256(path:Path, chunk:int=1<<20)->str:
     with open(path, 'rb') as f:
         while b := f.read(chunk): h.update(b)
     return h.hexdigest()
+
+# %% ../nbs/00_core.ipynb #ea39cc18
+QUIET_LOGGERS = ('transformers', 'optimum', 'accelerate', 'peft', 'datasets', 'onnxruntime', 'torch._dynamo', 'torch._inductor')
+
+@contextlib.contextmanager
+def quiet_libraries(verbose:bool|None=None): # None: `CONVCHAT_VERBOSE` decides
+    "Silence the libraries' warnings and info logs inside the block (not errors), unless `verbose`."
+    import logging, warnings
+    if verbose is None: verbose = os.environ.get('CONVCHAT_VERBOSE', '') not in ('', '0')
+    if verbose: yield; return
+    loggers = [logging.getLogger(n) for n in QUIET_LOGGERS]
+    levels = [l.level for l in loggers]
+    for l in loggers: l.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore'); yield
+    finally:
+        for l, lv in zip(loggers, levels): l.setLevel(lv)

@@ -316,10 +316,7 @@ def _quantize_file(f:Path, opts:dict, src:Path=None, threads:int=None, calib:lis
 def _optimum_graph(src:Path, dest:Path)->Path:
     "Optimum's export of the model in `src` with its KV cache (`dest/model.onnx`), without Optimum's validation."
     from optimum.exporters.onnx import main_export
-    from transformers.utils import logging as hf_logging
-    verbosity = hf_logging.get_verbosity(); hf_logging.set_verbosity_error()
-    try: main_export(str(src), output=str(dest), task='text-generation-with-past', do_validation=False)
-    finally: hf_logging.set_verbosity(verbosity)
+    with quiet_libraries(): main_export(str(src), output=str(dest), task='text-generation-with-past', do_validation=False)
     return dest/'model.onnx'
 
 # %% ../nbs/04b_fuse.ipynb #2a9a6952

@@ -115,7 +115,7 @@ def _batch(self:TorchAnswerer, conversations:list, max_new_tokens:int)->list[Rep
     was = torch.get_num_threads()
     try:
         if self.threads: torch.set_num_threads(self.threads)
-        with torch.no_grad(): new = self.model.generate(x, attention_mask=mask, generation_config=gc)[:, T:]   # (B, <= max_new_tokens)
+        with torch.no_grad(), quiet_libraries(): new = self.model.generate(x, attention_mask=mask, generation_config=gc)[:, T:]   # (B, <= max_new_tokens)
     finally: torch.set_num_threads(was)
     return [self._reply(row.tolist()) for row in new]
 
