@@ -87,13 +87,14 @@ def _model_files(src:Path, dest:Path):
         atomic_write_json(dest/n, {k: v for k, v in json.loads((src/n).read_text()).items() if k not in _PATH_KEYS})
 
 def _quantize(fp32:Path, dest:Path)->Path:
-    "ONNX Runtime's dynamic 8-bit quantization of the plain graph: int8 weights per channel, the output projection kept in fp32."
-    from onnxruntime.quantization import quantize_dynamic, QuantType
-    import onnx
-    g = onnx.load(str(fp32), load_external_data=False).graph
-    last = [n.name for n in g.node if n.op_type == 'MatMul' and 'logits' in n.output]
-    quantize_dynamic(str(fp32), str(dest), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=['MatMul'],
-                     nodes_to_exclude=last)
+    "8-bit weights of the plain graph: every constant-weight MatMul as `MatMulNBits` (blocks of 64, asymmetric), activations in fp32 or int8 as the kernel picks."
+    import onnx, logging
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+    old = logging.root.manager.disable; logging.disable(logging.INFO)
+    try:
+        q = MatMulNBitsQuantizer(onnx.load(str(fp32)), bits=8, block_size=64, is_symmetric=False, accuracy_level=4); q.process()
+    finally: logging.disable(old)
+    onnx.save(q.model.model, str(dest))
     return dest
 
 # %% ../nbs/04f_web.ipynb #a6
