@@ -87,14 +87,27 @@ def _model_files(src:Path, dest:Path):
         atomic_write_json(dest/n, {k: v for k, v in json.loads((src/n).read_text()).items() if k not in _PATH_KEYS})
 
 def _quantize(fp32:Path, dest:Path)->Path:
-    "8-bit weights of the plain graph: every constant-weight MatMul as `MatMulNBits` (blocks of 64, asymmetric), activations in fp32 or int8 as the kernel picks."
-    import onnx, logging
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-    old = logging.root.manager.disable; logging.disable(logging.INFO)
-    try:
-        q = MatMulNBitsQuantizer(onnx.load(str(fp32)), bits=8, block_size=64, is_symmetric=False, accuracy_level=4); q.process()
-    finally: logging.disable(old)
-    onnx.save(q.model.model, str(dest))
+    "8-bit weights, per output channel, for every MatMul with a constant weight: int8 initializers and `DequantizeLinear`, activations in fp32."
+    import onnx, numpy as np
+    from onnx import numpy_helper, helper
+    m = onnx.load(str(fp32)); g = m.graph
+    inits, nodes = {t.name: t for t in g.initializer}, []
+    uses = {}
+    for n in g.node:
+        for i in n.input: uses[i] = uses.get(i, 0) + 1
+    for n in g.node:
+        w = n.input[1] if n.op_type == 'MatMul' and len(n.input) == 2 else None
+        if w in inits and uses[w] == 1 and len(inits[w].dims) == 2:
+            a = numpy_helper.to_array(inits[w]).astype(np.float32)                     # (K, N)
+            scale = np.abs(a).max(0)/127; scale[scale == 0] = 1
+            q = np.clip(np.rint(a/scale), -127, 127).astype(np.int8)
+            g.initializer.remove(inits.pop(w))
+            g.initializer.extend([numpy_helper.from_array(q, w+'_int8'), numpy_helper.from_array(scale.astype(np.float32), w+'_scale')])
+            nodes.append(helper.make_node('DequantizeLinear', [w+'_int8', w+'_scale'], [w+'_dq'], name=w+'_dq', axis=1))
+            n.input[1] = w+'_dq'
+        nodes.append(n)
+    del g.node[:]; g.node.extend(nodes)
+    onnx.save(m, str(dest))
     return dest
 
 # %% ../nbs/04f_web.ipynb #a6
