@@ -26,7 +26,10 @@ async function load() {
   const want = params.get('device') || (navigator.gpu && await navigator.gpu.requestAdapter().catch(() => null) ? 'webgpu' : 'wasm');
   for (const device of want === 'webgpu' ? ['webgpu', 'wasm'] : [want]) {
     try {
-      model = await AutoModelForCausalLM.from_pretrained('model', {dtype: meta.dtype, device});
+      // the int8 weights' DequantizeLinear nodes are constant-folded into fp32 weights when the session is made,
+      // rather than dequantized again for every token
+      model = await AutoModelForCausalLM.from_pretrained('model', {dtype: meta.dtype, device,
+        session_options: {extra: {session: {disable_quant_qdq: '1'}}}});
       root.dataset.device = device; break;
     } catch (e) { if (device === 'wasm') throw e; console.warn(`WebGPU failed (${e.message}); using WebAssembly`); }
   }
@@ -88,7 +91,8 @@ async function* stream(body, signal) {
   if (text.length > sent.length) yield {choices: [{delta: {content: text.slice(sent.length)}, finish_reason: null}]};
   const secs = (performance.now() - (tFirst ?? t0)) / 1000;
   root.dataset.decodeTps = out.length > 1 ? ((out.length - 1) / secs).toFixed(2) : '';
+  local.lastIds = out;                                          // the reply's token ids, for tests
   yield {choices: [{delta: {}, finish_reason: finish}], usage: {prompt_tokens: ids.length, completion_tokens: out.length}};
 }
 
-window.convchatLocal = {ready, stream, info: async () => (await facts).info};
+const local = window.convchatLocal = {ready, stream, info: async () => (await facts).info, lastIds: null};
