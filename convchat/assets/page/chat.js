@@ -52,7 +52,7 @@
     }
     el.maxTokens.max = info.context_length;
     if (!el.maxTokens.dataset.touched) el.maxTokens.value = info.max_tokens;
-    el.penalty.placeholder = `${info.repetition_penalty} (the server's default)`;
+    el.penalty.placeholder = `${info.repetition_penalty} (${local ? 'the' : "the server's"} default)`;
     el.model.textContent = modelId || info.id;
   }
 

@@ -20,7 +20,7 @@ const facts = fetch(new URL('convchat-web.json', here)).then(r => r.json()).then
 
 async function load() {
   await facts;
-  const say = t => { const s = $('status'); if (s && !s.dataset.busy) s.textContent = t; };
+  const say = (t, was) => { const s = $('status'); if (s && (was === undefined || s.textContent === was)) s.textContent = t; };
   say('loading the model…');
   tokenizer = await AutoTokenizer.from_pretrained('model');
   const want = params.get('device') || (navigator.gpu && await navigator.gpu.requestAdapter().catch(() => null) ? 'webgpu' : 'wasm');
@@ -33,9 +33,9 @@ async function load() {
       root.dataset.device = device; break;
     } catch (e) { if (device === 'wasm') throw e; console.warn(`WebGPU failed (${e.message}); using WebAssembly`); }
   }
-  root.dataset.model = 'ready'; say('');
+  root.dataset.model = 'ready'; say('', 'loading the model…');
 }
-const ready = load().catch(e => { root.dataset.model = 'error'; $('status').textContent = 'The model did not load: ' + e.message; throw e; });
+const ready = load().catch(e => { root.dataset.model = 'error'; $('status').textContent = 'The model did not load: ' + (e && e.message || e); throw e; });
 
 // ---- choosing the next token, as convchat's `Row.choose` does
 function choose(logits, seen, c) {
