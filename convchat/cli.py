@@ -234,8 +234,8 @@ def _graph_bits(graph, bits, quantize=None, fused=False)->tuple:
     return graph, None if bits == 'none' else bits
 
 def convert(model:str='default',    # Model to export: a fine-tuned folder, 'default' or a hub id
-            output_dir:str=None,    # Where the model folder is written (default: convchat-onnx, or convchat-gguf)
-            format:str='onnx',      # 'onnx' (convchat's runtime) or 'gguf' (llama.cpp, Ollama: model.gguf and a Modelfile; --bits 16, 8 or 4)
+            output_dir:str=None,    # Where the model folder is written (default: convchat-onnx, convchat-gguf or convchat-web)
+            format:str='onnx',      # 'onnx' (convchat's runtime), 'gguf' (llama.cpp, Ollama: model.gguf and a Modelfile; --bits 16, 8 or 4) or 'web' (a static folder that runs the model in the browser; --bits 8 or none)
             graph:str='auto',       # 'fused' (fast), 'plain' (the Optimum export) or 'auto': fused where the architecture allows it
             bits:str='auto',        # Weight bits, 'none' (fp32), 8 or 4; 'auto': 8 on a fused graph, fp32 if no 8-bit build keeps the answers
             no_verify:bool=False,   # Skip the ONNX Runtime vs PyTorch check (plain graph only; not recommended)
@@ -248,8 +248,9 @@ def convert(model:str='default',    # Model to export: a fine-tuned folder, 'def
             fused:bool=False,       # Old spelling of --graph fused
            )->int:
     "Export a model to a verified ONNX folder: the fast fused graph, with 8-bit weights where they keep the answers"
-    _check_choice('format', format, ('onnx', 'gguf'))
+    _check_choice('format', format, ('onnx', 'gguf', 'web'))
     if format == 'gguf': return _convert_gguf(model_path or model, output_dir or 'convchat-gguf', bits, force, allow_pickle, overwrite)
+    if format == 'web': return _convert_web(model_path or model, output_dir or 'convchat-web', bits, no_verify, force, threads, allow_pickle, overwrite)
     model, (graph, bits), output_dir = model_path or model, _graph_bits(graph, bits, quantize, fused), output_dir or 'convchat-onnx'
     _check_num('threads', threads, 1)
     _check_model(model)
@@ -273,10 +274,26 @@ def _convert_gguf(model, output_dir, bits, force, allow_pickle, overwrite)->int:
     say(f"Wrote {out}")
     return 0
 
-def info(onnx_dir:str, # An exported model folder (ONNX, or GGUF from convert --format gguf)
+def _convert_web(model, output_dir, bits, no_verify, force, threads, allow_pickle, overwrite)->int:
+    "`convert --format web`: a static folder that runs the model in the browser (transformers.js, fetched with npm once)."
+    _check_choice('bits', str(bits).lower(), ('auto', 'none', '8'))
+    _check_num('threads', threads, 1)
+    _check_model(model)
+    check_output_dir(output_dir, overwrite, protect=[model])
+    from convchat.web import export_web, web_summary
+    with contextlib.redirect_stdout(sys.stderr):
+        out = export_web(model, output_dir, bits=bits, overwrite=overwrite, verify=not no_verify, force=force, threads=threads, allow_pickle=allow_pickle)
+    say(web_summary(out))
+    say(f"Wrote {out}")
+    return 0
+
+def info(onnx_dir:str, # An exported model folder (ONNX, GGUF from convert --format gguf, or web from --format web)
         )->int:
     "Print what an exported model folder holds: architecture, graph, bits, size, gate and verification figures"
     from convchat.convert import model_info, format_info
+    if (Path(onnx_dir)/'convchat-web.json').is_file():
+        from convchat.web import web_summary
+        print(web_summary(onnx_dir)); return 0
     if (Path(onnx_dir)/'convchat-gguf.json').is_file():
         from convchat.gguf_export import gguf_info, format_gguf_info
         print(format_gguf_info(gguf_info(onnx_dir))); return 0

@@ -1,7 +1,8 @@
 // The chat page of `convchat serve`: it talks to the server's own OpenAI-compatible API, streaming each reply.
+// In the static folder of `convchat convert --format web`, web.js sets `window.convchatLocal`: the model runs in this tab instead.
 (function () {
   'use strict';
-  const $ = id => document.getElementById(id), md = window.convchatMarkdown;
+  const $ = id => document.getElementById(id), md = window.convchatMarkdown, local = window.convchatLocal;
   const el = {messages: $('messages'), input: $('input'), send: $('send'), stop: $('stop'), regenerate: $('regenerate'),
               system: $('system'), temperature: $('temperature'), tempValue: $('temperature-value'), maxTokens: $('max-tokens'), penalty: $('repetition-penalty'),
               status: $('status'), model: $('model'), facts: $('facts'), theme: $('theme'), clear: $('clear'),
@@ -23,6 +24,7 @@
   el.keyForm.addEventListener('submit', () => { sessionStorage.setItem('convchat-api-key', el.key.value.trim()); el.key.value = ''; probe(); });
 
   async function probe() {                          // is the key (or no key) good? then name the model
+    if (local) return;
     const r = await fetch('v1/models', {headers: headers()});
     if (r.status === 401) return askKey(apiKey() ? 'That key was refused; try again.' : '');
     if (r.ok) { modelId = (await r.json()).data[0].id; el.model.textContent = modelId; }
@@ -38,9 +40,9 @@
     return String(v);
   }
   async function loadInfo() {
-    const r = await fetch('info');
-    if (!r.ok) return;
-    const info = await r.json();
+    const r = local ? null : await fetch('info');
+    if (r && !r.ok) return;
+    const info = local ? await local.info() : await r.json();
     el.facts.replaceChildren();
     for (const [k, label] of FACTS) {
       if (info[k] === undefined || (info[k] === null && k !== 'bits')) continue;
@@ -50,7 +52,7 @@
     }
     el.maxTokens.max = info.context_length;
     if (!el.maxTokens.dataset.touched) el.maxTokens.value = info.max_tokens;
-    el.penalty.placeholder = `${info.repetition_penalty} (the server's default)`;
+    el.penalty.placeholder = `${info.repetition_penalty} (${local ? 'the' : "the server's"} default)`;
     el.model.textContent = modelId || info.id;
   }
 
@@ -102,19 +104,22 @@
       if (done) return;
     }
   }
+  async function* served(signal) {                          // the server's chunks of one reply
+    const r = await fetch('v1/chat/completions', {method: 'POST', headers: headers(), body: JSON.stringify(request()), signal});
+    if (!r.ok) {
+      const err = (await r.json().catch(() => ({}))).error || {};
+      if (r.status === 401) askKey('The server wants an API key.');
+      throw new Error(err.message || `HTTP ${r.status}`);
+    }
+    yield* events(r);
+  }
   async function generate() {
     const div = bubble('assistant', ''), t0 = performance.now();
     div.dataset.state = 'streaming';
     controller = new AbortController(); busy(true); el.status.textContent = 'generating…';
     let text = '', finish = null, usage = null, frame = 0;
     try {
-      const r = await fetch('v1/chat/completions', {method: 'POST', headers: headers(), body: JSON.stringify(request()), signal: controller.signal});
-      if (!r.ok) {
-        const err = (await r.json().catch(() => ({}))).error || {};
-        if (r.status === 401) askKey('The server wants an API key.');
-        throw new Error(err.message || `HTTP ${r.status}`);
-      }
-      for await (const ev of events(r)) {
+      for await (const ev of (local ? local.stream(request(), controller.signal) : served(controller.signal))) {
         if (ev.error) throw new Error(ev.error.message);
         if (ev.usage) usage = ev.usage;
         const c = ev.choices && ev.choices[0];
