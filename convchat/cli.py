@@ -6,14 +6,14 @@ Docs: https://convchat.github.io/convchat/cli.html.md"""
 
 # %% ../nbs/07_cli.ipynb #befcb1a2
 from __future__ import annotations
-import sys, os, time, json, math, errno, inspect, contextlib, shutil, tempfile
+import sys, os, re, time, json, math, errno, inspect, contextlib, shutil, tempfile
 from pathlib import Path
 from fastcore.script import anno_parser
 from .core import *
 
 # %% auto #0
-__all__ = ['MIN_TEMPERATURE', 'COMMANDS', 'HIDDEN', 'say', 'validate', 'train', 'convert', 'info', 'chat', 'serve', 'pipeline',
-           'report', 'main']
+__all__ = ['MIN_TEMPERATURE', 'PIPELINE_ONNX', 'COMMANDS', 'HIDDEN', 'say', 'validate', 'train', 'convert', 'info', 'chat',
+           'serve', 'pipeline', 'report', 'main']
 
 # %% ../nbs/07_cli.ipynb #96ad3a36
 def say(*args):
@@ -300,6 +300,15 @@ def info(onnx_dir:str, # An exported model folder (ONNX, GGUF from convert --for
     print(format_info(model_info(onnx_dir)))
     return 0
 
+# %% ../nbs/07_cli.ipynb #f2ee5e60
+PIPELINE_ONNX = Path('convchat-run')/'onnx'   # what `convchat pipeline` writes with its default --work-dir
+
+def _exported(onnx_dir:str)->str:
+    "`onnx_dir`, or the pipeline's export when the default folder is missing and the pipeline's is there."
+    if onnx_dir == 'convchat-onnx' and not Path(onnx_dir).exists() and (PIPELINE_ONNX/'convchat-onnx.json').is_file():
+        say(f"Using {PIPELINE_ONNX}, what `convchat pipeline` wrote"); return str(PIPELINE_ONNX)
+    return onnx_dir
+
 # %% ../nbs/07_cli.ipynb #ca73974e
 def chat(onnx_dir:str='convchat-onnx', # Exported ONNX model folder (from `convchat convert`)
          prompt:str=None,           # One prompt: print the reply and exit
@@ -315,11 +324,11 @@ def chat(onnx_dir:str='convchat-onnx', # Exported ONNX model folder (from `convc
          model_path:str=None,       # Old spelling of --onnx-dir
         )->int:
     "Chat with an exported model using ONNX Runtime alone (no torch)"
-    onnx_dir = model_path or onnx_dir
+    onnx_dir = _exported(model_path or onnx_dir)
     if prompt is not None and batch_file is not None: raise ConvchatError("give --prompt or --batch-file, not both")
     config = _gen_config(max_new_tokens, temperature, top_p, top_k, repetition_penalty, seed)
     _check_num('threads', threads, 1)
-    if not Path(onnx_dir).is_dir(): raise ConvchatError(f"{onnx_dir}: no such model folder (make one with `convchat convert`)")
+    if not Path(onnx_dir).is_dir(): raise ConvchatError(f"{onnx_dir}: no such model folder (make one with `convchat convert` or `convchat pipeline`)")
     check_model_files(onnx_dir)
     if batch_file is not None: _check_file(batch_file, 'batch file')
     for name, v in (('--prompt', prompt), ('--system', system)):
@@ -363,13 +372,13 @@ def serve(onnx_dir:str='convchat-onnx', # Exported ONNX model folder (from `conv
           model_path:str=None,     # Old spelling of --onnx-dir
          )->int:
     "Serve an exported model over an OpenAI-compatible HTTP API"
-    onnx_dir = model_path or onnx_dir
+    onnx_dir = _exported(model_path or onnx_dir)
     _check_num('port', port, 1, 65535); _check_num('max_concurrency', max_concurrency, 1)
     _check_num('max_queue', max_queue, 0); _check_num('threads', threads, 1)
     _check_num('max_body_bytes', max_body_bytes, 1024); _check_num('shutdown_grace', shutdown_grace, 0)
     _check_num('head_timeout', head_timeout, 0, above=True); _check_num('body_timeout', body_timeout, 0, above=True)
     _check_num('max_connections', max_connections, 1)
-    if not Path(onnx_dir).is_dir(): raise ConvchatError(f"{onnx_dir}: no such model folder (make one with `convchat convert`)")
+    if not Path(onnx_dir).is_dir(): raise ConvchatError(f"{onnx_dir}: no such model folder (make one with `convchat convert` or `convchat pipeline`)")
     check_model_files(onnx_dir)
     from convchat.serve import run_server
     with _model_load_errors(onnx_dir):
@@ -478,9 +487,47 @@ def _usage()->str:
 
 class _UsageError(Exception): "A command-line option argparse rejected."
 
-def _usage_error(cmd):
-    def error(msg): raise _UsageError(f"{msg} (see convchat {cmd} --help)")
+def _did_you_mean(word:str, choices)->str:
+    import difflib
+    m = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {m[0]!r}?)" if m else ''
+
+def _usage_error(cmd, p):
+    def error(msg):
+        bad = re.findall(r'(--[\w-]+)', msg) if 'unrecognized arguments' in msg else []
+        hint = ''.join(_did_you_mean(b, [o for a in p._actions for o in a.option_strings]) for b in bad[:1])
+        raise _UsageError(f"{msg}{hint} (see convchat {cmd} --help)")
     return error
+
+def _metavar(dest:str, typ)->str|None:
+    "A conventional metavar for an option: DIR, FILE, N, X or TEXT."
+    if typ is int: return 'N'
+    if typ is float: return 'X'
+    if dest.endswith('_dir') or dest in ('model', 'model_dir', 'model_path', 'work_dir', 'output_dir'): return 'DIR'
+    if dest.endswith('_file') or dest in ('config', 'data_file', 'batch_file'): return 'FILE'
+    return 'TEXT'
+
+def _parser(cmd, fn):
+    "The argparse parser of one command: fastcore's, with conventional metavars, the version, and errors that suggest."
+    from convchat import __version__
+    p = anno_parser(fn, prog=f'convchat {cmd}')
+    p.error = _usage_error(cmd, p)
+    p.description = f"{p.description} (convchat {__version__})"
+    for a in p._actions:
+        if a.option_strings and a.nargs != 0 and a.type is not None: a.metavar = _metavar(a.dest, a.type)
+    p.add_argument('-V', '--version', action='version', version=f'convchat {__version__}')
+    return p
+
+def _check_flags(cmd, extra:list, p):
+    "Flags past a command's own (recipe options): a typo gets the nearest known flag."
+    from convchat.train import TrainConfig
+    from transformers import TrainingArguments
+    import dataclasses
+    known = {f.name for f in dataclasses.fields(TrainConfig)} | {f.name for f in dataclasses.fields(TrainingArguments)}
+    flags = [o for a in p._actions for o in a.option_strings] + ['--' + k.replace('_', '-') for k in known]
+    for x in extra:
+        if x.startswith('--') and x[2:].split('=')[0].replace('-', '_') not in known:
+            raise _UsageError(f"unknown flag {x.split('=')[0]}{_did_you_mean(x.split('=')[0], flags)}")
 
 def main(argv:list=None)->int:
     "Run `convchat COMMAND ...`; returns the exit status."
@@ -492,12 +539,11 @@ def main(argv:list=None)->int:
         from convchat import __version__; print(f'convchat {__version__}'); return 0
     cmd, rest = argv[0], argv[1:]
     if cmd not in COMMANDS:
-        print(f"convchat: unknown command {cmd!r}; the commands are {', '.join(COMMANDS)} (see convchat --help)", file=sys.stderr); return 2
+        print(f"convchat: unknown command {cmd!r}{_did_you_mean(cmd, COMMANDS)}; the commands are {', '.join(COMMANDS)} (see convchat --help)", file=sys.stderr); return 2
     err = lambda msg: print(f"convchat {cmd}: error: {' | '.join(l.strip() for l in str(msg).splitlines() if l.strip())}", file=sys.stderr)
     try:
         fn = COMMANDS[cmd]
-        p = anno_parser(fn, prog=f'convchat {cmd}')
-        p.error = _usage_error(cmd)
+        p = _parser(cmd, fn)
         for a in p._actions:
             if a.dest in HIDDEN.get(cmd, ()): a.help = SUPPRESS
         takes_options = any(v.kind is inspect.Parameter.VAR_KEYWORD for v in inspect.signature(fn).parameters.values())
@@ -507,6 +553,7 @@ def main(argv:list=None)->int:
         args = vars(args)
         for k in ('pdb', 'xtra'): args.pop(k, None)
         if extra:                              # recipe options given as flags: `--optim adamw_torch`
+            _check_flags(cmd, extra, p)
             from convchat.train import parse_recipe
             args.update(parse_recipe(args=extra))
         return fn(**args) or 0
