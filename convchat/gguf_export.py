@@ -486,6 +486,11 @@ def _llama(path:Path):
     "llama-cpp-python's model of `path`, extra buffer types off (their repack/AMX path segfaulted; see benchmarks/chat_bench.py)."
     import llama_cpp
     from llama_cpp import llama_cpp as C
+    lib = Path(llama_cpp.__file__).parent/'lib'
+    if any(lib.glob('libggml-cpu-*.so')):                  # a GGML_BACKEND_DL build: load the CPU variants into libllama's libggml
+        import ctypes
+        ggml = ctypes.CDLL(str(lib/'libggml.so.0'))
+        if not ggml.ggml_backend_reg_count(): ggml.ggml_backend_load_all_from_path(str(lib).encode())
     defaults = C.llama_model_default_params
     def no_extra():
         p = defaults()
@@ -497,8 +502,9 @@ def _llama(path:Path):
 
 def llama_cpp_check(path:Path, gm, tok, prompts:list, eot:list, qtype:str, n_tokens:int=48)->dict|None:
     "llama.cpp's greedy replies against `gm`'s (the GGUF loaded by transformers); None if `llama_cpp` is not importable."
-    import importlib.util, torch
-    if importlib.util.find_spec('llama_cpp') is None: return None
+    import torch
+    try: import llama_cpp
+    except ImportError: return None
     llm = _llama(path)
     fails, same, stopped = [], 0, 0
     for k, p in enumerate(prompts):
@@ -513,6 +519,7 @@ def llama_cpp_check(path:Path, gm, tok, prompts:list, eot:list, qtype:str, n_tok
         same += out == ref; stopped += bool(out and out[-1] in eot)
         if qtype != 'Q4_1' and out != ref: fails.append(f"llama.cpp's reply to prompt {k} differs: {tok.decode(out)[:60]!r} vs {tok.decode(ref)[:60]!r}")
         if (ref and ref[-1] in eot) != (out and out[-1] in eot): fails.append(f"llama.cpp's reply to prompt {k} does not stop where it should")
+    llm.close()
     return dict(summary=f"{same}/{len(prompts)} greedy replies identical, {stopped} stopped at the end of the turn",
                 replies_identical=same, stopped=stopped, failures=fails)
 
