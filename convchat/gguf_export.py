@@ -505,7 +505,7 @@ def llama_cpp_check(path:Path, gm, tok, prompts:list, eot:list, qtype:str, n_tok
     import torch
     try: import llama_cpp
     except ImportError: return None
-    from .verify import SURE_MARGIN
+    from convchat.verify import SURE_MARGIN
     llm = _llama(path)
     fails, same, stopped, ties = [], 0, 0, 0
     for k, p in enumerate(prompts):
