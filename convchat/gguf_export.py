@@ -563,7 +563,7 @@ def _roundtrip(w:np.ndarray, t:str, transpose:bool=False, cache:dict=None, key=N
     return y
 
 def _as_written(model, q8:tuple, cache:dict=None):
-    "A copy of `model` whose matrices are what a 4-bit file with the kinds `q8` at Q8_0 holds, and the kinds present."
+    "A copy of `model` whose matrices are what a 4-bit file with the kinds `q8` at Q8_0 holds, and which kinds it has."
     import copy, torch, gguf
     c, arch = model.config, gguf_arch(model.config)
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], c.num_hidden_layers)
