@@ -1,6 +1,7 @@
 """Chat decode speed: the graphs `convchat convert` writes, decoded by convchat's runtime, against PyTorch `generate` and llama.cpp, side by side.
 
     python benchmarks/chat_bench.py [--threads 2] [--tokens 128] [--reps 3] [--work /tmp/convchat-chat-bench] [--only NAME ...] [--rebuild]
+    python benchmarks/chat_bench.py --only smol-gguf --gguf-model FINE_TUNED_DIR [--gguf-bits 8] --rebuild   # the fine-tuned GGUF row
     LD_PRELOAD=/tmp/avx2/cpuidmask.so python benchmarks/chat_bench.py ...    # AVX2 kernels: writes chat_avx2.*, graphs in ...-avx2
 
 Two models. The default SmolLM2-135M-Instruct (the real weights, `convchat.models.default_model_path()`), and a
@@ -184,6 +185,7 @@ def weight_bytes(name, work)->int|None:
     try:
         if kind == 'pytorch': return safetensors_weight_bytes(source(name, work))
         if kind == 'llama.cpp': return gguf_weight_bytes(default_gguf())
+        if own_gguf(name, work): return gguf_weight_bytes(own_gguf(name, work))
         return onnx_weight_bytes(graph_file(work/name))
     except Exception as e: print(f'{name}: weight bytes not measured: {type(e).__name__}: {e}', file=sys.stderr)
 
@@ -204,6 +206,18 @@ def gpt2_folder(work):
     m.save_pretrained(d); tok.save_pretrained(d)
     return d
 
+GGUF_MODEL, GGUF_BITS = 'default', 8     # what the smol-gguf row exports (--gguf-model, --gguf-bits): e.g. a fine-tuned folder
+
+def export_gguf_folder(out):
+    "`convert --format gguf` of GGUF_MODEL at GGUF_BITS into `out` (verified, as convert writes it)"
+    from convchat.gguf_export import export_gguf
+    export_gguf(GGUF_MODEL, out, bits=GGUF_BITS, overwrite=True)
+
+def own_gguf(name, work)->Path|None:
+    "The GGUF file a contender built by `export_gguf_folder` runs in llama.cpp"
+    f = work/name/'model.gguf'
+    return f if (work/name/'convchat-gguf.json').exists() and f.exists() else None
+
 # name: (model, label, how the folder is built: a function, or 'pytorch' (generate on the model folder) / 'llama.cpp' (the GGUF))
 CONTENDERS = {
     'smol-pytorch':     ('SmolLM2-135M', 'PyTorch fp32', 'pytorch'),
@@ -213,6 +227,7 @@ CONTENDERS = {
     'smol-fused-fp32':  ('SmolLM2-135M', 'fused fp32', lambda src, w: export(src, w/'smol-fused-fp32', graph='fused', bits=None)),
     'smol-llamacpp':    ('SmolLM2-135M', 'llama.cpp Q4_1 GGUF (embedding/head Q8_0)', 'llama.cpp'),
     'smol-llamacpp-1t': ('SmolLM2-135M', 'llama.cpp Q4_1 GGUF, 1 thread', 'llama.cpp'),
+    'smol-gguf':        ('SmolLM2-135M', 'llama.cpp on convert --format gguf', lambda src, w: export_gguf_folder(w/'smol-gguf')),
     'gpt2-pytorch':     ('GPT-2 (distilgpt2 size)', 'PyTorch fp32', 'pytorch'),
     'gpt2-plain':       ('GPT-2 (distilgpt2 size)', 'plain export fp32', lambda src, w: export(src, w/'gpt2-plain', graph='plain', bits=None)),
     'gpt2-default':     ('GPT-2 (distilgpt2 size)', 'convert default (fused, 8-bit gated)', lambda src, w: export(src, w/'gpt2-default')),
@@ -235,7 +250,7 @@ def build(work, names)->dict:
     builds, failed = json.loads(log.read_text()) if log.exists() else {}, {}
     for n in names:
         make = CONTENDERS[n][2]
-        if not callable(make) or (work/n/'convchat-onnx.json').exists() or (work/n/'model.onnx').exists(): continue
+        if not callable(make) or any((work/n/f).exists() for f in ('convchat-onnx.json', 'model.onnx', 'convchat-gguf.json')): continue
         t, before = time.perf_counter(), set(INTERIM)
         try: make(source(n, work), work)
         except Exception as e: failed[n] = f'{type(e).__name__}: {str(e)[:300]}'; print(f'{n}: build failed: {failed[n]}', file=sys.stderr); continue
@@ -265,6 +280,7 @@ def run_one(name, work, threads, tokens, ids):
         t, c = time.perf_counter(), time.process_time(); toks = gen(tokens); total, cpu = time.perf_counter()-t, time.process_time()-c
     else:
         if kind == 'llama.cpp': steps = llama_cpp_steps(default_gguf(), 1 if name.endswith('-1t') else threads)[0]
+        elif own_gguf(name, work): steps = llama_cpp_steps(own_gguf(name, work), threads)[0]
         else: g = greedy_steps(work/name, threads); steps = lambda ids, n: (int(t[0]) for t in g(ids, n))
         load = time.perf_counter()-t0
         list(steps(ids, 4))
@@ -424,10 +440,16 @@ def main():
     ap.add_argument('--note', default='', help='a remark to put first under the table (e.g. that the machine was shared)')
     ap.add_argument('--rebuild', action='store_true', help="rebuild the selected contenders' graph folders in --work")
     ap.add_argument('--build-only', action='store_true', help='build the graph folders in --work and stop')
+    ap.add_argument('--gguf-model', default='default', help="the model the smol-gguf row exports with convert --format gguf (e.g. a fine-tuned folder; its KL / top-1 are then not measured: they would compare it with the base model)")
+    ap.add_argument('--gguf-bits', type=int, default=8, choices=(16, 8, 4), help='--bits of the smol-gguf row')
     ap.add_argument('--one', default=None, help=argparse.SUPPRESS)
     ap.add_argument('--ids', default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     work = Path(a.work)
+    global GGUF_MODEL, GGUF_BITS
+    GGUF_MODEL, GGUF_BITS = a.gguf_model, a.gguf_bits               # a folder built from another model needs --rebuild
+    CONTENDERS['smol-gguf'] = ('SmolLM2-135M', f"llama.cpp on convert --format gguf --bits {a.gguf_bits}"
+                               + ('' if a.gguf_model == 'default' else f" of {Path(a.gguf_model).name} (fine-tuned)"), CONTENDERS['smol-gguf'][2])
     if a.one: return run_one(a.one, work, a.threads, a.tokens, json.loads(a.ids))
     warnings.filterwarnings('ignore')
     os.environ.setdefault('OMP_NUM_THREADS', str(a.threads))
@@ -444,7 +466,7 @@ def main():
             if callable(CONTENDERS[n][2]): shutil.rmtree(work/n, ignore_errors=True)
     built = build(work, names)
     if a.build_only: return print(json.dumps(built, indent=1))
-    if LLAMA in names and not has_llama_cpp(): built['build_failed'].update({n: f'llama-cpp-python is not installed ({LLAMA_CPP_INSTALL})' for n in LLAMAS})
+    if LLAMA in names and not has_llama_cpp(): built['build_failed'].update({n: f'llama-cpp-python is not installed ({LLAMA_CPP_INSTALL})' for n in LLAMAS + ('smol-gguf',) if n in names})
     names = [n for n in names if n not in built['build_failed']]
     llama_info = llama_cpp_system_info() if LLAMA in names else None
     ids = {f: prompt_ids(f'{f}-pytorch', work) for f in {family(n) for n in names}}
@@ -455,6 +477,8 @@ def main():
         try:
             cid = chat_ids.setdefault(family(n), chat_token_ids(n, work))
             if n in LLAMAS: q[n] = q.get(LLAMA) or llama_cpp_quality(work/f'{family(n)}-plain', default_gguf(), cid, a.threads)
+            elif own_gguf(n, work):      # against the default model's export: only meaningful for the default model itself
+                if GGUF_MODEL == 'default': q[n] = llama_cpp_quality(work/f'{family(n)}-plain', own_gguf(n, work), cid, a.threads)
             else: q[n] = quality(work/f'{family(n)}-plain', work/n, cid)
         except Exception as e: print(f'{n}: quality not measured: {type(e).__name__}: {e}', file=sys.stderr)
     sizes = {n: b/1e6 for n in names if (b := weight_bytes(n, work))}

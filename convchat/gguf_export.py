@@ -35,12 +35,17 @@ def gguf_type(bits)->str:
     raise ConvchatError(f"GGUF bits must be 16, 8 or 4 (F16, Q8_0, Q4_1), not {bits!r}")
 
 # %% ../nbs/04e_gguf.ipynb #da56f770
-def _tensor_type(name:str, data:np.ndarray, qtype:str)->str:
-    "The type tensor `name` is stored in: F32 for vectors, Q8_0 for the embedding at 4 bits, F16 where rows do not fit the blocks."
+_Q4_PROMOTE = ('ffn_down', 'ffn_up', 'ffn_gate', 'attn_output', 'attn_v', 'attn_qkv', 'attn_q', 'attn_k')
+
+def _kind(name:str)->str: return name.split('.')[-2] if name.startswith('blk.') else name.rsplit('.', 1)[0]
+
+def _tensor_type(name:str, data:np.ndarray, qtype:str, q8:tuple=())->str:
+    "The type tensor `name` is stored in: F32 for vectors; at 4 bits Q8_0 for the embedding and the kinds in `q8`; F16 where rows do not fit the blocks."
     from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
     if data.ndim == 1: return 'F32'
-    if qtype == 'Q4_1' and name in ('token_embd.weight', 'output.weight'): qtype = 'Q8_0'
+    if qtype == 'Q4_1' and (name in ('token_embd.weight', 'output.weight') or _kind(name) in q8): qtype = 'Q8_0'
     return qtype if data.shape[-1] % GGML_QUANT_SIZES[T[qtype]][0] == 0 else 'F16'
+
 
 # %% ../nbs/04e_gguf.ipynb #c5c54378
 GGUF_ARCHS = ('llama', 'gpt2')
@@ -146,6 +151,7 @@ def write_gguf(model, tok,          # The loaded model and its tokenizer (with a
                path:Path,           # File to write
                bits=8,              # 16, 8 or 4 (see `gguf_type`)
                name:str=None,       # `general.name`
+               q8:tuple=(),         # At 4 bits: kinds of matrices (`ffn_down`, `attn_v`, ...) stored as Q8_0
               )->Path:
     "Write `model` and `tok` as a llama.cpp GGUF file of type `gguf_type(bits)`."
     import gguf
@@ -158,7 +164,7 @@ def write_gguf(model, tok,          # The loaded model and its tokenizer (with a
                      'Q4_1': gguf.LlamaFileType.MOSTLY_Q4_1}[qtype]); w.add_quantization_version(gguf.GGML_QUANT_VERSION)
     _add_tokenizer(w, tok, model.config.vocab_size, src, end_of_turn_ids(tok, getattr(model, 'generation_config', None)))
     for n, d in gguf_tensors(model):
-        t = _tensor_type(n, d, qtype)
+        t = _tensor_type(n, d, qtype, q8)
         w.add_tensor(n, gguf.quants.quantize(d, gguf.GGMLQuantizationType[t]), raw_dtype=gguf.GGMLQuantizationType[t])
     w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
     return Path(path)
@@ -456,6 +462,10 @@ class GGUFReport:
                                          problems=self.problems, llama_cpp=self.llama_cpp, passed=self.passed, failures=self.failures)
 
 # %% ../nbs/04e_gguf.ipynb #e6f1df20
+def _gate_texts(tok, prompts:list)->list[list[int]]:
+    "The gate's token ids: the example conversations and the chat prompts."
+    return gate_token_ids(tok) + [tok.apply_chat_template(p, add_generation_prompt=True) for p in prompts]
+
 def verify_gguf(path:Path,          # The written GGUF file
                 model, tok,         # The source model and its tokenizer (with a chat template)
                 texts:list=None,    # Token ids for the logit gate; the example conversations and the verification prompts when None
@@ -465,7 +475,7 @@ def verify_gguf(path:Path,          # The written GGUF file
     path, prompts = Path(path), prompts or VERIFY_PROMPTS
     f = _fields(path); qtype = GGUF_TYPES[{1: 16, 7: 8, 3: 4}[f['general.file_type']]]
     gm, gtok = load_gguf(path)
-    texts = texts or gate_token_ids(tok) + [tok.apply_chat_template(p, add_generation_prompt=True) for p in prompts]
+    texts = texts or _gate_texts(tok, prompts)
     gate, worst = _logit_gate(model, gm, texts, qtype)
     eot = end_of_turn_ids(tok, getattr(model, 'generation_config', None))
     problems = _token_checks(f, gtok, tok, prompts) + _prompt_checks(f, tok, eot, prompts)
@@ -476,6 +486,11 @@ def _llama(path:Path):
     "llama-cpp-python's model of `path`, extra buffer types off (their repack/AMX path segfaulted; see benchmarks/chat_bench.py)."
     import llama_cpp
     from llama_cpp import llama_cpp as C
+    lib = Path(llama_cpp.__file__).parent/'lib'
+    if any(lib.glob('libggml-cpu-*.so')):                  # a GGML_BACKEND_DL build: load the CPU variants into libllama's libggml
+        import ctypes
+        ggml = ctypes.CDLL(str(lib/'libggml.so.0'))
+        if not ggml.ggml_backend_reg_count(): ggml.ggml_backend_load_all_from_path(str(lib).encode())
     defaults = C.llama_model_default_params
     def no_extra():
         p = defaults()
@@ -487,10 +502,12 @@ def _llama(path:Path):
 
 def llama_cpp_check(path:Path, gm, tok, prompts:list, eot:list, qtype:str, n_tokens:int=48)->dict|None:
     "llama.cpp's greedy replies against `gm`'s (the GGUF loaded by transformers); None if `llama_cpp` is not importable."
-    import importlib.util, torch
-    if importlib.util.find_spec('llama_cpp') is None: return None
+    import torch
+    try: import llama_cpp
+    except ImportError: return None
+    from convchat.verify import SURE_MARGIN
     llm = _llama(path)
-    fails, same, stopped = [], 0, 0
+    fails, same, stopped, ties = [], 0, 0, 0
     for k, p in enumerate(prompts):
         text = tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
         ids = llm.tokenize(text.encode(), add_bos=False, special=True)
@@ -501,10 +518,21 @@ def llama_cpp_check(path:Path, gm, tok, prompts:list, eot:list, qtype:str, n_tok
             out.append(int(t))
             if t in eot or len(out) == n_tokens: break
         same += out == ref; stopped += bool(out and out[-1] in eot)
-        if qtype != 'Q4_1' and out != ref: fails.append(f"llama.cpp's reply to prompt {k} differs: {tok.decode(out)[:60]!r} vs {tok.decode(ref)[:60]!r}")
-        if (ref and ref[-1] in eot) != (out and out[-1] in eot): fails.append(f"llama.cpp's reply to prompt {k} does not stop where it should")
-    return dict(summary=f"{same}/{len(prompts)} greedy replies identical, {stopped} stopped at the end of the turn",
-                replies_identical=same, stopped=stopped, failures=fails)
+        j = next((i for i in range(min(len(ref), len(out))) if ref[i] != out[i]), None)
+        if j is not None:                  # where they part, the reference must have been unsure (a near tie that rounding may flip)
+            with torch.no_grad(): lg = gm(torch.tensor([ids + ref[:j+1]])).logits[0, len(ids) + j - 1]
+            margin = float(lg[ref[j]] - lg[out[j]])
+            if qtype != 'Q4_1' and margin >= SURE_MARGIN:
+                fails.append(f"llama.cpp's reply to prompt {k} leaves PyTorch's at token {j} where PyTorch leads by {margin:.2f} logits: "
+                             f"{tok.decode(out)[:60]!r} vs {tok.decode(ref)[:60]!r}")
+            else: ties += 1
+        ends = lambda t: bool(t) and t[-1] in eot
+        if (j is None and ends(ref) != ends(out)) or (ends(ref) and not ends(out)):
+            fails.append(f"llama.cpp's reply to prompt {k} does not stop where it should")
+    llm.close()
+    return dict(summary=f"{same}/{len(prompts)} greedy replies identical" + (f" ({ties} part at a near tie)" if ties else '')
+                        + f", {stopped} stopped at the end of the turn", replies_identical=same, near_ties=ties, stopped=stopped, failures=fails)
+
 
 # %% ../nbs/04e_gguf.ipynb #f33f0244
 def _corrupt(path:Path, tensor:str='token_embd.weight', rows:slice=slice(0, 400))->Path:
@@ -523,6 +551,42 @@ class GGUFCheckFailed(ConvchatError):
 
 def _stop_texts(tok, eot:list)->list[str]: return [tok.convert_ids_to_tokens(i) for i in eot]
 
+# %% ../nbs/04e_gguf.ipynb #465087ea
+def _roundtrip(w:np.ndarray, t:str, transpose:bool=False, cache:dict=None, key=None)->np.ndarray:
+    "`w` stored as type `t` and read back (GPT-2's Conv1D weights are stored transposed)."
+    from gguf import quants, GGMLQuantizationType as T
+    if cache is not None and (key, t) in cache: return cache[key, t]
+    x = np.ascontiguousarray(w.T if transpose else w)
+    y = quants.dequantize(quants.quantize(x, T[t]), T[t]).reshape(x.shape) if t in ('Q8_0', 'Q4_1') else x.astype(np.float16).astype(np.float32)
+    y = np.ascontiguousarray(y.T if transpose else y)
+    if cache is not None: cache[key, t] = y
+    return y
+
+def _as_written(model, q8:tuple, cache:dict=None):
+    "A copy of `model` whose matrices are what a 4-bit file with the kinds `q8` at Q8_0 holds, and which kinds it has."
+    import copy, torch, gguf
+    c, arch = model.config, gguf_arch(model.config)
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], c.num_hidden_layers)
+    new, kinds = {}, set()
+    for n, t in model.state_dict().items():
+        g = 'output.weight' if n == 'lm_head.weight' else names.get_name(n, try_suffixes=('.weight', '.bias'))
+        if t.ndim < 2 or g is None: continue
+        w, tr = t.detach().float().numpy(), arch == 'gpt2' and n.endswith(_GPT2_CONV1D)
+        kinds.add(_kind(g)); new[n] = torch.from_numpy(_roundtrip(w, _tensor_type(g, w.T if tr else w, 'Q4_1', q8), tr, cache, n))
+    m = copy.deepcopy(model); m.load_state_dict(new, strict=False)
+    return m, kinds
+
+def _q4_mix(model, texts:list)->tuple[tuple, list[dict]]:
+    "The fewest kinds, in `_Q4_PROMOTE`'s order, to keep at Q8_0 for a 4-bit file to pass the gate on `texts`, and each step's figures."
+    cache, tried = {}, []
+    kinds = [k for k in _Q4_PROMOTE if k in _as_written(model, (), cache)[1]]
+    for i in range(len(kinds) + 1):
+        q8 = tuple(kinds[:i]); g, _ = _logit_gate(model, _as_written(model, q8, cache)[0], texts, 'Q4_1')
+        tried.append(dict(q8=list(q8), kl=g.kl, top1=g.top1, ppl_increase=g.ppl_increase, passed=g.passed))
+        if g.passed: break
+    return q8, tried
+
+
 # %% ../nbs/04e_gguf.ipynb #12966023
 def _modelfile_for(tok, src, eot)->tuple[str, str, str|None]:
     "`(family, Modelfile text, system prompt)`, its template checked against the model's on `TEMPLATE_CHECKS` with the system prompt."
@@ -537,7 +601,7 @@ def _modelfile_for(tok, src, eot)->tuple[str, str, str|None]:
 # %% ../nbs/04e_gguf.ipynb #4ec3d552
 def export_gguf(model='default',         # 'default', a model folder (e.g. from `convchat train`) or a hub id
                 output_dir='convchat-gguf', # Folder to write `model.gguf` and `Modelfile` into
-                bits=8,                  # 16 (F16), 8 (Q8_0) or 4 (Q4_1)
+                bits=8,                  # 16 (F16), 8 (Q8_0) or 4 (Q4_1, with as many kinds at Q8_0 as the check needs)
                 overwrite:bool=False,    # Replace an existing folder that convchat wrote
                 force:bool=False,        # Keep a file that fails its checks (the report records it)
                 allow_pickle:bool=False, # Load pickle weights: only for folders you trust
@@ -551,12 +615,13 @@ def export_gguf(model='default',         # 'default', a model folder (e.g. from 
     with atomic_dir(out, overwrite, protect=[src]) as tmp:
         fam, mf, system = _modelfile_for(tok, src, eot)
         work = tmp/'.source'; tok.save_pretrained(work)                # the tokenizer as the model chats with it (merges, specials)
-        f = write_gguf(m, tok, work, tmp/GGUF_FILE, bits, name=str(getattr(m.config, '_name_or_path', '') or model))
+        q8, tried = _q4_mix(m, _gate_texts(tok, VERIFY_PROMPTS)) if qtype == 'Q4_1' else ((), [])
+        f = write_gguf(m, tok, work, tmp/GGUF_FILE, bits, name=str(getattr(m.config, '_name_or_path', '') or model), q8=q8)
         rep = verify_gguf(f, m, tok)
         if not (rep.passed or force): raise GGUFCheckFailed(f"{GGUF_FILE} was not written: {rep}", rep)
         shutil.rmtree(work)
         atomic_write_text(tmp/MODELFILE, mf)
-        atomic_write_json(tmp/GGUF_META, dict(format='convchat-gguf', version=1, model_file=GGUF_FILE, type=qtype, template=fam,
+        atomic_write_json(tmp/GGUF_META, dict(format='convchat-gguf', version=1, model_file=GGUF_FILE, type=qtype, q8_kinds=list(q8), q4_mix=tried, template=fam,
                           system=system, stop=_stop_texts(tok, eot), source_model=str(model), source_path=str(src),
                           architecture=m.config.model_type, parameters=sum(p.numel() for p in m.parameters()),
                           file_size=f.stat().st_size, sha256=file_sha256(f), verification=rep.to_dict(), forced=not rep.passed,
@@ -580,7 +645,8 @@ def format_gguf_info(info:dict)->str:
     v = info['verification']; g = v['gate']
     rows = [('Model folder', info['path']), ('Source', info['source_model']),
             ('Architecture', f"{info['architecture']}, {info['parameters']/1e6:.1f}M parameters"),
-            ('GGUF file', f"{info['model_file']}, {info['type']}, {info['file_size']/1e6:.1f} MB, sha256 checked"),
+            ('GGUF file', f"{info['model_file']}, {info['type']}" + (f" ({', '.join(info['q8_kinds'])} at Q8_0)" if info.get('q8_kinds') else '')
+                          + f", {info['file_size']/1e6:.1f} MB, sha256 checked"),
             ('Verification', f"KL {g['kl']:.5f}, top-1 {g['top1']:.1%}, max |logit diff| {v['max_abs_diff']:.3f}; tokenizer, "
                              f"template and stop ids {'identical' if not v['problems'] else 'DIFFER'}"
                              + (': passed' if v['passed'] else ': FAILED (forced)')),
