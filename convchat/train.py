@@ -6,7 +6,7 @@ Docs: https://convchat.github.io/convchat/train.html.md"""
 
 # %% ../nbs/03_train.ipynb #0ff117d2
 from __future__ import annotations
-import os, sys, re, json, math, time, errno, shutil, signal, platform, contextlib
+import os, sys, re, json, math, time, errno, shutil, signal, platform, warnings, contextlib
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from .core import *
@@ -21,7 +21,7 @@ from .processes import *   # one writer among several processes
 # %% auto #0
 __all__ = ['CHECKPOINT_FILE_LIMITS', 'checkpoints_dir', 'oom_advice', 'add_lora', 'merge_lora', 'full_model', 'runs_dir',
            'training_args', 'SaveEvery', 'SaveOnSignal', 'TrainingInterrupted', 'save_model', 'TrainResult',
-           'load_base_model', 'train', 'plot_loss', 'tensorboard_history', 'greedy_answer', 'cpu_info']
+           'load_base_model', 'train', 'plot_loss', 'tensorboard_history', 'cpu_info']
 
 # %% ../nbs/03_train.ipynb #d909043d
 def checkpoints_dir(output_dir:Path)->Path:
@@ -232,7 +232,7 @@ def training_args(cfg:TrainConfig,       # The configuration
         greater_is_better=False if early else None, logging_strategy='steps', logging_steps=cfg.logging_steps, logging_first_step=True,
         gradient_checkpointing=cfg.gradient_checkpointing, torch_compile=cfg.torch_compile is True, prediction_loss_only=True,
         remove_unused_columns=False, dataloader_num_workers=cfg.dataloader_workers, **_tracking(cfg, ckpt_dir),
-        disable_tqdm=not progress, log_level='warning', save_only_model=False), **cfg.trainer_args})
+        disable_tqdm=not progress, log_level='passive', log_level_replica='passive', save_only_model=False), **cfg.trainer_args})
 
 # %% ../nbs/03_train.ipynb #16e040cc
 from transformers import TrainerCallback
@@ -275,6 +275,49 @@ class SaveOnSignal(TrainerCallback):
 
 class TrainingInterrupted(ConvchatError):
     "Training stopped on a signal after writing a checkpoint to resume from."
+
+# %% ../nbs/03_train.ipynb #0f9a1459
+from transformers import TrainerCallback
+
+class _StepProgress(TrainerCallback):
+    "One progress bar for the training steps, with the latest loss and the time left; no log dicts, no evaluation bars."
+    def __init__(self, show:bool=True): self.show, self.bar, self.shown = show, None, {}
+    def on_train_begin(self, args, state, control, **kw):
+        from tqdm.auto import tqdm
+        if self.show and state.is_world_process_zero:
+            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc='training', unit='step', dynamic_ncols=True)
+    def on_step_end(self, args, state, control, **kw):
+        if self.bar is not None: self.bar.update(state.global_step - self.bar.n)
+    def on_log(self, args, state, control, logs=None, **kw):
+        if self.bar is None: return
+        new = {k: f'{logs[k]:.3f}' for k in ('loss', 'eval_loss') if isinstance((logs or {}).get(k), (int, float))}
+        if new: self.shown.update(new); self.bar.set_postfix(self.shown)
+    def on_train_end(self, args, state, control, **kw):
+        if self.bar is not None: self.bar.close(); self.bar = None
+
+_NOISE = (r'.*`?generation_config`? default values have been modified', r'.*torch\.utils\.checkpoint: the use_reentrant parameter',
+          r'.*Found different candidate ONNX initializers', r'.*loss_type=None was set in the config')
+
+@contextlib.contextmanager
+def _quiet(verbose:bool):
+    "While the block runs: transformers logs errors only and the notices in `_NOISE` are ignored; with `verbose`, nothing changes."
+    if verbose:
+        yield; return
+    from transformers.utils import logging as hf_logging
+    old = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            for msg in _NOISE: warnings.filterwarnings('ignore', message=msg)
+            yield
+    finally: hf_logging.set_verbosity(old)
+
+def _own_progress(trainer, progress:bool):
+    "Replace `Trainer`'s progress and printer callbacks by one `_StepProgress` bar (or none without `progress`)."
+    from transformers import trainer as T
+    from transformers.trainer_callback import ProgressCallback, PrinterCallback
+    for cb in {ProgressCallback, PrinterCallback, T.DEFAULT_PROGRESS_CALLBACK}: trainer.remove_callback(cb)
+    trainer.add_callback(_StepProgress(progress))
 
 # %% ../nbs/03_train.ipynb #95dbf6c6
 def save_model(model, tokenizer,         # The trained model (LoRA merged or not) and its tokenizer
@@ -394,7 +437,7 @@ def _prepare(data_file:Path, model, cfg:TrainConfig, allow_pickle:bool, progress
 
 # %% ../nbs/03_train.ipynb #d14777b0
 def _make_trainer(m, tok, train_ds, eval_ds, cfg:TrainConfig, ckpts:Path, precision:str, packing:bool, resume, old:Path|None,
-                  callbacks:list, progress:bool)->tuple:
+                  callbacks:list, progress:bool, verbose:bool=False)->tuple:
     "The `ConvchatTrainer` for this run and its `SaveOnSignal` callback."
     from transformers import EarlyStoppingCallback
     args = training_args(cfg, ckpts, eval_ds is not None, progress, precision)
@@ -407,6 +450,7 @@ def _make_trainer(m, tok, train_ds, eval_ds, cfg:TrainConfig, ckpts:Path, precis
                               data_collator=DataCollator(tok, packing=packing, model=m if packing else None),
                               callbacks=cbs, label_logits_only=cfg.label_logits_only,
                               regional_compile=cfg.torch_compile)
+    if not verbose: _own_progress(trainer, progress)
     return trainer, sig
 
 # %% ../nbs/03_train.ipynb #9d88f94a
@@ -453,26 +497,28 @@ def train(data_file:Path,              # Conversations file (JSON/JSONL, any for
           callbacks:list=None,         # Extra `transformers.TrainerCallback`s
           resume:str|Path=None,        # Same as `resume_from_checkpoint`
           allow_pickle:bool=False,     # Load a base model whose weights are pickle files (`pytorch_model.bin`)
+          verbose:bool=None,           # Show transformers' log dicts and every library warning (None: $CONVCHAT_VERBOSE)
           **config_overrides,          # Any `TrainConfig` field, e.g. epochs=3
          )->TrainResult:
     "Fine-tune `model` on the conversations in `data_file` and save it to `output_dir`."
     import torch
     from transformers import set_seed
     t0, cfg = time.time(), make_config(config, **config_overrides)
+    verbose = os.environ.get('CONVCHAT_VERBOSE', '') not in ('', '0') if verbose is None else verbose
     _check_packages(cfg)
     data_file, output_dir = Path(data_file), Path(output_dir)
     resume = resume if resume is not None else resume_from_checkpoint
     protect, ckpts, resume = _check_inputs(data_file, output_dir, model, overwrite, resume)
     if cfg.num_threads: torch.set_num_threads(cfg.num_threads)
     set_seed(cfg.seed)
-    with main_process_first():                  # the main process converts the default model; the others then read it
+    with _quiet(verbose), main_process_first(): # the main process converts the default model; the others then read it
         m, tok, train_ds, eval_ds, rep = _prepare(data_file, model, cfg, allow_pickle, progress)
     if resume: _check_resumable(resume, m)
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
     precision = resolve_precision(cfg.precision, device == 'cuda')
-    with _nothing_left(ckpts, resume is None and is_main_process()) as old:   # the earlier checkpoints go once we write one
+    with _quiet(verbose), _nothing_left(ckpts, resume is None and is_main_process()) as old:   # the earlier checkpoints go once we write one
         with packed_training(m, cfg.packing, device) as packing:
-            trainer, sig = _make_trainer(m, tok, train_ds, eval_ds, cfg, ckpts, precision, packing, resume, old, callbacks, progress)
+            trainer, sig = _make_trainer(m, tok, train_ds, eval_ds, cfg, ckpts, precision, packing, resume, old, callbacks, progress, verbose)
             out = _fit(trainer, sig, resume, old, ckpts, cfg, device)
             metrics = dict(**_final_metrics(trainer, out, eval_ds is not None), wall_time_s=round(time.time()-t0, 1))
         record = _train_record(model, data_file, rep, train_ds, eval_ds, cfg, precision, device, resume, metrics)
@@ -509,14 +555,6 @@ def tensorboard_history(logdir:Path)->list:
         for tag, key in (('train/loss', 'loss'), ('eval/loss', 'eval_loss')):
             if tag in acc.Tags()['scalars']: out += [{'step': e.step, key: e.value} for e in acc.Scalars(tag)]
     return sorted(out, key=lambda h: h['step'])
-
-# %% ../nbs/03_train.ipynb #69038169
-def greedy_answer(model, tokenizer, question:str, max_new_tokens:int=40)->str:
-    "The model's greedy reply to one user message (for checks and demos; chat uses the ONNX runtime)."
-    import torch
-    ids = torch.tensor([tokenizer.apply_chat_template([{'role':'user', 'content':question}], add_generation_prompt=True)])
-    with torch.no_grad(): out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False)
-    return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
 
 # %% ../nbs/03_train.ipynb #31dbb98a
 def cpu_info()->str:
