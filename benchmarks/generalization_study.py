@@ -44,7 +44,7 @@ NOTES = ['Every candidate trains the same number of optimizer steps (8 epochs of
 
 def options(name:str)->dict:
     "The `train` keyword arguments of candidate `name`: TrainConfig fields, and other TrainingArguments fields in `trainer_args`."
-    from convchat.train import TrainConfig
+    from convchat.recipe import TrainConfig
     from dataclasses import fields
     ch = CANDIDATES[name]
     ours = {f.name for f in fields(TrainConfig)}

@@ -83,7 +83,9 @@ def run(kind:str, compile:bool, size:str, a, tok, data:list)->dict:
         coll = DataCollatorForSeq2Seq(tok, label_pad_token_id=-100, return_tensors='pt')
         trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=counted(coll), callbacks=[Clock()])
     else:
-        from convchat.train import make_config, training_args, ConvchatTrainer
+        from convchat.recipe import make_config
+        from convchat.trainer import ConvchatTrainer
+        from convchat.train import training_args
         from convchat.tokenization import DataCollator
         cfg = make_config(batch_size=a.batch, max_steps=steps, torch_compile=compile, eval_fraction=0, save_every=None, seed=0)
         args = training_args(cfg, tmp, has_eval=False, progress=False, precision=precision)

@@ -55,7 +55,8 @@ def example_batches(tok, batch:int, n:int, max_tokens:int=None)->list:
     "The first `n` batches `convchat train` makes of the example data with the default settings (split, seed, length grouping)."
     from convchat.data import load_conversations, example_conversations_path
     from convchat.tokenization import build_dataset, split_dataset
-    from convchat.train import TrainConfig, EpochLengthGroupedSampler
+    from convchat.recipe import TrainConfig
+    from convchat.trainer import EpochLengthGroupedSampler
     c = TrainConfig()
     ds, _ = build_dataset(load_conversations(example_conversations_path()), tok, c.max_length, progress=False)
     tr, _ = split_dataset(ds, c.eval_fraction, c.seed)
@@ -89,7 +90,8 @@ def main():
     from transformers import set_seed
     from convchat.models import load_model
     from convchat.tokenization import build_dataset, DataCollator, ensure_chat_template
-    from convchat.train import label_loss, compile_blocks, resolve_precision, use_packed_attention
+    from convchat.recipe import resolve_precision
+    from convchat.trainer import label_loss, compile_blocks, use_packed_attention
     names = [n.strip() for n in a.variants.split(',')]
     precision = resolve_precision('auto', cuda=False)
     set_seed(0)

@@ -32,7 +32,7 @@ def main():
     from transformers import set_seed
     from convchat.models import load_model
     from convchat.tokenization import build_dataset, DataCollator, ensure_chat_template
-    from convchat.train import label_loss
+    from convchat.trainer import label_loss
     from train_bench import bench_conversations
     set_seed(0)
     model, tok = load_model('default'); ensure_chat_template(tok); model.train()

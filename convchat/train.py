@@ -6,504 +6,22 @@ Docs: https://convchat.github.io/convchat/train.html.md"""
 
 # %% ../nbs/03_train.ipynb #0ff117d2
 from __future__ import annotations
-import os, sys, re, json, math, time, enum, errno, types, typing, shutil, signal, platform, contextlib
-from dataclasses import dataclass, field, asdict, fields, replace, make_dataclass, MISSING
+import os, sys, re, json, math, time, errno, shutil, signal, platform, warnings, contextlib
+from dataclasses import dataclass, asdict
 from pathlib import Path
-from fastcore.basics import patch
 from .core import *
 from .models import load_model, resolve_model
 from .data import load_conversations
 from .tokenization import (ensure_chat_template, resize_embeddings, build_dataset, split_dataset, end_of_turn_ids,
                                    DataCollator)
+from .recipe import *      # the options; re-exported, so `from convchat.train import load_recipe` keeps working
+from .trainer import *     # the fast training step
+from .processes import *   # one writer among several processes
 
 # %% auto #0
-__all__ = ['RECIPE_FILE', 'COMPILE_MIN_PARAMS', 'COMPILE_MIN_STEPS', 'PACKED_ATTENTION', 'CHECKPOINT_FILE_LIMITS', 'TrainConfig',
-           'save_schedule', 'make_config', 'trainer_fields', 'RunOptions', 'trainer_options', 'recipe_parser',
-           'parse_recipe', 'load_recipe', 'recipe_of', 'save_recipe', 'cpu_has_bf16', 'resolve_precision',
-           'output_layer', 'only_rows', 'label_loss', 'ConvchatTrainer', 'repeated_blocks', 'compile_blocks',
-           'uncompile_blocks', 'cpp_compiler', 'planned_steps', 'auto_compile', 'segment_attention', 'packed_attention',
-           'use_packed_attention', 'packed_training', 'EpochLengthGroupedSampler', 'checkpoints_dir', 'is_main_process',
-           'barrier', 'main_process_first', 'any_process', 'allow_indexed_cpu_loads', 'oom_advice', 'add_lora',
-           'merge_lora', 'full_model', 'runs_dir', 'training_args', 'SaveEvery', 'SaveOnSignal', 'TrainingInterrupted',
-           'save_model', 'TrainResult', 'load_base_model', 'train', 'plot_loss', 'tensorboard_history', 'greedy_answer',
-           'cpu_info']
-
-# %% ../nbs/03_train.ipynb #fd0fd6fc
-@dataclass
-class TrainConfig:
-    "Everything `train` can be told; the defaults are the quick default for a small dataset on a CPU."
-    epochs: float = 8                 # Passes over the training split
-    batch_size: int = 4               # Examples per device per step
-    grad_accum: int = 1               # Steps whose gradients are summed before an optimizer update
-    learning_rate: float = 2e-4       # Peak learning rate (full fine-tune; LoRA wants ~1e-3)
-    lr_scheduler: str = 'cosine'      # Any transformers scheduler name: 'cosine', 'linear', 'constant_with_warmup'...
-    warmup_ratio: float = 0.05        # Share of the steps spent warming up the learning rate
-    weight_decay: float = 0.0         # AdamW weight decay
-    neftune_noise_alpha: float|None = 5.0 # NEFTune: noise on the input embeddings while training (None: off)
-    max_grad_norm: float = 1.0        # Gradient clipping
-    max_length: int = 512             # Longest example in tokens (earlier turns are dropped to fit)
-    max_steps: int = -1               # Stop after this many optimizer steps (overrides epochs when > 0)
-    eval_fraction: float = 0.1        # Share of the conversations held out for eval loss and perplexity
-    seed: int = 42                    # Seed for the split, the initialisation of LoRA and the data order
-    precision: str = 'auto'           # 'auto', 'fp32', 'bf16' (autocast) or 'fp16' (GPU only)
-    packing: bool|None = None         # One row per batch, no padding (`packed_training`); None: where it is exact and pays (a CPU, one process)
-    group_by_length: bool = True      # Batch examples of similar length, so less compute goes to padding
-    label_logits_only: bool = True    # Compute the LM head only at positions that have a label
-    gradient_checkpointing: bool = False # Less memory, ~15% slower
-    torch_compile: bool|None = None   # None: compile the repeated blocks where it pays (`auto_compile`); True: the whole model; False: never
-    lora: bool = False                # Train LoRA adapters (peft) and merge them into the weights before saving
-    lora_r: int = 16                  # LoRA rank
-    lora_alpha: int = 32              # LoRA scaling numerator
-    lora_dropout: float = 0.05        # Dropout on the LoRA branch
-    lora_target_modules: str|list[str] = 'all-linear' # Modules that get adapters
-    early_stopping_patience: int|None = None # Evaluations without improvement before stopping (None: never)
-    eval_steps: int|None = None       # Evaluate every this many steps (None: every epoch)
-    save_every: int|str|None = '10m'  # Checkpoint every N optimizer steps (50) or every so long ('10m', '90s', '2h'); None: only on SIGTERM/Ctrl-C
-    save_total_limit: int = 1         # Checkpoints kept while training: the newest (and the best, with early stopping)
-    keep_checkpoints: bool = False    # Keep `<output_dir>.checkpoints/` after a successful run
-    logging_steps: int = 1            # Log the training loss every this many steps
-    num_threads: int|None = None      # torch CPU threads (None: torch's default, all cores)
-    dataloader_workers: int = 0       # DataLoader worker processes
-    report_to: str|list[str] = 'none'    # Trackers that get the losses: 'tensorboard', 'mlflow' (a local database), a list, or 'none'
-    logging_dir: str|None = None      # Where trackers write (None: `<output_dir>.runs/<run_name>`)
-    run_name: str|None = None         # The run's name in the trackers (None: the date and time it started)
-    trainer_args: dict = field(default_factory=dict) # Any other `TrainingArguments` field, e.g. {'optim': 'adamw_torch'}
-
-# %% ../nbs/03_train.ipynb #a69ec741
-_KINDS = {float: 'a number', int: 'a whole number', str: 'text', bool: 'true or false', list: 'a list', tuple: 'a list', dict: 'a mapping', type(None): 'null'}
-
-def _options(t)->tuple: return typing.get_args(t) if typing.get_origin(t) in (typing.Union, types.UnionType) else (t,)
-def _is_enum(t)->bool: return isinstance(t, type) and issubclass(t, enum.Enum)
-
-def _fits(v, t)->bool:
-    "Whether the value `v` has the shape of the type `t` (types it cannot judge pass)."
-    if len(opts := _options(t)) > 1: return any(_fits(v, a) for a in opts)
-    o = typing.get_origin(t) or t
-    if o is bool: return isinstance(v, bool)
-    if o in (int, float): return isinstance(v, (int, float) if o is float else int) and not isinstance(v, bool)
-    if o is str or _is_enum(o): return isinstance(v, str)
-    if o in (list, tuple): return isinstance(v, (list, tuple)) and all(_fits(x, a) for a in typing.get_args(t)[:1] for x in v)
-    if o is dict: return isinstance(v, dict)
-    return v is None if o is type(None) else True
-
-def _check_shapes(values:dict, hints:dict):
-    "Raise a one-line `ConvchatError` naming the first option whose value has the wrong shape (a list where a number goes)."
-    for k, v in values.items():
-        if k in hints and not _fits(v, hints[k]):
-            kinds = dict.fromkeys('text' if _is_enum(a) else _KINDS.get(typing.get_origin(a) or a, getattr(a, '__name__', str(a))) for a in _options(hints[k]))
-            raise ConvchatError(f"{k} must be {' or '.join(kinds)}, not {type(v).__name__} {v!r:.80}")
-
-# %% ../nbs/03_train.ipynb #e6cce2a9
-def save_schedule(save_every:int|str|None, # Steps (50, '50'), a time ('10m', '90s', '2h'), or None/0 for neither
-                 )->tuple:                  # (steps, minutes), one of them None
-    "Parse `save_every` into a checkpoint interval in optimizer steps or in minutes."
-    if save_every in (None, 0, '0', '', False): return None, None
-    s = str(save_every).strip()
-    if isinstance(save_every, int) or s.isdigit(): return int(s), None
-    m = re.fullmatch(r'(\d+(?:\.\d+)?)\s*(s|m|min|h)', s)
-    if not m or float(m[1]) <= 0: raise ConvchatError(f"save_every must be a number of steps (50) or a time ('10m', '90s', '2h'), not {save_every!r}")
-    return None, float(m[1]) * {'s': 1/60, 'm': 1, 'min': 1, 'h': 60}[m[2]]
-
-_LEGACY = dict(save_steps=lambda v: v, save_minutes=lambda v: f'{v}m')   # options older convchat versions took
-
-def make_config(config:TrainConfig=None, # A starting configuration (default: `TrainConfig()`)
-                **overrides,             # Fields to change
-               )->TrainConfig:
-    "`config` with `overrides` applied; unknown names are a `ConvchatError`."
-    for k, f in _LEGACY.items():
-        if k in overrides and (v := overrides.pop(k)) is not None: overrides['save_every'] = f(v)
-    names = {f.name for f in fields(TrainConfig)}
-    bad = sorted(set(overrides) - names)
-    if bad: raise ConvchatError(f"unknown training option(s) {', '.join(bad)}; valid options: {', '.join(sorted(names))}")
-    cfg = replace(config or TrainConfig(), **overrides)
-    _check_shapes({f.name: getattr(cfg, f.name) for f in fields(cfg)}, typing.get_type_hints(TrainConfig))
-    if cfg.precision not in ('auto', 'fp32', 'bf16', 'fp16'): raise ConvchatError(f"precision must be 'auto', 'fp32', 'bf16' or 'fp16', not {cfg.precision!r}")
-    for k in ('batch_size', 'grad_accum', 'max_length', 'save_total_limit'):
-        if getattr(cfg, k) < 1: raise ConvchatError(f"{k} must be at least 1, not {getattr(cfg, k)}")
-    if cfg.epochs <= 0 and cfg.max_steps <= 0: raise ConvchatError(f"epochs must be positive, not {cfg.epochs}")
-    if cfg.learning_rate <= 0: raise ConvchatError(f"learning_rate must be positive, not {cfg.learning_rate}")
-    save_schedule(cfg.save_every)
-    if cfg.trainer_args: _check_trainer_args(cfg.trainer_args)
-    one = lambda v: v[0] if isinstance(v, (list, tuple)) and len(v) == 1 else v   # a flag's ['all-linear'] is 'all-linear'
-    return replace(cfg, lora_target_modules=one(cfg.lora_target_modules), report_to=one(cfg.report_to))
-
-# %% ../nbs/03_train.ipynb #64ddf669
-_RENAMED = dict(num_train_epochs='epochs', per_device_train_batch_size='batch_size', per_device_eval_batch_size='batch_size',
-                gradient_accumulation_steps='grad_accum', lr_scheduler_type='lr_scheduler', bf16='precision', fp16='precision',
-                save_steps='save_every', save_strategy='save_every', dataloader_num_workers='dataloader_workers',
-                output_dir='output_dir (checkpoints go to <output_dir>.checkpoints)')   # TrainingArguments set from convchat's options
-
-def trainer_fields()->dict:
-    "The `TrainingArguments` fields a recipe may set directly: `{name: dataclass field}` (convchat's own options excluded)."
-    from transformers import TrainingArguments
-    ours = {f.name for f in fields(TrainConfig)} | set(_RENAMED)
-    return {f.name: f for f in fields(TrainingArguments) if f.init and f.name not in ours}
-
-def _unknown(names, valid, what='training option')->ConvchatError:
-    "The error for option `names` that are not in `valid`, with convchat's name where `TrainingArguments` has another."
-    import difflib
-    hint = lambda n: (f" (convchat's option: {_RENAMED[n]})" if n in _RENAMED else
-                      ''.join(f" (did you mean {m}?)" for m in difflib.get_close_matches(n, valid, 1)))
-    return ConvchatError(f"unknown {what}(s): {', '.join(n + hint(n) for n in sorted(names))}; "
-                         "convchat's options are TrainConfig's fields, and any other TrainingArguments field may be given")
-
-def _check_trainer_args(args:dict):
-    from transformers import TrainingArguments
-    if bad := set(args) - set(trainer_fields()): raise _unknown(bad, list(trainer_fields()), 'TrainingArguments field')
-    _check_shapes(args, typing.get_type_hints(TrainingArguments))
-
-# %% ../nbs/03_train.ipynb #707ebed8
-@dataclass
-class RunOptions:
-    "What a recipe names besides the training options."
-    data_file: str|None = None    # Conversations file (None: the built-in examples)
-    model: str|None = None        # Base model: 'default', a folder or a hub id (None: 'default')
-
-def trainer_options():
-    "A dataclass of the `TrainingArguments` fields in `trainer_fields`, for `HfArgumentParser` (no checks of its own)."
-    import typing
-    from transformers import TrainingArguments
-    hints = typing.get_type_hints(TrainingArguments)
-    return make_dataclass('TrainerOptions', [(n, hints[n], field(default=f.default, default_factory=f.default_factory, metadata=f.metadata))
-                                             for n, f in trainer_fields().items()])
-
-# %% ../nbs/03_train.ipynb #0a5eb66e
-class _Unset: "An option that neither the file nor a flag set."
-_UNSET = _Unset()
-
-def recipe_parser():
-    "`HfArgumentParser` over `RunOptions`, `TrainConfig` and `TrainerOptions`; every option defaults to unset."
-    from transformers import HfArgumentParser
-    p = HfArgumentParser([RunOptions, TrainConfig, trainer_options()])
-    p.set_defaults(**{a.dest: _UNSET for a in p._actions if a.dest != 'help'})
-    def error(msg): raise ConvchatError(f"recipe: {msg}")
-    p.error = error
-    return p
-
-def _read_yaml(path)->dict:
-    import yaml
-    path = Path(path)
-    if not path.is_file(): raise ConvchatError(f"{path}: no such recipe file")
-    try: d = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e: raise ConvchatError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(d, dict): raise ConvchatError(f"{path}: a recipe is a mapping of option names to values, not a {type(d).__name__}")
-    return d
-
-# %% ../nbs/03_train.ipynb #83ba22ea
-def parse_recipe(path:str|Path=None, # A YAML recipe
-                 args:list=(),       # Command-line flags (`--optim adamw_torch`, `--lora-r 8`)
-                 **overrides,        # Options that win over both
-                )->dict:             # The options set, by name
-    "The options that `path`, then `args`, then `overrides` set, checked and typed by `HfArgumentParser`."
-    p = recipe_parser()
-    known = {a.dest for a in p._actions}
-    opts = {**(_read_yaml(path) if path else {}), **overrides}
-    if bad := set(opts) - known: raise _unknown(bad, known)
-    p.set_defaults(**{k: v for k, v in opts.items() if k not in overrides})
-    flags = ['--' + a[2:].partition('=')[0].replace('-', '_') + ''.join(a.partition('=')[1:]) if a.startswith('--') else a for a in args]
-    *dcs, rest = p.parse_args_into_dataclasses(args=flags, return_remaining_strings=True)
-    if rest: raise _unknown([a[2:].partition('=')[0] for a in rest if a.startswith('--')] or rest, known, 'flag')
-    return {**{k: v for dc in dcs for k, v in vars(dc).items() if v is not _UNSET}, **overrides}
-
-# %% ../nbs/03_train.ipynb #149f5059
-def load_recipe(path:str|Path=None, # A YAML recipe
-                args:list=(),       # Command-line flags
-                **overrides,        # Options that win over both
-               )->tuple:            # `(TrainConfig, {'data_file':..., 'model':...})` with only what was set
-    "The `TrainConfig` and run options of a recipe file, flags and overrides."
-    opts = parse_recipe(path, args, **overrides)
-    run = {k: opts.pop(k) for k in [f.name for f in fields(RunOptions)] if k in opts}
-    ta = set(trainer_fields())
-    extra = {**opts.pop('trainer_args', {}), **{k: opts.pop(k) for k in list(opts) if k in ta}}
-    return make_config(trainer_args=extra, **opts), run
-
-# %% ../nbs/03_train.ipynb #4b5afa8b
-RECIPE_FILE = 'convchat-recipe.yaml'
-
-def _recipe_model(record:dict)->str|None:
-    "How a recipe names the base model of `record`: 'default' or a hub id as given, a folder by its absolute path."
-    base, path = record.get('base_model'), record.get('base_model_path')
-    if not base or base == 'in-memory model': return None
-    if base == 'default' or not Path(base).exists(): return base
-    return str(Path(path or base).resolve())
-
-def recipe_of(record:dict)->dict:
-    "The recipe that repeats the run `record` (the contents of `convchat-train.json`) describes."
-    cfg = dict(record['config']); extra = cfg.pop('trainer_args', {}) or {}
-    run = dict(model=_recipe_model(record), data_file=record.get('data_file'))
-    return {**{k: v for k, v in run.items() if v is not None}, **cfg, **extra}
-
-def save_recipe(path:Path, record:dict)->Path:
-    "Write `recipe_of(record)` as YAML to `path`."
-    import yaml
-    head = f"# convchat recipe of the run that wrote this folder; repeat it with: convchat train --config {RECIPE_FILE} --output-dir NEW\n"
-    return atomic_write_text(Path(path), head + yaml.safe_dump(recipe_of(record), sort_keys=False))
-
-# %% ../nbs/03_train.ipynb #75847d33
-def cpu_has_bf16()->bool:
-    "Whether this CPU has fast bf16 matmuls (AMX tiles or AVX-512 BF16)."
-    import torch
-    try: return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
-    except AttributeError: return False
-
-def resolve_precision(precision:str='auto', # 'auto', 'fp32', 'bf16' or 'fp16'
-                      cuda:bool=None,       # Whether training runs on a GPU (default: `torch.cuda.is_available()`)
-                     )->str:
-    "The precision `train` uses: 'fp32', 'bf16' or 'fp16'."
-    import torch
-    cuda = torch.cuda.is_available() if cuda is None else cuda
-    if precision == 'fp16' and not cuda: raise ConvchatError("precision='fp16' needs a GPU; on a CPU use 'bf16' or 'fp32'")
-    if precision != 'auto': return precision
-    if cuda: return 'bf16' if torch.cuda.is_bf16_supported() else 'fp16'
-    return 'bf16' if cpu_has_bf16() else 'fp32'
-
-# %% ../nbs/03_train.ipynb #6b0f905e
-def _accepts_logits_to_keep(model)->bool:
-    import inspect
-    m = model.get_base_model() if hasattr(model, 'get_base_model') else model
-    return 'logits_to_keep' in inspect.signature(m.forward).parameters
-
-def _label_positions(labels): # (B, T) labels, -100 where nothing is learned
-    "Positions whose logits predict a label (the next token's) in some row, as a 1-D index tensor."
-    import torch
-    return torch.nonzero((labels[:, 1:] != -100).any(0)).squeeze(1)    # (K,)
-
-def output_layer(model):
-    "The vocabulary projection of `model`, through DDP/FSDP (`.module`) and peft wrappers."
-    while hasattr(model, 'module'): model = model.module
-    return model.get_output_embeddings()
-
-# %% ../nbs/03_train.ipynb #b089e09b
-@contextlib.contextmanager
-def only_rows(layer, keep): # keep: (B, T) bool, the positions whose output is needed
-    "While the block runs, `layer` sees only the `keep` rows of its input: (B, T, H) -> (N, H)."
-    h = layer.register_forward_pre_hook(lambda mod, args: (args[0][keep],) + tuple(args[1:]))
-    try: yield
-    finally: h.remove()
-
-def label_loss(model, inputs:dict, num_items_in_batch=None,
-               compiled:bool=False): # A compiled model: keep the positions any row needs (no hook)
-    "Summed-over-labels cross-entropy divided by `num_items_in_batch` (or the mean), computing logits only where needed."
-    import torch, torch.nn.functional as F
-    labels = inputs['labels']                                           # (B, T)
-    inp = {'use_cache': False, **{k: v for k, v in inputs.items() if k != 'labels'}}
-    if compiled:
-        pos = _label_positions(labels)                                  # (K,)
-        logits, target = model(**inp, logits_to_keep=pos).logits.flatten(0, 1), labels[:, pos + 1].flatten()  # (B*K, V), (B*K,)
-    else:
-        has = labels[:, 1:] != -100                                     # (B, T-1): the next token has a label
-        with only_rows(output_layer(model), F.pad(has, (0, 1))): logits = model(**inp).logits   # (N, V)
-        target = labels[:, 1:][has]                                     # (N,)
-    loss = F.cross_entropy(logits.float(), target, ignore_index=-100, reduction='sum')
-    n = num_items_in_batch if num_items_in_batch is not None else (target != -100).sum()
-    return loss / n.to(loss.device) if torch.is_tensor(n) else loss / n
-
-# %% ../nbs/03_train.ipynb #ba7d1ddc
-from transformers import Trainer
-
-class ConvchatTrainer(Trainer):
-    "A transformers `Trainer` whose loss computes logits only at positions with a label (see `label_loss`), and that compiles the repeated blocks on a CPU."
-    def __init__(self, *args, label_logits_only:bool=True, regional_compile:bool|None=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.regional_compile = regional_compile   # compile the repeated blocks (None: `auto_compile` decides)
-        self.label_logits_only = label_logits_only and _accepts_logits_to_keep(self.model) and self.label_smoother is None
-        if self.label_logits_only: self.model_accepts_loss_kwargs = True   # label_loss normalises by num_items_in_batch
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        self._neftune_as_padded(inputs)
-        if not self.label_logits_only or 'labels' not in inputs:
-            return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
-        loss = label_loss(model, inputs, num_items_in_batch, compiled=self.args.torch_compile)
-        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
-            loss = loss * (self.accelerator.num_processes if self.args.n_gpu <= 1 else self.args.n_gpu)
-        return (loss, {'loss': loss}) if return_outputs else loss
-
-    def _neftune_as_padded(self, inputs:dict):
-        "Scale NEFTune's noise on a packed row (`packed_training`) by its longest example, the padded batch's length, not by the row's."
-        if self.neftune_noise_alpha is None: return
-        packed = 'position_ids' in inputs and inputs['input_ids'].shape[0] == 1
-        scale = math.sqrt(inputs['input_ids'].shape[1] / (int(inputs['position_ids'].max()) + 1)) if packed else 1
-        self.accelerator.unwrap_model(self.model).get_input_embeddings().neftune_noise_alpha = self.neftune_noise_alpha * scale
-
-
-# %% ../nbs/03_train.ipynb #7832a14a
-def repeated_blocks(model)->list:
-    "The repeated transformer blocks of `model` (through DDP and peft wrappers): modules of the classes its `_no_split_modules` names."
-    while hasattr(model, 'module'): model = model.module
-    if hasattr(model, 'get_base_model'): model = model.get_base_model()
-    names = set(getattr(model, '_no_split_modules', None) or ())
-    return [m for m in model.modules() if type(m).__name__ in names]
-
-def _train_or_eager(block, fast, eager, *args, **kwargs):
-    "A training step (train mode, gradients on) runs the compiled forward; anything else the eager one."
-    import torch
-    return (fast if block.training and torch.is_grad_enabled() else eager)(block, *args, **kwargs)
-
-# %% ../nbs/03_train.ipynb #5cc63187
-def compile_blocks(model,              # A transformers model, or one wrapped by DDP or peft
-                   dynamic:bool=True,  # Symbolic shapes: one compiled graph for every batch and sequence length
-                  )->list:             # The blocks, for `uncompile_blocks`
-    "Compile the forward of `model`'s repeated blocks once per block class, for training steps."
-    import torch
-    from functools import partial
-    blocks = repeated_blocks(model)
-    for cls in {type(b) for b in blocks}:
-        fast = torch.compile(cls.forward, dynamic=dynamic)
-        for b in blocks:
-            if type(b) is cls: b.forward = partial(_train_or_eager, b, fast, cls.forward)
-    return blocks
-
-def uncompile_blocks(blocks:list):
-    "Give `blocks` back their eager forward."
-    for b in blocks: b.__dict__.pop('forward', None)
-
-# %% ../nbs/03_train.ipynb #2c3a8432
-COMPILE_MIN_PARAMS, COMPILE_MIN_STEPS = 50_000_000, 10
-
-def cpp_compiler()->str|None:
-    "The C++ compiler inductor would use for CPU kernels, if it is on the PATH."
-    return shutil.which(os.environ.get('CXX') or {'darwin': 'clang++', 'win32': 'cl'}.get(sys.platform, 'g++'))
-
-def planned_steps(args, n_examples:int)->int:
-    "The optimizer steps that `args` (`TrainingArguments`) make over `n_examples` training examples."
-    if args.max_steps > 0: return args.max_steps
-    per_epoch = math.ceil(n_examples / (args.train_batch_size * args.gradient_accumulation_steps * args.world_size))
-    return math.ceil(per_epoch * args.num_train_epochs)
-
-# %% ../nbs/03_train.ipynb #92c4c2b7
-def auto_compile(model, args, steps:int,            # The model, its `TrainingArguments`, the planned optimizer steps
-                 min_params:int=COMPILE_MIN_PARAMS,  # Smallest model worth compiling
-                 min_steps:int=COMPILE_MIN_STEPS,    # Shortest run worth compiling
-                )->bool:
-    "Whether `ConvchatTrainer` compiles the repeated blocks when told neither way."
-    big = sum(p.numel() for p in model.parameters()) >= min_params
-    plain = not (args.torch_compile or args.gradient_checkpointing or hasattr(model, 'peft_config'))
-    return (big and plain and steps >= min_steps and args.device.type == 'cpu' and args.world_size == 1
-            and bool(repeated_blocks(model)) and cpp_compiler() is not None)
-
-# %% ../nbs/03_train.ipynb #5df4bcd6
-def _segments(position_ids)->list: # (1, N), restarting at 0 where each packed example starts
-    "`[(start, end)]` of the examples packed into one row."
-    s = (position_ids.reshape(-1) == 0).nonzero().reshape(-1).tolist()
-    s = s if s and s[0] == 0 else [0] + s
-    return list(zip(s, s[1:] + [position_ids.numel()]))
-
-# %% ../nbs/03_train.ipynb #cfe6d135
-def _define_segment_ops():
-    import torch
-    flash, flash_bwd = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu, torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
-    @torch.library.custom_op('convchat::segment_attention', mutates_args=(),
-                             schema='(Tensor q, Tensor k, Tensor v, Tensor position_ids, float scale) -> (Tensor, Tensor)')
-    def fwd(q, k, v, position_ids, scale):   # q, k, v: (1, heads, N, head_dim)
-        out, lse = torch.empty_like(q), q.new_empty(q.shape[:-1], dtype=torch.float32)   # (1, heads, N, head_dim), (1, heads, N)
-        for a, b in _segments(position_ids):
-            out[:, :, a:b], lse[:, :, a:b] = flash(q[:, :, a:b], k[:, :, a:b], v[:, :, a:b], 0.0, True, scale=scale)
-        return out, lse
-    @torch.library.custom_op('convchat::segment_attention_backward', mutates_args=(),
-                             schema='(Tensor g, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor position_ids, float scale) -> (Tensor, Tensor, Tensor)')
-    def bwd(g, q, k, v, out, lse, position_ids, scale):
-        gq, gk, gv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-        for a, b in _segments(position_ids):
-            s = slice(a, b)
-            gq[:, :, s], gk[:, :, s], gv[:, :, s] = flash_bwd(g[:, :, s], q[:, :, s], k[:, :, s], v[:, :, s], out[:, :, s],
-                                                              lse[:, :, s], 0.0, True, scale=scale)
-        return gq, gk, gv
-    fwd.register_fake(lambda q, k, v, position_ids, scale: (torch.empty_like(q), q.new_empty(q.shape[:-1], dtype=torch.float32)))
-    bwd.register_fake(lambda g, q, k, v, out, lse, position_ids, scale: (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)))
-    return fwd, bwd
-
-# %% ../nbs/03_train.ipynb #8c131179
-def segment_attention():
-    "The op `convchat::segment_attention(q, k, v, position_ids, scale) -> (out, logsumexp)`: causal attention within each packed example."
-    import torch
-    if not hasattr(torch.ops.convchat, 'segment_attention'):
-        fwd, bwd = _define_segment_ops()
-        def setup(ctx, inputs, output):
-            q, k, v, pos, scale = inputs
-            ctx.save_for_backward(q, k, v, *output, pos); ctx.scale = scale
-        def backward(ctx, g, g_lse):
-            q, k, v, out, lse, pos = ctx.saved_tensors
-            return *torch.ops.convchat.segment_attention_backward(g.contiguous(), q, k, v, out, lse, pos, ctx.scale), None, None
-        fwd.register_autograd(backward, setup_context=setup)
-    return torch.ops.convchat.segment_attention
-
-# %% ../nbs/03_train.ipynb #53b89e2e
-PACKED_ATTENTION = 'convchat_packed'
-
-def packed_attention(module, query, key, value, # (1, heads, N, head_dim) on a packed row
-                     attention_mask, dropout:float=0.0, scaling:float=None, position_ids=None, **kwargs):
-    "A transformers attention function: within each example of one packed row (no mask, no cache); sdpa for anything else."
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward, repeat_kv
-    if position_ids is None or attention_mask is not None or query.shape[0] != 1 or query.shape[2] != key.shape[2]:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
-    if dropout: raise ConvchatError("packed rows do not support attention dropout; train with packing=False")
-    import torch
-    dt = torch.get_autocast_dtype('cpu') if torch.is_autocast_enabled('cpu') else query.dtype   # as autocast would cast sdpa's inputs
-    n = getattr(module, 'num_key_value_groups', 1)
-    q, k, v = (x.to(dt).contiguous() for x in (query, repeat_kv(key, n), repeat_kv(value, n)))
-    out, _ = segment_attention()(q, k, v, position_ids, scaling or query.shape[-1]**-0.5)
-    return out.transpose(1, 2).contiguous(), None          # (1, N, heads, head_dim)
-
-# %% ../nbs/03_train.ipynb #be28df84
-def _packed_mask(batch_size, cache_position, kv_length, kv_offset=0, attention_mask=None, **kwargs):
-    "No mask for one row without padding or past keys (`packed_attention` keeps its examples apart); sdpa's mask otherwise."
-    from transformers.masking_utils import sdpa_mask
-    if batch_size == 1 and attention_mask is None and kv_offset == 0 and kv_length == cache_position.shape[0]: return None
-    return sdpa_mask(batch_size=batch_size, cache_position=cache_position, kv_length=kv_length, kv_offset=kv_offset,
-                     attention_mask=attention_mask, **kwargs)
-
-def use_packed_attention(model)->str|None:
-    "Switch `model` to `packed_attention`: the implementation it had, or None (and no switch) where packing would not be exact."
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface
-    from convchat.tokenization import packing_supported
-    AttentionInterface.register(PACKED_ATTENTION, packed_attention); AttentionMaskInterface.register(PACKED_ATTENTION, _packed_mask)
-    cfg = (model.get_base_model() if hasattr(model, 'get_base_model') else model).config
-    old = cfg._attn_implementation
-    if old not in ('sdpa', 'eager') or getattr(cfg, 'attention_dropout', 0): return None
-    cfg._attn_implementation = PACKED_ATTENTION
-    if packing_supported(model): return old
-    cfg._attn_implementation = old
-
-# %% ../nbs/03_train.ipynb #5b42cd6f
-@contextlib.contextmanager
-def packed_training(model, packing:bool|None, # True, False, or None: where `packed_attention` serves, on a CPU in one process
-                    device:str='cpu'):
-    "Whether to train on packed rows; on a CPU, `model` attends with `packed_attention` while the block runs."
-    auto = packing is None and device == 'cpu' and int(os.environ.get('WORLD_SIZE', '1')) == 1
-    old = use_packed_attention(model) if device == 'cpu' and (packing or auto) else None
-    try: yield bool(packing) or old is not None
-    finally:
-        if old is not None: (model.get_base_model() if hasattr(model, 'get_base_model') else model).config._attn_implementation = old
-
-# %% ../nbs/03_train.ipynb #a2464568
-@patch
-def train(self:ConvchatTrainer, *args, **kwargs):
-    "`Trainer.train`, through compiled blocks if `regional_compile` says so (None: `auto_compile`)."
-    on = self.regional_compile
-    if on is None:
-        n = len(self.train_dataset) if hasattr(self.train_dataset, '__len__') else 0   # an iterable dataset: max_steps
-        on = auto_compile(self.model, self.args, planned_steps(self.args, n))
-    blocks = compile_blocks(self.model) if on and not self.args.torch_compile else []
-    try: return Trainer.train(self, *args, **kwargs)
-    finally: uncompile_blocks(blocks)
-
-# %% ../nbs/03_train.ipynb #f24d435b
-from transformers.trainer_pt_utils import LengthGroupedSampler
-
-class EpochLengthGroupedSampler(LengthGroupedSampler):
-    "`LengthGroupedSampler` whose shuffle depends only on `seed` and the epoch, so a resumed run sees the same batches."
-    def __init__(self, batch_size:int, lengths:list, seed:int=0):
-        super().__init__(batch_size, lengths=lengths); self.seed = seed; self.set_epoch(0)
-    def set_epoch(self, epoch:int):
-        import torch
-        self.generator = torch.Generator().manual_seed(self.seed + epoch)
-
-@patch
-def _get_train_sampler(self:ConvchatTrainer, train_dataset=None):
-    s = super(ConvchatTrainer, self)._get_train_sampler(train_dataset)
-    if type(s) is not LengthGroupedSampler: return s
-    return EpochLengthGroupedSampler(s.batch_size, s.lengths, seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed)
+__all__ = ['CHECKPOINT_FILE_LIMITS', 'checkpoints_dir', 'oom_advice', 'add_lora', 'merge_lora', 'full_model', 'runs_dir',
+           'training_args', 'SaveEvery', 'SaveOnSignal', 'TrainingInterrupted', 'save_model', 'TrainResult',
+           'load_base_model', 'train', 'plot_loss', 'tensorboard_history', 'cpu_info']
 
 # %% ../nbs/03_train.ipynb #d909043d
 def checkpoints_dir(output_dir:Path)->Path:
@@ -586,45 +104,6 @@ def _resume_error(e:Exception, ckpt):
                             "or was tampered with); resume from another checkpoint, or start afresh") from None
     if 'size mismatch' in str(e) or 'Error(s) in loading state_dict' in str(e):
         raise ConvchatError(f"{ckpt} holds the weights of another model; resume with the base model it was made from, or start afresh") from None
-
-# %% ../nbs/03_train.ipynb #ac71c21a
-def is_main_process()->bool:
-    "Whether this process prints and writes: the only one, or rank 0 under `torchrun`/`accelerate launch`."
-    return int(os.environ.get('RANK', '0')) == 0
-
-def barrier():
-    "Wait until every process of a multi-process run gets here (nothing to do in a single process)."
-    if int(os.environ.get('WORLD_SIZE', '1')) <= 1: return
-    import torch
-    from accelerate import PartialState
-    PartialState(cpu=not torch.cuda.is_available()).wait_for_everyone()   # joins the process group the launcher set up
-
-@contextlib.contextmanager
-def main_process_first():
-    "Run the block on the main process first, then on the others (which then read what it wrote)."
-    if not is_main_process(): barrier()
-    try: yield
-    finally:
-        if is_main_process(): barrier()
-
-def any_process(flag:bool)->bool:
-    "Whether `flag` holds on any process, the same answer on all of them: for what they must decide together."
-    if int(os.environ.get('WORLD_SIZE', '1')) <= 1: return bool(flag)
-    import torch, torch.distributed as dist
-    from accelerate import PartialState
-    t = torch.tensor([int(bool(flag))], device=PartialState(cpu=not torch.cuda.is_available()).device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
-
-# %% ../nbs/03_train.ipynb #1977236c
-def _indexed_cpu(obj, location:str):
-    if re.fullmatch(r'cpu:\d+', location): return obj
-
-def allow_indexed_cpu_loads():
-    "Let `torch.load` map storages to 'cpu:N' devices (CPU processes under torchrun), as it maps them to 'cpu'."
-    import torch
-    if _indexed_cpu not in [d for _, _, d in torch.serialization._package_registry]:
-        torch.serialization.register_package(100, lambda obj: None, _indexed_cpu)
 
 # %% ../nbs/03_train.ipynb #fbc4b181
 def _is_oom(e:BaseException)->bool:
@@ -753,7 +232,7 @@ def training_args(cfg:TrainConfig,       # The configuration
         greater_is_better=False if early else None, logging_strategy='steps', logging_steps=cfg.logging_steps, logging_first_step=True,
         gradient_checkpointing=cfg.gradient_checkpointing, torch_compile=cfg.torch_compile is True, prediction_loss_only=True,
         remove_unused_columns=False, dataloader_num_workers=cfg.dataloader_workers, **_tracking(cfg, ckpt_dir),
-        disable_tqdm=not progress, log_level='warning', save_only_model=False), **cfg.trainer_args})
+        disable_tqdm=not progress, log_level='passive', log_level_replica='passive', save_only_model=False), **cfg.trainer_args})
 
 # %% ../nbs/03_train.ipynb #16e040cc
 from transformers import TrainerCallback
@@ -796,6 +275,49 @@ class SaveOnSignal(TrainerCallback):
 
 class TrainingInterrupted(ConvchatError):
     "Training stopped on a signal after writing a checkpoint to resume from."
+
+# %% ../nbs/03_train.ipynb #0f9a1459
+from transformers import TrainerCallback
+
+class _StepProgress(TrainerCallback):
+    "One progress bar for the training steps, with the latest loss and the time left; no log dicts, no evaluation bars."
+    def __init__(self, show:bool=True): self.show, self.bar, self.shown = show, None, {}
+    def on_train_begin(self, args, state, control, **kw):
+        from tqdm.auto import tqdm
+        if self.show and state.is_world_process_zero:
+            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc='training', unit='step', dynamic_ncols=True)
+    def on_step_end(self, args, state, control, **kw):
+        if self.bar is not None: self.bar.update(state.global_step - self.bar.n)
+    def on_log(self, args, state, control, logs=None, **kw):
+        if self.bar is None: return
+        new = {k: f'{logs[k]:.3f}' for k in ('loss', 'eval_loss') if isinstance((logs or {}).get(k), (int, float))}
+        if new: self.shown.update(new); self.bar.set_postfix(self.shown)
+    def on_train_end(self, args, state, control, **kw):
+        if self.bar is not None: self.bar.close(); self.bar = None
+
+_NOISE = (r'.*`?generation_config`? default values have been modified', r'.*torch\.utils\.checkpoint: the use_reentrant parameter',
+          r'.*Found different candidate ONNX initializers', r'.*loss_type=None was set in the config')
+
+@contextlib.contextmanager
+def _quiet(verbose:bool):
+    "While the block runs: transformers logs errors only and the notices in `_NOISE` are ignored; with `verbose`, nothing changes."
+    if verbose:
+        yield; return
+    from transformers.utils import logging as hf_logging
+    old = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            for msg in _NOISE: warnings.filterwarnings('ignore', message=msg)
+            yield
+    finally: hf_logging.set_verbosity(old)
+
+def _own_progress(trainer, progress:bool):
+    "Replace `Trainer`'s progress and printer callbacks by one `_StepProgress` bar (or none without `progress`)."
+    from transformers import trainer as T
+    from transformers.trainer_callback import ProgressCallback, PrinterCallback
+    for cb in {ProgressCallback, PrinterCallback, T.DEFAULT_PROGRESS_CALLBACK}: trainer.remove_callback(cb)
+    trainer.add_callback(_StepProgress(progress))
 
 # %% ../nbs/03_train.ipynb #95dbf6c6
 def save_model(model, tokenizer,         # The trained model (LoRA merged or not) and its tokenizer
@@ -915,7 +437,7 @@ def _prepare(data_file:Path, model, cfg:TrainConfig, allow_pickle:bool, progress
 
 # %% ../nbs/03_train.ipynb #d14777b0
 def _make_trainer(m, tok, train_ds, eval_ds, cfg:TrainConfig, ckpts:Path, precision:str, packing:bool, resume, old:Path|None,
-                  callbacks:list, progress:bool)->tuple:
+                  callbacks:list, progress:bool, verbose:bool=False)->tuple:
     "The `ConvchatTrainer` for this run and its `SaveOnSignal` callback."
     from transformers import EarlyStoppingCallback
     args = training_args(cfg, ckpts, eval_ds is not None, progress, precision)
@@ -928,6 +450,7 @@ def _make_trainer(m, tok, train_ds, eval_ds, cfg:TrainConfig, ckpts:Path, precis
                               data_collator=DataCollator(tok, packing=packing, model=m if packing else None),
                               callbacks=cbs, label_logits_only=cfg.label_logits_only,
                               regional_compile=cfg.torch_compile)
+    if not verbose: _own_progress(trainer, progress)
     return trainer, sig
 
 # %% ../nbs/03_train.ipynb #9d88f94a
@@ -974,26 +497,28 @@ def train(data_file:Path,              # Conversations file (JSON/JSONL, any for
           callbacks:list=None,         # Extra `transformers.TrainerCallback`s
           resume:str|Path=None,        # Same as `resume_from_checkpoint`
           allow_pickle:bool=False,     # Load a base model whose weights are pickle files (`pytorch_model.bin`)
+          verbose:bool=None,           # Show transformers' log dicts and every library warning (None: $CONVCHAT_VERBOSE)
           **config_overrides,          # Any `TrainConfig` field, e.g. epochs=3
          )->TrainResult:
     "Fine-tune `model` on the conversations in `data_file` and save it to `output_dir`."
     import torch
     from transformers import set_seed
     t0, cfg = time.time(), make_config(config, **config_overrides)
+    verbose = os.environ.get('CONVCHAT_VERBOSE', '') not in ('', '0') if verbose is None else verbose
     _check_packages(cfg)
     data_file, output_dir = Path(data_file), Path(output_dir)
     resume = resume if resume is not None else resume_from_checkpoint
     protect, ckpts, resume = _check_inputs(data_file, output_dir, model, overwrite, resume)
     if cfg.num_threads: torch.set_num_threads(cfg.num_threads)
     set_seed(cfg.seed)
-    with main_process_first():                  # the main process converts the default model; the others then read it
+    with _quiet(verbose), main_process_first(): # the main process converts the default model; the others then read it
         m, tok, train_ds, eval_ds, rep = _prepare(data_file, model, cfg, allow_pickle, progress)
     if resume: _check_resumable(resume, m)
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
     precision = resolve_precision(cfg.precision, device == 'cuda')
-    with _nothing_left(ckpts, resume is None and is_main_process()) as old:   # the earlier checkpoints go once we write one
+    with _quiet(verbose), _nothing_left(ckpts, resume is None and is_main_process()) as old:   # the earlier checkpoints go once we write one
         with packed_training(m, cfg.packing, device) as packing:
-            trainer, sig = _make_trainer(m, tok, train_ds, eval_ds, cfg, ckpts, precision, packing, resume, old, callbacks, progress)
+            trainer, sig = _make_trainer(m, tok, train_ds, eval_ds, cfg, ckpts, precision, packing, resume, old, callbacks, progress, verbose)
             out = _fit(trainer, sig, resume, old, ckpts, cfg, device)
             metrics = dict(**_final_metrics(trainer, out, eval_ds is not None), wall_time_s=round(time.time()-t0, 1))
         record = _train_record(model, data_file, rep, train_ds, eval_ds, cfg, precision, device, resume, metrics)
@@ -1030,14 +555,6 @@ def tensorboard_history(logdir:Path)->list:
         for tag, key in (('train/loss', 'loss'), ('eval/loss', 'eval_loss')):
             if tag in acc.Tags()['scalars']: out += [{'step': e.step, key: e.value} for e in acc.Scalars(tag)]
     return sorted(out, key=lambda h: h['step'])
-
-# %% ../nbs/03_train.ipynb #69038169
-def greedy_answer(model, tokenizer, question:str, max_new_tokens:int=40)->str:
-    "The model's greedy reply to one user message (for checks and demos; chat uses the ONNX runtime)."
-    import torch
-    ids = torch.tensor([tokenizer.apply_chat_template([{'role':'user', 'content':question}], add_generation_prompt=True)])
-    with torch.no_grad(): out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False)
-    return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
 
 # %% ../nbs/03_train.ipynb #31dbb98a
 def cpu_info()->str:
