@@ -189,7 +189,9 @@ def file_sha256(path:Path, chunk:int=1<<20)->str:
 QUIET_LOGGERS = ('transformers', 'optimum', 'accelerate', 'peft', 'datasets', 'onnxruntime', 'torch._dynamo', 'torch._inductor')
 
 @contextlib.contextmanager
-def quiet_libraries(verbose:bool|None=None): # None: `CONVCHAT_VERBOSE` decides
+def quiet_libraries(verbose:bool|None=None, # None: `CONVCHAT_VERBOSE` decides
+                    messages:tuple=None,      # Regexes of the Python warnings to ignore; None: all of them
+                   ):
     "Silence the libraries' warnings and info logs inside the block (not errors), unless `verbose`."
     import logging, warnings
     if verbose is None: verbose = os.environ.get('CONVCHAT_VERBOSE', '') not in ('', '0')
@@ -199,6 +201,8 @@ def quiet_libraries(verbose:bool|None=None): # None: `CONVCHAT_VERBOSE` decides
     for l in loggers: l.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter('ignore'); yield
+            if messages is None: warnings.simplefilter('ignore')
+            for m in messages or (): warnings.filterwarnings('ignore', message=m)
+            yield
     finally:
         for l, lv in zip(loggers, levels): l.setLevel(lv)

@@ -300,17 +300,8 @@ _NOISE = (r'.*`?generation_config`? default values have been modified', r'.*torc
 
 @contextlib.contextmanager
 def _quiet(verbose:bool):
-    "While the block runs: transformers logs errors only and the notices in `_NOISE` are ignored; with `verbose`, nothing changes."
-    if verbose:
-        yield; return
-    from transformers.utils import logging as hf_logging
-    old = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        with warnings.catch_warnings():
-            for msg in _NOISE: warnings.filterwarnings('ignore', message=msg)
-            yield
-    finally: hf_logging.set_verbosity(old)
+    "While the block runs: the libraries log errors only and the notices in `_NOISE` are ignored; with `verbose`, nothing changes."
+    with quiet_libraries(verbose, messages=_NOISE): yield
 
 def _own_progress(trainer, progress:bool):
     "Replace `Trainer`'s progress and printer callbacks by one `_StepProgress` bar (or none without `progress`)."
