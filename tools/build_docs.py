@@ -397,6 +397,8 @@ def build_docs(dest:str|Path='_site',      # Folder the site is written to (repl
     for f in sorted((root/'docs'/'screenshots').glob('*.png')):  # screenshots a notebook shows as ../docs/screenshots/NAME
         (docs/'screenshots').mkdir(exist_ok=True); shutil.copy2(f, docs/'screenshots'/f.name)
     (docs/'docs.css').write_text((root/'tools'/'docs.css').read_text())
+    if (root/'CONTRIBUTING.md').is_file():  # the front page links to it, as the README does on GitHub
+        (docs/'CONTRIBUTING.md').write_text((root/'CONTRIBUTING.md').read_text()); nav.append({'Contributing': 'CONTRIBUTING.md'})
 
     import yaml
     gen = build/'mkdocs.gen.yml'
