@@ -511,7 +511,7 @@ def _parser(cmd, fn):
     "The argparse parser of one command: fastcore's, with conventional metavars, the version, and errors that suggest."
     from convchat import __version__
     p = anno_parser(fn, prog=f'convchat {cmd}')
-    p.error = _usage_error(cmd, p)
+    p.error, p.allow_abbrev = _usage_error(cmd, p), False   # `--learning-rat` is a typo, not `--learning-rate`
     p.description = f"{p.description} (convchat {__version__})"
     for a in p._actions:
         if a.option_strings and a.nargs != 0 and a.type is not None: a.metavar = _metavar(a.dest, a.type)
