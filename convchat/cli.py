@@ -518,17 +518,6 @@ def _parser(cmd, fn):
     p.add_argument('-V', '--version', action='version', version=f'convchat {__version__}')
     return p
 
-def _check_flags(cmd, extra:list, p):
-    "Flags past a command's own (recipe options): a typo gets the nearest known flag."
-    from convchat.train import TrainConfig
-    from transformers import TrainingArguments
-    import dataclasses
-    known = {f.name for f in dataclasses.fields(TrainConfig)} | {f.name for f in dataclasses.fields(TrainingArguments)}
-    flags = [o for a in p._actions for o in a.option_strings] + ['--' + k.replace('_', '-') for k in known]
-    for x in extra:
-        if x.startswith('--') and x[2:].split('=')[0].replace('-', '_') not in known:
-            raise _UsageError(f"unknown flag {x.split('=')[0]}{_did_you_mean(x.split('=')[0], flags)}")
-
 def main(argv:list=None)->int:
     "Run `convchat COMMAND ...`; returns the exit status."
     from argparse import SUPPRESS
@@ -553,9 +542,9 @@ def main(argv:list=None)->int:
         args = vars(args)
         for k in ('pdb', 'xtra'): args.pop(k, None)
         if extra:                              # recipe options given as flags: `--optim adamw_torch`
-            _check_flags(cmd, extra, p)
             from convchat.train import parse_recipe
-            args.update(parse_recipe(args=extra))
+            try: args.update(parse_recipe(args=extra))
+            except ConvchatError as e: raise _UsageError(e) from None   # a flag it does not know: a usage error, exit 2
         return fn(**args) or 0
     except _UsageError as e: err(e); return 2
     except ConvchatError as e: err(e); return 130 if type(e).__name__ == 'TrainingInterrupted' else 1

@@ -130,9 +130,10 @@ def trainer_fields()->dict:
 def _unknown(names, valid, what='training option')->ConvchatError:
     "The error for option `names` that are not in `valid`, with convchat's name where `TrainingArguments` has another."
     import difflib
-    hint = lambda n: (f" (convchat's option: {_RENAMED[n]})" if n in _RENAMED else
-                      ''.join(f" (did you mean {m}?)" for m in difflib.get_close_matches(n, valid, 1)))
-    return ConvchatError(f"unknown {what}(s): {', '.join(n + hint(n) for n in sorted(names))}; "
+    show = (lambda n: '--' + n.replace('_', '-')) if what == 'flag' else str   # a command-line flag is named as typed
+    hint = lambda n: (f" (convchat's option: {show(_RENAMED[n])})" if n in _RENAMED else
+                      ''.join(f" (did you mean {show(m)}?)" for m in difflib.get_close_matches(n, valid, 1)))
+    return ConvchatError(f"unknown {what}(s): {', '.join(show(n) + hint(n) for n in sorted(names))}; "
                          "convchat's options are TrainConfig's fields, and any other TrainingArguments field may be given")
 
 def _check_trainer_args(args:dict):
