@@ -20,19 +20,19 @@ from benchlib import cpu_info, column, write_result
 
 def browser_runs(web:Path, messages, tokens:int, reps:int)->list:
     "Decode tokens/s and reply length of each of `reps` replies in headless Chromium."
-    from convchat.web import _Browser, _StaticServer, _wait_until
+    from convchat.testing import Browser, StaticServer, wait_until
     out = []
-    with _StaticServer(web) as srv:
-        b = _Browser(srv.url)
+    with StaticServer(web) as srv:
+        b = Browser(srv.url)
         try:
-            assert _wait_until(lambda: b.js("document.documentElement.dataset.model || ''") in ('ready', 'error'), 300), 'the model did not load'
+            assert wait_until(lambda: b.js("document.documentElement.dataset.model || ''") in ('ready', 'error'), 300), 'the model did not load'
             assert b.js("document.documentElement.dataset.model") == 'ready', b.js("document.querySelector('#status').textContent")
             device = b.js("document.documentElement.dataset.device")
             for _ in range(reps):
                 b.click('#clear'); b.js(f"document.querySelector('#max-tokens').value = '{tokens}'")
                 b.type_into('#input', messages[-1]['content']); b.click('#send')
                 done = lambda: b.js("(d => d ? d.dataset.state : '')(document.querySelector('#messages .msg.assistant:last-child'))") in ('done', 'error')
-                assert _wait_until(done, 900), 'no reply'
+                assert wait_until(done, 900), 'no reply'
                 meta = b.js("document.querySelector('#messages .msg.assistant:last-child .meta').textContent")
                 out.append(dict(tps=float(b.js("document.documentElement.dataset.decodeTps")), tokens=int(meta.split()[0]), device=device,
                                 text=b.js("document.querySelector('#messages .msg.assistant:last-child').dataset.text")))

@@ -6,11 +6,11 @@ Docs: https://convchat.github.io/convchat/testing.html.md"""
 
 # %% ../nbs/09_testing.ipynb #ab064ff2
 from __future__ import annotations
-import os, sys, subprocess
+import os, sys, json, time, base64, shutil, tempfile, subprocess
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['FSDP_FLAGS', 'launch', 'allow_cpu_fsdp', 'greedy_answer']
+__all__ = ['FSDP_FLAGS', 'CHROMIUM_FLAGS', 'launch', 'allow_cpu_fsdp', 'greedy_answer', 'wait_until', 'Browser', 'StaticServer']
 
 # %% ../nbs/09_testing.ipynb #e6762a57
 def launch(args:list,            # A script and its arguments
@@ -52,3 +52,80 @@ def greedy_answer(model, tokenizer, question:str, max_new_tokens:int=40)->str:
     ids = torch.tensor([tokenizer.apply_chat_template([{'role':'user', 'content':question}], add_generation_prompt=True)])
     with torch.no_grad(): out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False)
     return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+
+# %% ../nbs/09_testing.ipynb #3aee1d04
+CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-sync',
+                  '--disable-background-networking', '--disable-component-update', '--disable-default-apps',
+                  '--disable-extensions', '--hide-scrollbars', '--mute-audio']
+
+def _unlimited_address_space():
+    "Chromium reserves tens of GB of address space: lift a soft `ulimit -v` for it (a hard one stays)."
+    import resource
+    resource.setrlimit(resource.RLIMIT_AS, (resource.getrlimit(resource.RLIMIT_AS)[1],)*2)
+
+def wait_until(cond, timeout=30):
+    "Poll `cond` every 50 ms until it is true (True) or `timeout` seconds pass (False)."
+    t0 = time.monotonic()
+    while not cond():
+        if time.monotonic()-t0 > timeout: return False
+        time.sleep(0.05)
+    return True
+
+class Browser:
+    "Headless Chromium showing `url`, driven over the DevTools protocol: evaluate JavaScript, type, click, take screenshots."
+    def __init__(self, url, size=(1100, 720)):
+        import websocket, urllib.request
+        self.profile = Path(tempfile.mkdtemp())
+        self.proc = subprocess.Popen([shutil.which('chromium'), *CHROMIUM_FLAGS, f'--user-data-dir={self.profile}', '--remote-debugging-port=0',
+                                      f'--window-size={size[0]},{size[1]}', url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     preexec_fn=_unlimited_address_space)
+        port_file = self.profile/'DevToolsActivePort'
+        assert wait_until(lambda: self.proc.poll() is not None or port_file.exists() and port_file.read_text().count('\n'), 30), 'Chromium did not start'
+        assert self.proc.poll() is None, f'Chromium exited with status {self.proc.returncode}'
+        targets = json.load(urllib.request.urlopen(f'http://127.0.0.1:{port_file.read_text().split()[0]}/json'))
+        self.ws = websocket.create_connection(next(t for t in targets if t['type'] == 'page')['webSocketDebuggerUrl'], suppress_origin=True, timeout=900)
+        self.n, self.events = 0, []
+        self.send('Emulation.setDeviceMetricsOverride', width=size[0], height=size[1], deviceScaleFactor=1, mobile=False)
+        assert wait_until(self.loaded, 30), f'{url} did not load'
+
+    def loaded(self):
+        try: return self.js("location.href !== 'about:blank' && document.readyState === 'complete'")
+        except RuntimeError: return False                                      # the page is being replaced
+
+    def send(self, method, **params):
+        self.n += 1; self.ws.send(json.dumps(dict(id=self.n, method=method, params=params)))
+        while (m := json.loads(self.ws.recv())).get('id') != self.n: self.events.append(m)
+        if 'error' in m: raise RuntimeError(f"{method}: {m['error']}")
+        return m['result']
+
+    def js(self, expr):
+        r = self.send('Runtime.evaluate', expression=expr, awaitPromise=True, returnByValue=True)
+        if 'exceptionDetails' in r: raise RuntimeError(f"{expr}: {r['exceptionDetails']}")
+        return r['result'].get('value')
+
+    def type_into(self, sel, text): self.js(f"document.querySelector({sel!r}).focus()"); self.send('Input.insertText', text=text)
+
+    def click(self, sel):
+        x, y = self.js(f"(r => [r.x + r.width/2, r.y + r.height/2])(document.querySelector({sel!r}).getBoundingClientRect())")
+        for t in ('mousePressed', 'mouseReleased'): self.send('Input.dispatchMouseEvent', type=t, x=x, y=y, button='left', clickCount=1)
+
+    def screenshot(self, path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(base64.b64decode(self.send('Page.captureScreenshot', format='png')['data']))
+
+    def close(self):
+        self.ws.close(); self.proc.terminate(); self.proc.wait(10); shutil.rmtree(self.profile, ignore_errors=True)
+
+class StaticServer:
+    "`python -m http.server` serving `folder` on a free local port: a plain static server, no convchat in it."
+    def __init__(self, folder:Path):
+        import socket, sys
+        with socket.socket() as s: s.bind(('127.0.0.1', 0)); self.port = s.getsockname()[1]
+        self.proc = subprocess.Popen([sys.executable, '-m', 'http.server', str(self.port), '--bind', '127.0.0.1', '--directory', str(folder)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f'http://127.0.0.1:{self.port}/'
+        def up():
+            with socket.socket() as s: return s.connect_ex(('127.0.0.1', self.port)) == 0
+        assert wait_until(up, 20), 'the static server did not start'
+    def __enter__(self): return self
+    def __exit__(self, *a): self.proc.terminate(); self.proc.wait(10)
