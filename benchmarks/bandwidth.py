@@ -13,7 +13,7 @@ Results: benchmarks/results/bandwidth.json and bandwidth.md (made from the JSON 
 """
 import argparse, ctypes, subprocess, sys
 from pathlib import Path
-from benchlib import RESULTS, cpu_info, column, write_result
+from benchlib import RESULTS, machine_info, column, write_result
 
 KERNEL = r"""
 #include <stddef.h>
@@ -77,7 +77,7 @@ def main():
     ap.add_argument('--results', default=RESULTS, type=Path)
     ap.add_argument('--name', default='bandwidth', help='result file name (without .json)')
     a = ap.parse_args()
-    machine = cpu_info(a.threads)
+    machine = machine_info(a.threads)
     rows = [dict(size_mb=s, gbs=gbs, gbs_1thread=read_bandwidth(s, 1, a.reps)) for s, gbs in bandwidth_curve(a.sizes, a.threads, a.reps).items()]
     for r in rows: print(f"{r['size_mb']:7.0f} MB: {r['gbs']:6.1f} GB/s ({a.threads} threads), {r['gbs_1thread']:6.1f} GB/s (1 thread)", file=sys.stderr)
     res = dict(title='Memory read bandwidth',

@@ -5,7 +5,7 @@ A result is a dict with a few keys every script fills, plus whatever raw figures
     title      one line
     intro      what was measured and how (a paragraph of markdown)
     reproduce  the command that measures it again
-    machine    cpu_info(): CPU model, SIMD flags, cores, threads, platform, load average
+    machine    machine_info(): CPU model, SIMD flags, cores, threads, platform, load average
     settings   the knobs of the run (tokens, threads, rounds, ...)
     tables     [{'title', 'columns': [{'key', 'label', 'fmt', 'chart'}], 'rows': [{key: value}], 'note'}]
     notes      a list of remarks shown under the tables
@@ -16,24 +16,15 @@ rewrites the markdown of a result without measuring anything.
 """
 import json, os, platform, sys
 from pathlib import Path
+from convchat.core import CPUInfo, cpu_info
 
 RESULTS = Path(__file__).parent/'results'
-SIMD = ('avx', 'amx', 'fma', 'f16c', 'asimd', 'sve')   # the flags that decide which kernels ONNX Runtime and PyTorch pick
-KEY_FLAGS = ('avx2', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'avx_vnni', 'amx_int8', 'amx_bf16', 'asimd', 'sve')  # the ones named in md
 
-def cpu_info(threads:int|None=None)->dict:
-    "CPU model, its SIMD flags, cores, the threads a benchmark uses, the platform and the 1-minute load average"
-    model, flags = platform.processor() or platform.machine(), []
-    try:
-        for l in Path('/proc/cpuinfo').read_text().splitlines():
-            k, _, v = l.partition(':')
-            if k.strip() == 'model name': model = v.strip()
-            if k.strip() in ('flags', 'Features') and not flags: flags = sorted(f for f in v.split() if f.startswith(SIMD))
-    except OSError: pass
-    out = dict(cpu=model, flags=flags, cores=os.cpu_count(), threads=threads, platform=platform.platform(),
-               load_avg=round(os.getloadavg()[0], 2))
+def machine_info(threads:int|None=None)->dict:
+    "A result's `machine`: `convchat.core.cpu_info` (CPU model, SIMD flags, cores, threads), the platform and the 1-minute load average"
+    out = dict(cpu_info(threads), platform=platform.platform(), load_avg=round(os.getloadavg()[0], 2))
     if 'cpuidmask' in os.environ.get('LD_PRELOAD', ''):   # int8_study.mask_lib: the kernels an AVX2-only CPU gets
-        out['flags'] = [f for f in flags if not f.startswith(('avx512', 'amx', 'avx_vnni'))]
+        out['flags'] = [f for f in out['flags'] if not f.startswith(('avx512', 'amx', 'avx_vnni'))]
         out['note'] = 'AVX-512, AMX and AVX-VNNI hidden from ONNX Runtime and torch by the CPUID mask of benchmarks/int8_study.py'
     return out
 
@@ -50,10 +41,7 @@ def cell(v, fmt:str='{}')->str:
 def machine_line(m:dict)->str:
     "One sentence naming the machine a result was measured on"
     if not m: return ''
-    s = f"Machine: {m.get('cpu', 'unknown CPU')}"
-    if m.get('flags'): s += f" ({' '.join(f for f in m['flags'] if f in KEY_FLAGS)})"
-    if m.get('cores'): s += f", {m['cores']} cores"
-    if m.get('threads'): s += f", {m['threads']} thread{'s' if m['threads'] != 1 else ''}"
+    s = f"Machine: {CPUInfo(m)}"
     if m.get('load_avg') is not None: s += f", 1-minute load average {m['load_avg']}"
     return s + (f" ({m['note']})" if m.get('note') else '') + '.'
 

@@ -31,7 +31,7 @@ Results: benchmarks/results/chat.json and chat.md (chat_avx2.* under the CPUID m
 """
 import argparse, json, os, statistics, subprocess, sys, time, warnings
 from pathlib import Path
-from benchlib import RESULTS, cpu_info, column, write_result
+from benchlib import RESULTS, machine_info, column, write_result
 from bandwidth import bandwidth_curve, at_size
 
 QUESTION = "I am planning a trip to Paris next spring with my family. Can you suggest a three day itinerary with museums and parks?"
@@ -457,7 +457,7 @@ def main():
     names += [f'{family(n)}-{k}' for n in names for k in ('pytorch', 'plain')]   # the ratios' baseline, the quality reference
     if any(family(n) == 'smol' for n in names): names += LLAMAS                    # the anchor
     names = [n for n in CONTENDERS if n in names]
-    machine = cpu_info(a.threads)
+    machine = machine_info(a.threads)
     print(f"CPU: {machine['cpu']} ({' '.join(machine['flags'])}), {machine['cores']} cores, {a.threads} threads", file=sys.stderr)
     work.mkdir(parents=True, exist_ok=True)
     if a.rebuild:

@@ -16,7 +16,7 @@ average is recorded with them, since speeds on a shared machine mean little. Res
 """
 import argparse, json, os, platform, shutil, sys, time, warnings
 from pathlib import Path
-from benchlib import cpu_info, column, write_result
+from benchlib import machine_info, column, write_result
 
 RESULTS = Path(__file__).parent/'results'
 PLAIN = 'plain/model.onnx'      # the verified fp32 plain export, relative to --out: the reference of every quality row
@@ -93,7 +93,7 @@ def main():
     for name, f in [('ONNX fp32', PLAIN)] + [(f'ONNX {k}', f) for k, f in files.items()]:
         dec = Decoder(out/f, a.threads)
         speeds[name] = decode_speed(lambda: dec.greedy([prompt], a.tokens), a.tokens)
-    res.update(machine=dict(cpu_info(a.threads), load_avg=round((load0 + os.getloadavg()[0])/2, 1)),
+    res.update(machine=dict(machine_info(a.threads), load_avg=round((load0 + os.getloadavg()[0])/2, 1)),
                tokens_per_s={k: round(v, 1) for k, v in speeds.items()})
     print(write_result('convert', report(res, a)).read_text())
 

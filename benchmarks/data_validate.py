@@ -8,7 +8,7 @@ same process after imports. Results go to `benchmarks/results/data_validate.json
 """
 import argparse, json, os, random, resource, subprocess, sys, time
 from pathlib import Path
-from benchlib import cpu_info, column, write_result
+from benchlib import machine_info, column, write_result
 
 def generate(path:Path, size_mb:float, seed:int=0):
     "Write about `size_mb` MB of OpenAI-style JSON lines, one bad record in every 10,000."
@@ -66,7 +66,7 @@ def main():
     res = dict(title='Validating a conversations file', reproduce=f'python benchmarks/data_validate.py --size-mb {a.size_mb:g}' + ' --compare-load'*a.compare_load,
                intro=('`convchat.data.validate_file` streaming a generated JSONL file of conversations (with a few deliberately bad records), '
                       'each run in a fresh process; peak memory is measured over the imports.'),
-               machine=cpu_info(1), python=platform.python_version(), runs=runs,
+               machine=machine_info(1), python=platform.python_version(), runs=runs,
                tables=[dict(columns=[column('what', 'run'), column('file_mb', 'file (MB)', '{:.0f}'), column('conversations', 'conversations', '{:,}'),
                                      column('errors', 'errors'), column('seconds', 'seconds', '{:.2f}'), column('mb_per_s', 'MB/s', '{:.1f}', True),
                                      column('peak_rss_mb', 'peak RSS (MB)', '{:.1f}', True)], rows=runs)])

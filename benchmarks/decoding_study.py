@@ -3,20 +3,20 @@
 For each candidate setting, greedy replies to the probe prompts (convchat/assets/probe_prompts.json) from the fp32 Optimum
 export and the fused 8-bit folder (both written by `convchat.convert.export`); counts degenerate replies (a 4-token n-gram that occurs 4 or more times), replies that
 run to the token budget, and factual answers kept (an expected answer in the reply). The loop guard only ends a reply
-early, so its effect is computed from the same greedy run (the reply cut where `_looping` first fires).
+early, so its effect is computed from the same greedy run (the reply cut where `ends_in_loop` first fires).
 `--noise S` adds runs with N(0, S) noise on the logits (seeded) to stand in for another CPU's rounding near ties.
 
     PYTHONPATH=. python benchmarks/decoding_study.py [--work /tmp/decoding] [--noise 0.2 --noise_seeds 3]
 
 Writes benchmarks/results/decoding_study.json and .md."""
-import argparse, json, platform, subprocess, time
-from collections import Counter
+import argparse, json, time
 from pathlib import Path
-from benchlib import column, write_result, cpu_info as machine_info
+from benchlib import column, write_result, machine_info
 import numpy as np
 import convchat.runtime as cc
 import convchat.sampling as sampling   # `Row.choose` calls its `next_tokens`
-from convchat.runtime import ChatModel, _looping
+from convchat.core import cpu_info
+from convchat.runtime import ChatModel, ends_in_loop, repeated_ngram
 
 SETTINGS = [dict(name='off (plain greedy)', repetition_penalty=1.0, repeat_last_n=64),
             dict(name='1.05, last 64', repetition_penalty=1.05, repeat_last_n=64),
@@ -25,20 +25,13 @@ SETTINGS = [dict(name='off (plain greedy)', repetition_penalty=1.0, repeat_last_
             dict(name='1.1, whole sequence', repetition_penalty=1.1, repeat_last_n=-1),
             dict(name='1.2, whole sequence', repetition_penalty=1.2, repeat_last_n=-1)]
 
-def cpu_info():
-    "CPU model and the SIMD flags that change ONNX Runtime's kernels."
-    out = subprocess.run(['lscpu'], capture_output=True, text=True).stdout
-    model = next((l.split(':', 1)[1].strip() for l in out.splitlines() if l.startswith('Model name')), platform.processor())
-    flags = next((l.split(':', 1)[1].split() for l in out.splitlines() if l.startswith('Flags')), [])
-    return dict(model=model, flags=[f for f in ('avx2', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'amx_tile', 'amx_int8', 'amx_bf16') if f in flags])
-
 def degenerate(ids, n=4, k=4)->bool:
     "Some n-gram of tokens occurs at least k times."
-    return bool(ids) and max(Counter(tuple(ids[i:i+n]) for i in range(len(ids)-n+1)).values(), default=0) >= k
+    return repeated_ngram(ids, n, k) is not None
 
 def guard_cut(ids)->int:
-    "Length of the reply with the loop guard on (where `_looping` first fires), or len(ids)."
-    return next((i for i in range(1, len(ids)+1) if _looping(ids[:i])), len(ids))
+    "Length of the reply with the loop guard on (where `ends_in_loop` first fires), or len(ids)."
+    return next((i for i in range(1, len(ids)+1) if ends_in_loop(ids[:i])), len(ids))
 
 def run(model, prompts, s, max_new, noise=0.0, seed=0):
     "Greedy replies (no loop guard) with setting `s`; optional logit noise."
@@ -80,7 +73,7 @@ def main():
     ap.add_argument('--threads', type=int, default=2); ap.add_argument('--noise', type=float, default=0.2)
     ap.add_argument('--noise_seeds', type=int, default=1); ap.add_argument('--out', default='benchmarks/results/decoding_study')
     a = ap.parse_args()
-    cpu = cpu_info(); print('CPU:', cpu['model'], 'flags:', ' '.join(cpu['flags']), flush=True)
+    print('CPU:', cpu_info(a.threads), flush=True)
     work, t0 = Path(a.work), time.time()
     int8, fp32 = work/'int8', work/'fp32'
     from convchat.convert import export
@@ -89,7 +82,7 @@ def main():
     if not (int8/'convchat-onnx.json').exists():        # the convert default: fused, 8 bits behind the quality gate
         export('default', int8, graph='fused', bits=8, overwrite=True, progress=False, threads=a.threads)
     prompts = json.loads((Path(cc.__file__).parent/'assets'/'probe_prompts.json').read_text())
-    res = dict(cpu=cpu, prompts=len(prompts), max_new_tokens=a.max_new, threads=a.threads, noise=a.noise, noise_seeds=a.noise_seeds,
+    res = dict(prompts=len(prompts), max_new_tokens=a.max_new, threads=a.threads, noise=a.noise, noise_seeds=a.noise_seeds,
                degenerate_rule='a 4-token n-gram occurring >= 4 times', loop_guard=dict(repeats=cc._LOOP_REPEATS, span=cc._LOOP_SPAN, period=cc._LOOP_PERIOD),
                models={})
     for name, d in (('fp32 (Optimum export, convchat loop)', fp32), ('int8 (fused, gated, convchat loop)', int8)):

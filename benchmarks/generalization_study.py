@@ -15,7 +15,7 @@ Each run is cached in `--work`, so a screen can be extended one candidate at a t
 Writes benchmarks/results/generalization.json and .md."""
 import argparse, json, os, shutil, time
 from pathlib import Path
-from benchlib import column, write_result, cpu_info
+from benchlib import column, write_result, machine_info
 
 ASSETS = Path(__file__).parent.parent/'convchat'/'assets'
 DATA = dict(example=(ASSETS/'example_conversations.json', ASSETS/'example_probes.json'),
@@ -154,7 +154,7 @@ def write(work:Path, out:Path, names:list, datas:list, screen:Path=None):
                                     column('vs_old', 'vs old defaults', '{:.2f}x'), column('cpu_s_per_step', 'CPU s/step', '{:.2f}'),
                                     column('cpu_vs_old', 'CPU vs old', '{:.2f}x')],
                            note=sp.get('note', '')))
-    res = dict(title='Generalization study: trainer defaults chosen by probe recall', machine=cpu_info(),
+    res = dict(title='Generalization study: trainer defaults chosen by probe recall', machine=machine_info(),
                intro=('SmolLM2-135M-Instruct (the default model) fine-tuned on each conversation set with each candidate, then asked the '
                       "set's probes: 10 questions as trained (verbatim) and 10 reworded (paraphrase), greedy. "
                       f"Candidates change the old defaults ({', '.join(f'{k}={v}' for k, v in OLD.items())})."),
@@ -180,7 +180,7 @@ def main():
         rows = speed(work, names)
         note = (f"{len(rows[0]['steps'])} steps each, the candidates taking turns in one process; median; SmolLM2-135M-Instruct, "
                 f"batch 4 of the example conversations; vs old defaults: ratio of the medians. Reproduce: `{SPEED_CMD}`.")
-        (work/'speed.json').write_text(json.dumps(dict(machine=cpu_info(), rows=rows, note=note), indent=1)); return
+        (work/'speed.json').write_text(json.dumps(dict(machine=machine_info(), rows=rows, note=note), indent=1)); return
     if a.write_only: return write(work, Path(a.out), names, a.data.split(','), a.screen and Path(a.screen))
     for d in a.data.split(','):
         b = base_recall(d, work) if not a.no_base else dict(verbatim='-', paraphrase='-')

@@ -10,7 +10,7 @@ folders already in `--work` instead of exporting again. Results: benchmarks/resu
 import argparse, json, sys
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
-from benchlib import cpu_info, column, write_result
+from benchlib import machine_info, column, write_result
 
 def verdict(meta)->str:
     "The checks' verdict under today's `GGUF_GATES` (a folder exported with --force records its figures either way)."
@@ -40,7 +40,7 @@ def main():
                       f"(gguf {meta.get('gguf')}) and compared with the fp32 PyTorch model, teacher-forced on "
                       f"{g['n_texts']} texts ({g['n_tokens']} tokens). llama.cpp: "
                       + ('checked' if v.get('llama_cpp') else 'not checked (llama-cpp-python not installed)') + '.'),
-               machine=cpu_info(), tables=[dict(columns=[
+               machine=machine_info(), tables=[dict(columns=[
                    column('bits', 'bits'), column('type', 'type'), column('mb', 'file (MB)', '{:.0f}'), column('kl', 'KL', '{:.5f}'),
                    column('top1', 'top-1 (%)', '{:.1f}'), column('ppl', 'perplexity change (%)', '{:+.2f}'),
                    column('max_diff', 'max logit diff', '{:.3f}'), column('checks', 'checks'), column('seconds', 'export (s)', '{:.0f}')],

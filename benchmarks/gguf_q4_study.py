@@ -14,7 +14,7 @@ import argparse, copy, sys, time
 from pathlib import Path
 import numpy as np, torch
 sys.path.insert(0, str(Path(__file__).parent))
-from benchlib import cpu_info, column, write_result
+from benchlib import machine_info, column, write_result
 
 SIZE = {'Q4_1': 5.0, 'Q5_1': 6.0, 'Q8_0': 8.5}     # bits a weight, scales included
 KINDS = {'down': 'down_proj', 'up': 'up_proj', 'gate': 'gate_proj', 'o': 'o_proj', 'v': 'v_proj', 'q': 'q_proj', 'k': 'k_proj'}
@@ -88,7 +88,7 @@ def main():
             types = {k: 'Q8_0' if 'embed' in k or any(KINDS[x] in k for x in q8) else 'Q4_1' for k in mats}
             gate(label, {k: (rt(k, 'Q8_0') if t == 'Q8_0' else gq[k]) for k, t in types.items()}, types)
     res = dict(title=f'Which 4-bit GGUF mix keeps a fine-tune: {a.label}', reproduce=f'python benchmarks/gguf_q4_study.py --model FINE_TUNED_DIR' + (' --gptq' if a.gptq else ''),
-               intro=__doc__.split('\n\n')[2].replace('\n', ' '), machine=cpu_info(1),
+               intro=__doc__.split('\n\n')[2].replace('\n', ' '), machine=machine_info(1),
                tables=[dict(columns=[column('recipe', 'recipe'), column('mb', 'weights (MB)', '{:.0f}'), column('kl', 'KL', '{:.4f}'),
                                      column('top1', 'top-1 (%)', '{:.1f}'), column('ppl', 'perplexity change (%)', '{:+.1f}'), column('gate', 'gate (4-bit limits)')], rows=rows)],
                notes=['Gate limits (GGUF_GATES["Q4_1"] = convert\'s 4-bit ONNX limits): KL <= 0.05, top-1 >= 90%, perplexity <= +5%.',

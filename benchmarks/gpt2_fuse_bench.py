@@ -24,7 +24,7 @@ run already built in `--work` and skips the fidelity checks.
 import argparse, json, statistics, sys, time, warnings
 from pathlib import Path
 import numpy as np
-from benchlib import cpu_info, column, write_result
+from benchlib import machine_info, column, write_result
 
 SIZE = dict(n_layer=6, n_embd=768, n_head=12, vocab_size=50257, n_positions=1024)   # DistilGPT-2
 WORK = '/tmp/convchat-gpt2-bench'
@@ -41,10 +41,10 @@ def make_model(dest:Path, std:float, seed:int=0)->Path:
 
 def build_all(work:Path, std:float)->dict:
     "The HF folder, its plain Optimum export and the fused graphs, built once per `work` folder."
-    from convchat.fuse import build_fused, INT8_BUILDS, _optimum_graph
+    from convchat.fuse import build_fused, INT8_BUILDS, optimum_export
     hf = work/'hf'
     if not (hf/'config.json').exists(): make_model(hf, std)
-    if not (work/'plain'/'model.onnx').exists(): _optimum_graph(hf, work/'plain')
+    if not (work/'plain'/'model.onnx').exists(): optimum_export(hf, work/'plain')
     for f in hf.glob('*.json'): (work/'plain'/f.name).write_bytes(f.read_bytes())    # the runtime's files
     for f in ('vocab.json', 'merges.txt'): (work/'plain'/f).write_bytes((hf/f).read_bytes())
     dirs, t = dict(hf=hf, **{'optimum-fp32': work/'plain'}), {}
@@ -136,7 +136,7 @@ def init_key(init:str)->str: return init.replace('std ', 'std').replace('.', '')
 def make_result(spd:dict, machine:dict, tokens:int, reps:int, prompt_tokens:int, name:str='gpt2_fuse', fidelity:dict|None=None,
                 greedy:dict|None=None, build_seconds:dict|None=None, graphs:dict|None=None, versions:dict|None=None,
                 work:str=WORK, note:str|None=None)->dict:
-    """The benchlib result of one run: `spd` from `speed`, `machine` from `cpu_info`, and for a full run the fidelity
+    """The benchlib result of one run: `spd` from `speed`, `machine` from `machine_info`, and for a full run the fidelity
     (`{'std 0.02': quality(...)[0], ...}`), the greedy agreement, build times, graph metadata and versions."""
     threads, full = machine.get('threads'), fidelity is not None
     cmd = f"python benchmarks/gpt2_fuse_bench.py --threads {threads} --tokens {tokens} --reps {reps}"
@@ -205,7 +205,7 @@ def main():
     if a.speed_only:                                  # decode speed alone, on the graphs a full run built in `--work`
         w = Path(a.work)/'std0.02'
         dirs = dict(hf=w/'hf', **{'optimum-fp32': w/'plain'}, **{d.name: d for d in sorted(w.glob('fused-*'))})
-        machine = cpu_info(a.threads)
+        machine = machine_info(a.threads)
         res = make_result(speed(dirs, a.threads, a.tokens, a.reps, prompt), machine, versions=versions(), **kw)
     else:
         work = Path(a.work); work.mkdir(parents=True, exist_ok=True)
@@ -215,7 +215,7 @@ def main():
         q_default, _ = quality(work/'std0.02', 0.02)
         q_sharp, sharp_dirs = quality(work/'std0.2', 0.2)
         greedy = greedy_agreement(sharp_dirs, a.threads, prompt)
-        machine = cpu_info(a.threads)
+        machine = machine_info(a.threads)
         res = make_result(speed(dirs, a.threads, a.tokens, a.reps, prompt), machine,
                           fidelity={'std 0.02': q_default, 'std 0.2': q_sharp}, greedy=greedy, build_seconds=build_s,
                           graphs={n: fp(d) for n, d in dirs.items() if n.startswith('fused')}, versions=versions(), **kw)

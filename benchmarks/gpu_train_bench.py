@@ -16,7 +16,7 @@ Tokens/s counts real (non-padding) tokens.
 from __future__ import annotations
 import argparse, gc, json, os, sys, tempfile, time, traceback
 from pathlib import Path
-from benchlib import cpu_info, column, write_result
+from benchlib import machine_info, column, write_result
 
 HERE = Path(__file__).resolve().parent
 SIZES = {   # name: changes to the base config (SmolLM2-135M's)
@@ -159,7 +159,7 @@ def save(a, rows:list, gpu:str|None, t0:float):
                       "vs plain: tokens/s over the plain Trainer's in eager mode on the same model. warmup: seconds to the end of the "
                       f"warmup steps, compilation included. GPU: {gpu or 'none (CPU smoke test)'}."),
                reproduce='python benchmarks/gpu_train_bench.py',
-               machine=dict(cpu_info(), gpu=gpu, torch=torch.__version__, transformers=transformers.__version__),
+               machine=dict(machine_info(), gpu=gpu, torch=torch.__version__, transformers=transformers.__version__),
                settings=dict(steps=a.steps, warmup=a.warmup, batch=a.batch, batch_1b=a.batch_1b, max_tokens=a.max_tokens,
                              wall_s=round(time.time() - t0)),
                tables=[dict(columns=[column('name', 'configuration'), column('params_m', 'params (M)', '{:.0f}'),

@@ -18,7 +18,7 @@ benchmarks/results/int4_limits.json and int4_limits.md.
 import argparse, json, os, re, statistics, subprocess, sys, time
 from pathlib import Path
 import numpy as np
-from benchlib import column, cpu_info, write_result
+from benchlib import column, machine_info, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDY = Path('/tmp/convchat-int4-study')
@@ -219,7 +219,7 @@ def main():
     work = Path(a.work); work.mkdir(parents=True, exist_ok=True)
     f = ROOT/'benchmarks/results/int4_limits.json'
     res = json.loads(f.read_text()) if f.exists() else {}
-    res['machine'] = cpu_info(2)
+    res['machine'] = machine_info(2)
     if 'kernels' in a.parts: res['kernels'] = {m: child(['--kernels-one'], m, work) for m in ('native', 'avx2')}
     if 'profile' in a.parts:
         res['profile'] = {m: {n: child(['--profile-one', str(Path(a.study)/d)], m, work) for n, d in GRAPHS.items()}

@@ -19,7 +19,7 @@ Results go to benchmarks/results/int4_study.json and int4_study.md.
 import argparse, json, os, shutil, statistics, subprocess, sys, time
 from int8_study import SPEED_Q
 from pathlib import Path
-from benchlib import column, cpu_info, write_result
+from benchlib import column, machine_info, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 MIXED = 'mixed'   # llama.cpp's mixed selection (the builder's `mixed_layers`): qkv and down_proj of the first/last eighth + every 3rd layer
@@ -193,7 +193,7 @@ def ab_result(dirs:list, rounds:int, tokens:int, threads:int, modes=('native', '
                                                                      column(f'{m}_x', f'x 8-bit {m}', '{:.2f}', True))]
     return write_result('int4_study_ab', dict(
         title="4-bit builds against convert's 8-bit graph: decode speed, the graphs loaded in one process and interleaved",
-        machine=cpu_info(threads), settings=dict(rounds=rounds, tokens=tokens, threads=threads, load_after=load), baseline=base,
+        machine=machine_info(threads), settings=dict(rounds=rounds, tokens=tokens, threads=threads, load_after=load), baseline=base,
         results=out, reproduce=f"python benchmarks/int4_study.py --ab-result --ab {' '.join(dirs)} --reps {rounds} --tokens {tokens}",
         intro=(f"The graphs below loaded in one process and interleaved: greedy decode of {tokens} tokens after a chat prompt, {rounds} "
                "rounds, median tokens/s; x 8-bit = the median of each round's ratio to the 8-bit graph `convchat convert` writes on that "
@@ -242,7 +242,7 @@ def main():
     base = {m: convert_8bit(gates[m]) for m in a.modes}
     speed = {m: {n: dict(decode_tok_s=statistics.median(rw[n] for rw in rs), x_int8=statistics.median(rw[n]/rw[base[m]] for rw in rs))
                  for n in rs[0]} for m, rs in rounds.items() if rs}
-    res = dict(machine=cpu_info(a.threads), settings=dict(threads=a.threads, tokens=a.tokens, reps=a.reps, modes=a.modes, gated=gated),
+    res = dict(machine=machine_info(a.threads), settings=dict(threads=a.threads, tokens=a.tokens, reps=a.reps, modes=a.modes, gated=gated),
                baseline=base,
                variants={n: VARIANTS[n] for n in names}, build_seconds=built, gates=gates, speed=speed, speed_rounds=rounds,
                weight_bytes={n: weight_bytes(work/slug(n)) for n in EIGHTS + ['fp32'] + names if (work/slug(n)/'model.onnx').exists()})

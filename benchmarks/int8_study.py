@@ -20,7 +20,9 @@ Results go to benchmarks/results/int8_study.json and int8_study.md.
 """
 import argparse, json, os, platform, statistics, subprocess, sys, time, warnings
 from pathlib import Path
-from benchlib import column, write_result
+from benchlib import column, machine_info, write_result
+from convchat.core import cpu_info
+from convchat.runtime import repeated_ngram
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent/'results'
@@ -75,15 +77,6 @@ __attribute__((constructor)) static void init(void){
   if (setcpuid(0) != 0) { write(2, "cpuidmask: CPUID faulting unavailable\n", 38); _exit(3); }
 }
 '''
-
-def cpu_info():
-    flags = set()
-    name = ''
-    for l in Path('/proc/cpuinfo').read_text().splitlines():
-        if l.startswith('model name') and not name: name = l.split(':', 1)[1].strip()
-        if l.startswith('flags') and not flags: flags = set(l.split(':', 1)[1].split())
-    keep = sorted(f for f in flags if f.startswith(('avx', 'amx', 'fma', 'f16c')) or f in ('cpuid_fault',))
-    return dict(model=name, simd_flags=keep, cpus=os.cpu_count(), platform=platform.platform())
 
 def mask_lib(work):
     so = work/'cpuidmask.so'
@@ -164,9 +157,7 @@ def probe(work, n, mode, max_new):
 # ---- scoring -------------------------------------------------------------------------------------------------------
 def degenerate(toks, n=3, k=4):
     "A reply that loops: some token n-gram occurs k or more times."
-    from collections import Counter
-    c = Counter(tuple(toks[i:i+n]) for i in range(len(toks)-n+1))
-    return bool(c) and max(c.values()) >= k
+    return repeated_ngram(toks, n, k) is not None
 
 def hit(text, expect): return any(e.lower() in text.lower() for e in expect)
 
@@ -199,7 +190,7 @@ def main():
     work = Path(a.work); work.mkdir(parents=True, exist_ok=True)
     names = a.only or list(VARIANTS)
     if 'fp32' not in names: names = ['fp32'] + names
-    cpu = cpu_info(); print(f"CPU: {cpu['model']}  SIMD flags: {' '.join(cpu['simd_flags'])}", file=sys.stderr)
+    print(f"CPU: {cpu_info(a.threads)}", file=sys.stderr)
     built = build(work, names)
     probes = json.loads(PROBES.read_text())
     os.environ['STUDY_THREADS'] = str(a.threads)
@@ -229,7 +220,7 @@ def main():
         speed[mode] = {n: dict(decode_tok_s=statistics.median(rw[n] for rw in rs), x_fp32=statistics.median(rw[n]/rw['fp32'] for rw in rs),
                                x_pytorch=statistics.median(rw[n]/rw['pytorch'] for rw in rs) if 'pytorch' in rs[0] else None)
                        for n in rs[0]}
-    res = dict(cpu=cpu, threads=a.threads, max_new_tokens=a.max_new, speed_tokens=a.tokens, reps=a.reps, load_avg=os.getloadavg(),
+    res = dict(machine=machine_info(a.threads), threads=a.threads, max_new_tokens=a.max_new, speed_tokens=a.tokens, reps=a.reps, load_avg=os.getloadavg(),
                variants={n: VARIANTS[n] for n in names}, build_seconds=built, scores=scores, speed=speed, speed_rounds=rounds,
                qemu=qemu, replies=replies)
     print(write_result('int8_study', report(res, probes)).read_text(), file=sys.stderr)
@@ -252,10 +243,8 @@ def report(res, probes)->dict:
     rows = [dict(variant=v, args=f"`{' '.join(res['variants'][v])}`", factual=f('factual', 'n_factual')(v), same_reply=f('same_reply', 'n')(v),
                  same_first8=f('same_first8', 'n')(v), degenerate=f('degenerate', 'n')(v),
                  x_fp32=f"{sp['native'][v]['x_fp32']:.2f} / {sp['avx2'][v]['x_fp32']:.2f}", x_pytorch=sp['native'][v]['x_pytorch']) for v in sn]
-    cpu = res['cpu']
     return dict(res, title='8-bit fused graph: free-running agreement with fp32 on AVX-512 and AVX2', reproduce='python benchmarks/int8_study.py',
-        machine=dict(cpu=cpu['model'], flags=cpu['simd_flags'], cores=cpu['cpus'], threads=res['threads'], platform=cpu['platform'],
-                     load_avg=round(res['load_avg'][0], 2), note='shared'),
+        machine=dict(res['machine'], load_avg=round(res['load_avg'][0], 2), note='shared'),
         intro=("'AVX2' = the same CPU with AVX-512, AMX and AVX-VNNI hidden from CPUID, so ONNX Runtime picks an AVX2-only EPYC's kernels"
                + qemu_note(res) + f". {n} probe prompts ({nf} factual), greedy, {res['max_new_tokens']} new tokens. Agreement = identical reply "
                "tokens to the fp32 fused graph run natively. Degenerate = a token 3-gram repeated 4+ times. Speed: decode tok/s over "

@@ -23,7 +23,7 @@ prompt to a batch, prefilled whole or past the beginning it shares with a cached
 """
 import argparse, ast, json, os, platform, subprocess, sys, tempfile, threading, time
 from pathlib import Path
-from benchlib import cpu_info, column, write_result
+from benchlib import machine_info, column, write_result
 
 ROOT, RESULTS = Path(__file__).resolve().parent.parent, Path(__file__).parent/'results'
 sys.path.insert(0, str(ROOT))   # the in-process tables run this checkout's convchat, whatever is installed
@@ -334,7 +334,7 @@ def main():
         if a.steps:
             load0, res = os.getloadavg()[0], step_rows(model_dir, a, tmp)
             res.update(settings=dict(rows=a.rows, rounds=a.rounds, warm=a.warm, steps=a.steps_timed, threads=a.threads),
-                       machine=dict(cpu_info(a.threads), load_avg=round(os.getloadavg()[0], 2),
+                       machine=dict(machine_info(a.threads), load_avg=round(os.getloadavg()[0], 2),
                                     note=f'shared; load {load0:.2f} at the start',
                                     versions=dict(onnxruntime=onnxruntime.__version__)))
             print(write_steps(res, a, f"`{model_dir.name}`", a.name if a.name != 'serve' else 'serve_steps').read_text())
@@ -346,7 +346,7 @@ def main():
         results = dict(settings=dict(clients=a.clients, requests_per_client=a.requests_per_client, max_tokens=a.max_tokens, rounds=a.rounds,
                                      designs=a.designs, model=label, current_code=git_describe(a.current_code),
                                      threads=a.threads),
-                       machine=dict(cpu_info(), versions=dict(python=platform.python_version(), onnxruntime=onnxruntime.__version__,
+                       machine=dict(machine_info(), versions=dict(python=platform.python_version(), onnxruntime=onnxruntime.__version__,
                                                               openai=openai.__version__)),
                        rows=[], server_args={})
         load0 = os.getloadavg()[0]

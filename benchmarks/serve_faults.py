@@ -17,7 +17,8 @@ over one second once it reports nothing running: an abandoned generation that ke
 import argparse, collections, json, os, platform, socket, subprocess, sys, tempfile, threading, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
-from benchlib import cpu_info, column, write_result
+from benchlib import machine_info, column, write_result
+from convchat.core import cpu_info
 
 KEY = 'bench-key'
 MSGS = [{'role': 'user', 'content': 'What time does the bakery open on Saturdays?'}]
@@ -29,10 +30,6 @@ GOOD = ('good', 'good_stream')
 REC = {'$defs': {'n': {'type': 'object', 'properties': {'c': {'$ref': '#/$defs/n'}}, 'required': ['c']}}, '$ref': '#/$defs/n'}
 WIDE = {'anyOf': [{'type': 'object', 'properties': {f'k{i}': {'const': i}}, 'required': [f'k{i}']} for i in range(3000)]}
 HEAD_TIMEOUT = 3
-
-def cpu_model()->str:
-    try: return next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
-    except (OSError, StopIteration): return platform.processor() or platform.machine()
 
 def rss_mb(pid:int)->float:
     try:
@@ -178,7 +175,7 @@ def main():
     try:
         model_id = model_dir.name
         for _ in range(5): assert one('good', port, model_id) == 200   # warm-up: model loaded, arenas grown
-        print(f"CPU: {cpu_model()} ({os.cpu_count()} cores), Python {platform.python_version()}, model {model_id}")
+        print(f"CPU: {cpu_info()}, Python {platform.python_version()}, model {model_id}")
         rss = [rss_mb(proc.pid)]
         print(f"server RSS after warm-up: {rss[0]:.1f} MiB")
         rows = []
@@ -216,7 +213,7 @@ def main():
                               f"that hang up), beside {a.slow_clients} slow clients that send half a request head and then a byte every 2 s. "
                               f"Every answer is checked against the status its kind should get (429 is allowed for any)."),
                        reproduce=f"python benchmarks/serve_faults.py --requests {a.requests} --rounds {a.rounds} --clients {a.clients} --slow-clients {a.slow_clients} --write",
-                       machine=cpu_info(1), settings=vars(a),
+                       machine=machine_info(1), settings=vars(a),
                        tables=[dict(title='Rounds', columns=cols, rows=rows)],
                        notes=[f"Server RSS {rss[0]:.1f} MiB after warm-up, {rss[-1]:.1f} MiB after {a.rounds} rounds ({rss[-1]-rss[0]:+.1f} MiB).",
                               f"Server log: {len(errors)} error lines."])

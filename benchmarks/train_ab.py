@@ -23,7 +23,7 @@ the cost of a first run); it is reported separately and left out of the speed fi
 from __future__ import annotations
 import argparse, copy, os, resource, statistics, sys, tempfile, time
 from pathlib import Path
-from benchlib import cpu_info, column, write_result
+from benchlib import machine_info, column, write_result
 
 VARIANTS = {'plain Trainer fp32': ('plain', False), 'convchat eager': ('convchat', False),
             'convchat compiled blocks (padded)': ('convchat', True), 'convchat packed (eager)': ('packed', False),
@@ -139,7 +139,7 @@ def main():
                          speedup=rw, cpu_speedup=rc,
                          first_step_extra_s=extra if VARIANTS[n][1] else None,
                          losses=r['loss'], final_loss=r['loss'][-1], max_loss_diff=max(abs(x - y) for x, y in zip(r['loss'], ref['loss']))))
-    mach = cpu_info(a.threads)
+    mach = machine_info(a.threads)
     res = dict(title=f"Training steps A/B ({'AVX2-only CPU, CPUID mask' if 'note' in mach else 'this CPU'})",
                intro=(f"SmolLM2-135M-Instruct, batch {a.batch} x " + ("the example data as `convchat train` batches it"
                       if a.data == 'example' else f"up to {a.max_tokens} tokens") + f" ({pad_share:.0%} of the padded batches' "

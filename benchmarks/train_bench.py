@@ -12,7 +12,7 @@ Tokens/s counts real (non-padding) tokens and, separately, assistant tokens (the
 from __future__ import annotations
 import argparse, json, os, platform, resource, subprocess, sys, tempfile, time
 from pathlib import Path
-from benchlib import cpu_info, column, write_result
+from benchlib import machine_info, column, write_result
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE/'results'
@@ -166,7 +166,7 @@ def main():
                       "(CPU time): the same ratio of tokens per CPU-second of the process, which other jobs on a shared machine disturb less."),
                reproduce=(f"{'LD_PRELOAD=/tmp/avx2/cpuidmask.so ' if 'cpuidmask' in os.environ.get('LD_PRELOAD', '') else ''}"
                           f"python benchmarks/train_bench.py --repeats {a.repeats} --steps {a.steps} --configs '{a.configs}' --name {a.name}"),
-               machine=dict(cpu_info(a.threads), note='shared: compare ratios'), meta=meta, summary=summary, runs=runs,
+               machine=dict(machine_info(a.threads), note='shared: compare ratios'), meta=meta, summary=summary, runs=runs,
                tables=[dict(columns=[column('name', 'configuration'), column('tokens_per_s', 'tokens/s', '{:.0f}', True),
                                      column('assistant_tokens_per_s', 'assistant tokens/s', '{:.0f}'),
                                      column('seconds_per_step', 's/step', '{:.2f}'), column('peak_rss_gb', 'peak RSS (GB)', '{:.2f}'),

@@ -10,7 +10,7 @@ first variant's in the same round. What differs is only the loss path; padding a
 """
 from __future__ import annotations
 import argparse, os, statistics, time
-from benchlib import cpu_info, column, write_result
+from benchlib import machine_info, column, write_result
 
 VARIANTS = {   # name: how the loss is computed
     'model loss (plain Trainer)': 'plain',
@@ -64,7 +64,7 @@ def main():
                       "mean loss: each variant's loss on the same batches (learning rate 1e-9, so the weights barely move and the losses must agree)."),
                reproduce=f"{'LD_PRELOAD=/tmp/avx2/cpuidmask.so ' if 'cpuidmask' in os.environ.get('LD_PRELOAD', '') else ''}"
                          f"python benchmarks/train_loss_ab.py --precision {a.precision} --rounds {a.rounds} --name {a.name}",
-               machine=dict(cpu_info(a.threads), note=(cpu_info(a.threads).get('note', '') + '; shared machine').lstrip('; ')),
+               machine=dict(machine_info(a.threads), note=(machine_info(a.threads).get('note', '') + '; shared machine').lstrip('; ')),
                settings=dict(rounds=a.rounds, batch=a.batch, max_tokens=a.max_tokens, precision=a.precision, date=time.strftime('%Y-%m-%d')),
                times=times,
                tables=[dict(columns=[column('name', 'loss path'), column('tokens_per_s', 'tokens/s', '{:.0f}'),

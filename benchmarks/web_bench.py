@@ -16,7 +16,7 @@ Results: benchmarks/results/web.json and web.md.
 import argparse, json, os, sys, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
-from benchlib import cpu_info, column, write_result
+from benchlib import machine_info, column, write_result
 
 def browser_runs(web:Path, messages, tokens:int, reps:int)->list:
     "Decode tokens/s and reply length of each of `reps` replies in headless Chromium."
@@ -61,7 +61,7 @@ def main():
     p.add_argument('--web-dir'); p.add_argument('--onnx-dir'); p.add_argument('--tokens', type=int, default=128)
     p.add_argument('--reps', type=int, default=3); p.add_argument('--work', default='/tmp/convchat-web-bench')
     a = p.parse_args()
-    m = cpu_info(None); print(f"CPU: {m['cpu']}, {m['cores']} cores, flags {' '.join(m['flags'])}", file=sys.stderr)
+    m = machine_info(None); print(f"CPU: {m['cpu']}, {m['cores']} cores, flags {' '.join(m['flags'])}", file=sys.stderr)
     web = Path(a.web_dir) if a.web_dir else None
     if web is None:
         from convchat.web import export_web
@@ -97,7 +97,7 @@ def main():
                       f"{sum(b for n, b in files.items() if n.startswith('vendor/'))/1e6:.1f} MB of JavaScript and WebAssembly). "
                       f"Headless Chromium opened it from `python -m http.server`; the page answered the first question of the example "
                       f"data, greedy, up to {a.tokens} tokens. Best of {a.reps} runs each, interleaved."),
-               machine=cpu_info(None), settings=dict(tokens=a.tokens, reps=a.reps, chromium=os.popen('chromium --version 2>/dev/null').read().strip()),
+               machine=machine_info(None), settings=dict(tokens=a.tokens, reps=a.reps, chromium=os.popen('chromium --version 2>/dev/null').read().strip()),
                tables=[dict(title='Decode speed', columns=[column('contender', 'Contender'), column('graph', 'Graph'),
                             column('tps', 'Decode tokens/s', '{:.1f}', chart=True), column('tokens', 'Reply tokens'),
                             column('vs_browser', 'x browser', '{:.2f}')], rows=rows)],

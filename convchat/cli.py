@@ -18,7 +18,8 @@ __all__ = ['MIN_TEMPERATURE', 'PIPELINE_ONNX', 'COMMANDS', 'HIDDEN', 'say', 'val
 # %% ../nbs/07_cli.ipynb #96ad3a36
 def say(*args):
     "Print a diagnostic line on stderr (on the main process only, under `torchrun`/`accelerate launch`)."
-    if int(os.environ.get('RANK', '0')) == 0: print(*args, file=sys.stderr, flush=True)
+    from convchat.processes import is_main_process
+    if is_main_process(): print(*args, file=sys.stderr, flush=True)
 
 def _opt(name): return '--' + name.replace('_', '-')
 def _num(x): return f"{x:g}" if isinstance(x, float) else str(x)
@@ -436,7 +437,7 @@ def _pipeline(data_file, shown, model, work, cfg, over, graph, bits, prompt, ove
     _check_data(data_file, shown)
     say(f"[2/5] Fine-tuning {model}")
     _train(str(data_file), str(work/'model'), model, overwrite, None, cfg, report=report, **over)
-    from convchat.train import is_main_process
+    from convchat.processes import is_main_process
     if not is_main_process(): return 0      # several processes (torchrun, accelerate launch): the main one exports and chats
     say("[3/5] Exporting to ONNX")
     convert(str(work/'model'), str(work/'onnx'), graph=graph, bits=bits or 'none', overwrite=overwrite)

@@ -12,28 +12,17 @@ from .core import *
 from .models import resolve_model, load_model
 from .tokenization import ensure_chat_template, end_of_turn_ids
 from .runtime import META_FILE, resolve_onnx_file, check_onnx_file
+from .fuse import EXPORT_TASK, optimum_export
 from .verify import (GATES, GateFailed, bits_name, verify_onnx, gate_candidate,
                              gate_token_ids, probe_prompts, training_data)
 
 # %% auto #0
-__all__ = ['ONNX_FILE', 'EXPORT_TASK', 'REQUIRED_INPUTS', 'GRAPH_CHOICES', 'optimum_export', 'onnx_io', 'check_onnx_io',
-           'check_tied_embeddings', 'plain_export', 'parse_bits', 'choose_graph', 'fused_builds', 'build_name',
-           'gated_fused', 'save_runtime_files', 'export_metadata', 'export', 'read_metadata', 'model_info',
-           'format_info']
+__all__ = ['ONNX_FILE', 'REQUIRED_INPUTS', 'GRAPH_CHOICES', 'onnx_io', 'check_onnx_io', 'check_tied_embeddings', 'plain_export',
+           'parse_bits', 'choose_graph', 'fused_builds', 'build_name', 'gated_fused', 'save_runtime_files',
+           'export_metadata', 'export', 'read_metadata', 'model_info', 'format_info']
 
 # %% ../nbs/04c_convert.ipynb #6fee11bc
 ONNX_FILE = 'model.onnx'
-EXPORT_TASK = 'text-generation-with-past'
-
-def optimum_export(model,       # A loaded transformers causal LM
-                   dest:Path,   # Folder to write `model.onnx` (and `config.json`) into
-                   opset:int=None, # ONNX opset; Optimum's default for the architecture when None
-                  )->Path:      # Path of the ONNX file
-    "Export `model` with its KV cache through Optimum, without Optimum's random-input validation."
-    from optimum.exporters.onnx import onnx_export_from_model
-    model.config.use_cache = True
-    with quiet_libraries(): onnx_export_from_model(model, Path(dest), opset=opset, task=EXPORT_TASK, do_validation=False)
-    return Path(dest)/ONNX_FILE
 
 # %% ../nbs/04c_convert.ipynb #3372e79c
 REQUIRED_INPUTS = ('input_ids', 'attention_mask')

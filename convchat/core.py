@@ -12,7 +12,7 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['OWNER_FILE', 'MODEL_FILE_LIMITS', 'PACKAGES', 'QUIET_LOGGERS', 'ConvchatError', 'cache_dir', 'atomic_write_text',
            'atomic_write_json', 'check_output_dir', 'clean_leftovers', 'atomic_dir', 'check_model_files',
-           'package_versions', 'file_sha256', 'quiet_libraries']
+           'package_versions', 'file_sha256', 'quiet_libraries', 'CPUInfo', 'cpu_info']
 
 # %% ../nbs/00_core.ipynb #223f8846
 class ConvchatError(Exception):
@@ -206,3 +206,25 @@ def quiet_libraries(verbose:bool|None=None, # None: `CONVCHAT_VERBOSE` decides
             yield
     finally:
         for l, lv in zip(loggers, levels): l.setLevel(lv)
+
+# %% ../nbs/00_core.ipynb #42e93a44
+_CPU_FLAGS = ('avx2', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'avx_vnni', 'amx_tile', 'amx_int8', 'amx_bf16', 'asimd', 'sve')
+
+class CPUInfo(dict):
+    "A CPU's description: `cpu` (model name), `flags` (the instruction sets that pick kernels), `cores`, `threads`; `str()` is one line."
+    def __str__(self):
+        flags = ' '.join(f for f in self.get('flags', ()) if f in _CPU_FLAGS) or 'no avx2'
+        s = f"{self.get('cpu', 'unknown CPU')} ({flags})" + (f", {self['cores']} cores" if self.get('cores') else '')
+        return s + (f", {self['threads']} thread{'s' if self['threads'] != 1 else ''}" if self.get('threads') else '')
+
+def cpu_info(threads:int|None=None, # The threads a run uses, recorded beside the CPU
+            )->CPUInfo:
+    "This machine's CPU: model name, the instruction sets that pick ONNX Runtime's and PyTorch's kernels, cores."
+    import platform
+    model, flags = platform.processor() or platform.machine() or 'unknown CPU', set()
+    with contextlib.suppress(OSError):
+        for l in Path('/proc/cpuinfo').read_text().splitlines():
+            k, _, v = l.partition(':')
+            if k.strip() == 'model name': model = v.strip()
+            if k.strip() in ('flags', 'Features') and not flags: flags = set(v.split())    # x86, Arm
+    return CPUInfo(cpu=model, flags=[f for f in _CPU_FLAGS if f in flags], cores=os.cpu_count(), threads=threads)

@@ -12,8 +12,8 @@ from pathlib import Path
 from .core import *
 
 # %% auto #0
-__all__ = ['FUSED_TYPES', 'INT8_BUILDS', 'FIT_LAYERS', 'INT4_BUILD', 'INT4_BUILDS', 'GRAPHS', 'fused_supported',
-           'quantize_minmax', 'calibrate', 'build_fused']
+__all__ = ['FUSED_TYPES', 'INT8_BUILDS', 'FIT_LAYERS', 'INT4_BUILD', 'INT4_BUILDS', 'EXPORT_TASK', 'GRAPHS', 'fused_supported',
+           'quantize_minmax', 'calibrate', 'optimum_export', 'build_fused']
 
 # %% ../nbs/04b_fuse.ipynb #ec854d27
 FUSED_TYPES = dict(llama='genai', mistral='genai', qwen2='genai', qwen3='genai', gpt2='gpt2')
@@ -313,11 +313,21 @@ def _quantize_file(f:Path, opts:dict, src:Path=None, threads:int=None, calib:lis
 
 
 # %% ../nbs/04b_fuse.ipynb #efebb661
-def _optimum_graph(src:Path, dest:Path)->Path:
-    "Optimum's export of the model in `src` with its KV cache (`dest/model.onnx`), without Optimum's validation."
-    from optimum.exporters.onnx import main_export
-    with quiet_libraries(): main_export(str(src), output=str(dest), task='text-generation-with-past', do_validation=False)
-    return dest/'model.onnx'
+EXPORT_TASK = 'text-generation-with-past'
+
+def optimum_export(model,          # A loaded transformers causal LM, or the folder of one
+                   dest:Path,      # Folder to write `model.onnx` (and `config.json`) into
+                   opset:int=None, # ONNX opset; Optimum's default for the architecture when None
+                  )->Path:         # Path of the ONNX file
+    "Export `model` with its KV cache through Optimum (`dest/model.onnx`), without Optimum's random-input validation."
+    from optimum.exporters.onnx import main_export, onnx_export_from_model
+    with quiet_libraries():
+        if isinstance(model, (str, Path)):                  # Optimum loads the folder itself, tokenizer files included
+            main_export(str(model), output=str(dest), task=EXPORT_TASK, opset=opset, do_validation=False)
+        else:
+            model.config.use_cache = True
+            onnx_export_from_model(model, Path(dest), opset=opset, task=EXPORT_TASK, do_validation=False)
+    return Path(dest)/'model.onnx'
 
 # %% ../nbs/04b_fuse.ipynb #2a9a6952
 def _constant_weights(model):
@@ -400,7 +410,7 @@ def _build_gpt2(src:Path, dest:Path, bits:int|None, opts:dict, plain:Path=None):
     "Write the fused GPT-2 graph of `src` to `dest/model.onnx`, from `plain` (Optimum's export) or a fresh export."
     import onnx
     with tempfile.TemporaryDirectory() as scratch:
-        model = _fuse_gpt2(Path(plain or _optimum_graph(src, Path(scratch))), _config(src), bits, opts)
+        model = _fuse_gpt2(Path(plain or optimum_export(src, Path(scratch))), _config(src), bits, opts)
         onnx.save(model, str(dest/'model.onnx'), save_as_external_data=True, location='model.onnx.data')
 
 def _finish(src:Path, dest:Path, family:str, bits:int|None, opts, t0:float):

@@ -6,7 +6,7 @@ Docs: https://convchat.github.io/convchat/models.html.md"""
 
 # %% ../nbs/01_models.ipynb #d2421bbc
 from __future__ import annotations
-import os, json, time, shutil, importlib.util, logging, warnings
+import os, json, time, shutil, importlib.util, logging, warnings, contextlib
 from pathlib import Path
 from functools import lru_cache
 from .core import *
@@ -15,7 +15,8 @@ from .core import *
 __all__ = ['DEFAULT_MODEL', 'GGUF_PACKAGE', 'GGUF_FILE', 'INSTALL_DEFAULT', 'DEFAULT_DIRNAME', 'SMOL_SPECIAL', 'SAFE_WEIGHTS',
            'PICKLE_WEIGHTS', 'TINY_CONFIGS', 'default_gguf_path', 'fix_smollm2_tokenizer', 'smollm2_tokenizer',
            'convert_default_model', 'default_model_path', 'is_default', 'resolve_model', 'hub_reachable',
-           'load_tokenizer', 'load_model', 'check_model_folder', 'gpt2_tiny_tokenizer', 'tiny_model', 'save_tiny_model']
+           'load_tokenizer', 'load_model', 'check_model_folder', 'gpt2_tiny_tokenizer', 'tiny_model', 'save_tiny_model',
+           'torch_greedy']
 
 # %% ../nbs/01_models.ipynb #ece3e020
 DEFAULT_MODEL = 'default'
@@ -231,3 +232,34 @@ def save_tiny_model(path:Path, arch:str='llama', seed:int=0,
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
     return Path(path)
+
+# %% ../nbs/01_models.ipynb #fe28f04f
+@contextlib.contextmanager
+def _blank_generation_config(model):
+    "The model's generation config swapped for a blank one (no end tokens, no penalties) for the duration."
+    saved, model.generation_config = model.generation_config, type(model.generation_config)()
+    try: yield
+    finally: model.generation_config = saved
+
+def torch_greedy(model,                  # A loaded transformers causal LM
+                 prompts:list[list[int]], # Token ids of each prompt
+                 max_new_tokens:int,
+                 stop_ids:list=(),        # Tokens that end a reply (kept in it); none: every reply is `max_new_tokens` long
+                 pad_id:int=0,            # Left padding when prompts are batched
+                 batch_size:int=1,        # Prompts decoded together
+                )->list[list[int]]:       # The new tokens of each prompt
+    "PyTorch's greedy continuation of each prompt: the reference convchat's exported graphs and reports are checked against."
+    import torch
+    from transformers import GenerationConfig
+    stop = list(stop_ids)
+    gc = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stop or None, pad_token_id=pad_id)
+    out = []
+    with torch.no_grad(), quiet_libraries(), (contextlib.nullcontext() if stop else _blank_generation_config(model)):
+        for s in range(0, len(prompts), batch_size):
+            ps = prompts[s:s+batch_size]; T = max(map(len, ps))
+            x = torch.tensor([[pad_id]*(T-len(p)) + list(p) for p in ps])                     # (B, T)
+            mask = torch.tensor([[0]*(T-len(p)) + [1]*len(p) for p in ps])                     # (B, T)
+            for row in model.generate(x, attention_mask=mask, generation_config=gc)[:, T:].tolist():
+                k = next((i for i, t in enumerate(row) if t in stop), None)
+                out.append(row if k is None else row[:k+1])                                    # the padding after a stop dropped
+    return out

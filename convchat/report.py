@@ -106,18 +106,14 @@ class TorchAnswerer:
 def _batch(self:TorchAnswerer, conversations:list, max_new_tokens:int)->list[Reply]:
     "Greedy replies to `conversations` decoded together, left-padded."
     import torch
-    from transformers import GenerationConfig as HFConfig
+    from convchat.models import torch_greedy
     ids = [list(self.tok.apply_chat_template(c, add_generation_prompt=True, tokenize=True)) for c in conversations]
-    T = max(map(len, ids))
-    x = torch.tensor([[self.pad]*(T-len(p)) + p for p in ids])                     # (B, T)
-    mask = torch.tensor([[0]*(T-len(p)) + [1]*len(p) for p in ids])                  # (B, T)
-    gc = HFConfig(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=self.stop, pad_token_id=self.pad)
     was = torch.get_num_threads()
     try:
         if self.threads: torch.set_num_threads(self.threads)
-        with torch.no_grad(), quiet_libraries(): new = self.model.generate(x, attention_mask=mask, generation_config=gc)[:, T:]   # (B, <= max_new_tokens)
+        new = torch_greedy(self.model, ids, max_new_tokens, stop_ids=self.stop, pad_id=self.pad, batch_size=len(ids))
     finally: torch.set_num_threads(was)
-    return [self._reply(row.tolist()) for row in new]
+    return [self._reply(row) for row in new]
 
 @patch
 def _reply(self:TorchAnswerer, toks:list)->Reply:

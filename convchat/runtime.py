@@ -21,7 +21,7 @@ from .sampling import _config, _num, _recent, _BIG, _logprobs, _fit, _greedy_pic
 from .decoder import _line, _read_json, _inside, _why_unloadable, _session_options, _NP, _kv_dims, _shares_kv, _common, _round_up, _np
 
 # %% auto #0
-__all__ = ['Generation', 'ChatModel', 'TextStream', 'Event']
+__all__ = ['Generation', 'ChatModel', 'TextStream', 'ends_in_loop', 'repeated_ngram', 'Event']
 
 # %% ../nbs/04_runtime.ipynb #f962e9f6
 def _token_str(t): return t.get('content') if isinstance(t, dict) else t
@@ -152,13 +152,20 @@ class TextStream:
 # %% ../nbs/04_runtime.ipynb #409f3b84
 _LOOP_REPEATS, _LOOP_SPAN, _LOOP_PERIOD = 4, 16, 32
 
-def _looping(ids:list)->bool:
-    "Whether `ids` ends in a block of up to 32 tokens repeated at least 4 times back to back (and 16 tokens in all)."
+def ends_in_loop(ids:list)->bool:
+    "Whether a generation has fallen into a loop: `ids` ends in a block of up to 32 tokens repeated 4 times back to back (16 tokens at least)."
     for p in range(1, min(_LOOP_PERIOD, len(ids)//_LOOP_REPEATS)+1):
         if ids[-1] != ids[-1-p]: continue                                      # the last token must come back after p
         n = p*max(_LOOP_REPEATS, -(-_LOOP_SPAN//p))
         if n <= len(ids) and ids[-n+p:] == ids[-n:-p]: return True
     return False
+
+def repeated_ngram(ids:list, n:int=3, times:int=4)->tuple|None:
+    "`(ngram, count)` of the most repeated `n`-token sequence of a finished reply, anywhere in it, if it occurs `times` times or more."
+    from collections import Counter
+    c = Counter(tuple(ids[i:i+n]) for i in range(len(ids) - n + 1))
+    g, k = c.most_common(1)[0] if c else ((), 0)
+    return (g, k) if k >= times else None
 
 class _Reply:
     "One row's reply as tokens arrive: its ids, its text, and why it ended (`reason`, None while it runs)."
@@ -172,7 +179,7 @@ class _Reply:
         if t in self.model.eos_ids: self.reason = 'stop'; return ''                  # ends the reply even at the budget
         delta = self.text.put(t)
         if self.text.stopped: self.reason = 'stop'
-        elif self.config.loop_guard and _looping(self.ids): self.reason = 'length'    # a loop ends as if the budget ran out
+        elif self.config.loop_guard and ends_in_loop(self.ids): self.reason = 'length'    # a loop ends as if the budget ran out
         elif len(self.ids) >= self.config.max_new_tokens: self.reason = 'length'
         return delta
 

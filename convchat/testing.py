@@ -48,10 +48,11 @@ def allow_cpu_fsdp():
 # %% ../nbs/09_testing.ipynb #69038169
 def greedy_answer(model, tokenizer, question:str, max_new_tokens:int=40)->str:
     "The model's greedy reply to one user message (for checks and demos; chat uses the ONNX runtime)."
-    import torch
-    ids = torch.tensor([tokenizer.apply_chat_template([{'role':'user', 'content':question}], add_generation_prompt=True)])
-    with torch.no_grad(): out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False)
-    return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+    from convchat.models import torch_greedy
+    ids = list(tokenizer.apply_chat_template([{'role':'user', 'content':question}], add_generation_prompt=True))
+    eos = model.generation_config.eos_token_id
+    stop = [] if eos is None else eos if isinstance(eos, list) else [eos]
+    return tokenizer.decode(torch_greedy(model, [ids], max_new_tokens, stop_ids=stop)[0], skip_special_tokens=True)
 
 # %% ../nbs/09_testing.ipynb #3aee1d04
 CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-sync',

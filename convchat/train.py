@@ -21,7 +21,7 @@ from .processes import *   # one writer among several processes
 # %% auto #0
 __all__ = ['CHECKPOINT_FILE_LIMITS', 'checkpoints_dir', 'oom_advice', 'add_lora', 'merge_lora', 'full_model', 'runs_dir',
            'training_args', 'SaveEvery', 'SaveOnSignal', 'TrainingInterrupted', 'save_model', 'TrainResult',
-           'load_base_model', 'train', 'plot_loss', 'tensorboard_history', 'cpu_info']
+           'load_base_model', 'train', 'plot_loss', 'tensorboard_history']
 
 # %% ../nbs/03_train.ipynb #d909043d
 def checkpoints_dir(output_dir:Path)->Path:
@@ -159,9 +159,9 @@ def full_model(trainer):
     "The trained model with full weights on the main process, None on the others; every process must call it."
     acc = trainer.accelerator
     model = acc.unwrap_model(trainer.model, keep_fp32_wrapper=False)   # drops DDP and the autocast wrapper of the forward
-    if not (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled): return model if acc.is_main_process else None
+    if not (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled): return model if is_main_process() else None
     state = acc.get_state_dict(trainer.model)                           # gathers the shards onto the main process
-    return _unsharded_copy(model, state) if acc.is_main_process else None
+    return _unsharded_copy(model, state) if is_main_process() else None
 
 # %% ../nbs/03_train.ipynb #7263f364
 def runs_dir(output_dir:Path)->Path:
@@ -546,15 +546,3 @@ def tensorboard_history(logdir:Path)->list:
         for tag, key in (('train/loss', 'loss'), ('eval/loss', 'eval_loss')):
             if tag in acc.Tags()['scalars']: out += [{'step': e.step, key: e.value} for e in acc.Scalars(tag)]
     return sorted(out, key=lambda h: h['step'])
-
-# %% ../nbs/03_train.ipynb #31dbb98a
-def cpu_info()->str:
-    "The CPU model and the flags that decide training speed (avx2, avx512f, avx512_bf16, amx)."
-    name, flags = platform.processor() or platform.machine(), set()
-    with contextlib.suppress(OSError):
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            k, _, v = line.partition(':')
-            if k.strip() == 'model name': name = v.strip()
-            if k.strip() == 'flags': flags = set(v.split()); break
-    have = [f for f in ('avx2', 'avx512f', 'avx512_bf16', 'amx_tile', 'amx_bf16') if f in flags]
-    return f"{name}; {' '.join(have) or 'none of avx2/avx512f/avx512_bf16/amx'}; bf16 autocast {'on' if cpu_has_bf16() else 'off'}"

@@ -12,17 +12,18 @@ from dataclasses import dataclass, field, asdict
 from typing import Callable
 import numpy as np
 from .core import *
-from .models import load_model
+from .models import load_model, torch_greedy
 from .decoder import Decoder, META_FILE, resolve_onnx_file
 from .sampling import log_softmax
+from .runtime import repeated_ngram
 from .tokenization import ensure_chat_template, end_of_turn_ids
 
 # %% auto #0
 __all__ = ['FP32_ATOL', 'VERIFY_TOKENS', 'VERIFY_PROMPTS', 'QUANT_OPS', 'GATES', 'PROBE_TOKENS', 'SURE_MARGIN', 'LOOP_NGRAM',
            'LOOP_TIMES', 'RUNAWAY_AFTER', 'recorded_source', 'render_prompts', 'is_quantized', 'torch_reference',
            'VerifyReport', 'loaded', 'verify_onnx', 'GateThresholds', 'bits_name', 'gate_token_ids', 'GateReport',
-           'quality_gate', 'probe_prompts', 'training_data', 'sure_fact', 'probe_failures', 'cpu_summary',
-           'FreeRunReport', 'free_run_check', 'loop_once_cached', 'GateFailed', 'gate_candidate']
+           'quality_gate', 'probe_prompts', 'training_data', 'sure_fact', 'probe_failures', 'FreeRunReport',
+           'free_run_check', 'loop_once_cached', 'GateFailed', 'gate_candidate']
 
 # %% ../nbs/04a_verify.ipynb #450ae9fc
 def recorded_source(src:Path)->str:
@@ -54,23 +55,11 @@ def is_quantized(onnx_file:Path)->bool:
     return any(n.op_type in QUANT_OPS for n in onnx.load(str(onnx_file), load_external_data=False).graph.node)
 
 # %% ../nbs/04a_verify.ipynb #09800d65
-@contextlib.contextmanager
-def _never_stop(model):
-    "The model's generation config swapped for a blank one (no end tokens, no penalties) for the duration."
-    saved, model.generation_config = model.generation_config, type(model.generation_config)()
-    try: yield
-    finally: model.generation_config = saved
-
 def torch_reference(model, prompts:list[list[int]], n_tokens:int)->tuple[list[np.ndarray], np.ndarray]:
-    "PyTorch's prompt logits (one (T, vocab) array per prompt, unpadded) and greedy tokens (B, n_tokens), from `generate`."
+    "PyTorch's prompt logits (one (T, vocab) array per prompt, unpadded) and greedy tokens (B, n_tokens), from `torch_greedy`."
     import torch
-    logits, toks = [], []
-    with torch.no_grad(), _never_stop(model):
-        for p in prompts:
-            x = torch.tensor([p])
-            logits.append(model(x).logits[0].float().numpy())                                     # (T, vocab)
-            toks.append(model.generate(x, max_new_tokens=n_tokens, do_sample=False, pad_token_id=0)[0, len(p):].tolist())
-    return logits, np.array(toks)
+    with torch.no_grad(): logits = [model(torch.tensor([p])).logits[0].float().numpy() for p in prompts]   # (T, vocab) each
+    return logits, np.array(torch_greedy(model, prompts, n_tokens))
 
 # %% ../nbs/04a_verify.ipynb #5cb42dd0
 @dataclass
@@ -253,13 +242,6 @@ def training_data(model_dir)->Path|None:
     return Path(d) if d and Path(d).is_file() else None
 
 # %% ../nbs/04a_verify.ipynb #9502b418
-def _looping(toks:list)->tuple|None:
-    "The most repeated `LOOP_NGRAM`-token sequence if it occurs `LOOP_TIMES` times or more."
-    from collections import Counter
-    c = Counter(tuple(toks[i:i+LOOP_NGRAM]) for i in range(len(toks) - LOOP_NGRAM + 1))
-    g, n = c.most_common(1)[0] if c else ((), 0)
-    return (g, n) if n >= LOOP_TIMES else None
-
 def _says(text:str, answer:str)->bool: return re.search(rf'(?<!\w){re.escape(answer)}(?!\w)', text, re.I) is not None
 
 def sure_fact(ref:list, ref_margins:list, expect:list, decode:Callable, sure:float=SURE_MARGIN)->tuple|None:
@@ -285,7 +267,8 @@ def probe_failures(ref:list, ref_margins:list, cand:list, stop_ids:list, expect:
     if k is not None and ref_margins[k] >= sure:
         why.append(f"left the reference's reply at token {k} ({decode([ref[k]])!r} -> {decode([cand[k]])!r}) where the reference "
                    f"was sure (margin {ref_margins[k]:.1f} >= {sure})")
-    if (lc := _looping(cand)) and not _looping(ref) and not (ref_follow and _looping(ref_follow)):
+    loops = lambda t: repeated_ngram(t, LOOP_NGRAM, LOOP_TIMES)
+    if (lc := loops(cand)) and not loops(ref) and not (ref_follow and loops(ref_follow)):
         why.append(f"loops: {decode(list(lc[0]))!r} {lc[1]} times")
     ended = lambda t: bool(t) and t[-1] in stop_ids
     if ended(ref) and len(ref) <= RUNAWAY_AFTER and not ended(cand) and not (ref_follow and not ended(ref_follow)):
@@ -293,14 +276,6 @@ def probe_failures(ref:list, ref_margins:list, cand:list, stop_ids:list, expect:
     return why
 
 # %% ../nbs/04a_verify.ipynb #4df54191
-def cpu_summary()->str:
-    "The CPU's model name and the instruction sets ONNX Runtime's int8 kernels choose between."
-    try: info = Path('/proc/cpuinfo').read_text()
-    except OSError: import platform; return platform.processor() or 'unknown CPU'
-    name = next((l.split(':', 1)[1].strip() for l in info.splitlines() if l.startswith('model name')), 'unknown CPU')
-    flags = set(next((l.split(':', 1)[1].split() for l in info.splitlines() if l.startswith('flags')), []))
-    return f"{name} ({', '.join(f for f in ('avx2', 'avx512f', 'avx512_vnni', 'amx_int8') if f in flags) or 'no avx2'})"
-
 @dataclass
 class FreeRunReport:
     "Greedy replies of a candidate graph against the fp32 reference graph's, on real chat prompts."
@@ -309,7 +284,7 @@ class FreeRunReport:
     facts: list             # [{'prompt', 'answer', 'margin'}]: expected answers the reference was sure of
     failures: list = field(default_factory=list)   # [{'prompt', 'reasons', 'reference', 'candidate'}]
     seconds: float = 0.0
-    cpu: str = ''           # the verdict can depend on the CPU's int8 kernels
+    cpu: str = ''           # `str(cpu_info())`: the verdict can depend on the CPU's int8 kernels
     @property
     def passed(self)->bool: return not self.failures
     def __str__(self):
@@ -352,7 +327,7 @@ def free_run_check(candidate:Path,         # Candidate ONNX file (quantized and/
         q = p['messages'][-1]['content']
         if fact: facts.append(dict(prompt=q, answer=fact[0], margin=fact[1]))
         if why: fails.append(dict(prompt=q, reasons=why, reference=decode(r), candidate=decode(c)))
-    return FreeRunReport(len(prompts), n_tokens, facts, fails, round(time.time()-t0, 1), cpu_summary())
+    return FreeRunReport(len(prompts), n_tokens, facts, fails, round(time.time()-t0, 1), str(cpu_info()))
 
 # %% ../nbs/04a_verify.ipynb #b34be974
 def loop_once_cached(f:Path, token:int)->Path:

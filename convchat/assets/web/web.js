@@ -53,7 +53,7 @@ function choose(logits, seen, c) {
   for (let i = 0; i < n; i++) if ((r -= probs[i]) <= 0) return idx[i];
   return idx[n - 1];
 }
-function looping(ids) {                                         // runtime.py's `_looping`: a block of up to 32 tokens, 4 times
+function looping(ids) {                                         // runtime.py's `ends_in_loop`: a block of up to 32 tokens, 4 times
   for (let p = 1; p <= Math.min(32, Math.floor(ids.length / 4)); p++) {
     if (ids[ids.length - 1] !== ids[ids.length - 1 - p]) continue;
     const n = p * Math.max(4, Math.ceil(16 / p));
