@@ -6,7 +6,7 @@ Docs: https://convchat.github.io/convchat/train.html.md"""
 
 # %% ../nbs/03_train.ipynb #0ff117d2
 from __future__ import annotations
-import os, sys, re, json, math, time, errno, shutil, signal, platform, warnings, contextlib
+import os, sys, re, json, math, time, errno, shutil, signal, warnings, contextlib
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from .core import *
