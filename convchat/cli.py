@@ -53,8 +53,9 @@ def _gen_flags()->dict:
 def _gen_config(**flags):
     "The `GenerationConfig` the generation flags make (flags left unset keep its defaults); a bad value names its flag."
     from convchat.sampling import GenerationConfig
+    numeric = _gen_flags()
     for k, v in flags.items():
-        if k in _gen_flags() and v is not None: GenerationConfig.check(k, v, _opt(k))
+        if k in numeric and v is not None: GenerationConfig.check(k, v, _opt(k))
     return GenerationConfig().replace(**flags)
 
 

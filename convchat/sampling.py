@@ -38,7 +38,7 @@ class GenerationConfig:
     "How a reply is decoded; each option is checked when the config is made."
     max_new_tokens:int=256          # Longest reply in tokens
     temperature:float=0.0           # 0: greedy; higher samples more freely
-    top_p:float=1.0                 # Sample from the smallest set of tokens with this probability mass, in (0, 1]
+    top_p:float=1.0                 # Sample from the smallest set of tokens with this probability mass (1: all)
     top_k:int=0                     # Sample among the k most likely tokens (0: all)
     repetition_penalty:float=1.1    # >1 discourages repeating tokens; 1 is off
     repeat_last_n:int=64            # Tokens the penalty looks back over (-1: all, 0: none)
