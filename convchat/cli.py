@@ -12,8 +12,8 @@ from fastcore.script import anno_parser
 from .core import *
 
 # %% auto #0
-__all__ = ['MIN_TEMPERATURE', 'PIPELINE_ONNX', 'COMMANDS', 'HIDDEN', 'say', 'validate', 'train', 'convert', 'info', 'chat',
-           'serve', 'pipeline', 'report', 'main']
+__all__ = ['PIPELINE_ONNX', 'COMMANDS', 'HIDDEN', 'say', 'validate', 'train', 'convert', 'info', 'chat', 'serve', 'pipeline',
+           'report', 'main']
 
 # %% ../nbs/07_cli.ipynb #96ad3a36
 def say(*args):
@@ -38,20 +38,27 @@ def _check_num(name, value, lo, hi=None, above=False, zero=False):
 
 
 # %% ../nbs/07_cli.ipynb #c1a0c002
-MIN_TEMPERATURE = 1e-4  # above 0 and below this, logits/temperature can overflow float32 and sampling meets NaN
+_GEN_TYPES = dict(int=int, float=float)
 
-def _gen_config(max_new_tokens=None, temperature=None, top_p=None, top_k=None, repetition_penalty=None, seed=None):
-    "The `GenerationConfig` the generation flags make (flags left unset keep its defaults), checked against the ranges the CLI accepts."
-    from convchat.runtime import GenerationConfig
-    _check_num('temperature', temperature, MIN_TEMPERATURE, 2, zero=True)
-    _check_num('top_p', top_p, 0, 1, above=True)
-    _check_num('repetition_penalty', repetition_penalty, 0.01, 100)
-    _check_num('seed', seed, 0, 2**32-1)
-    try: return GenerationConfig().replace(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
-                                           repetition_penalty=repetition_penalty, seed=seed)
-    except ConvchatError as e:                             # 'top_k must be ...': name the flag
-        name, sep, rest = str(e).partition(' must ')
-        raise ConvchatError(_opt(name) + sep + rest if sep else str(e)) from None
+def _gen_flags()->dict:
+    "{option: (type, help)} for every numeric `GenerationConfig` field: the generation flags of `convchat chat`."
+    import dataclasses
+    from fastcore.docments import docments
+    from convchat.sampling import GenerationConfig
+    docs, flags = docments(GenerationConfig), {}
+    for f in dataclasses.fields(GenerationConfig):
+        typ = _GEN_TYPES.get(str(f.type).replace(' ', '').removesuffix('|None'))
+        if typ is not None: flags[f.name] = typ, docs[f.name] + ("" if f.default is None else f" (default: {f.default})")
+    return flags
+
+def _gen_config(**flags):
+    "The `GenerationConfig` the generation flags make (flags left unset keep its defaults); a bad value names its flag."
+    from convchat.sampling import GenerationConfig
+    numeric = _gen_flags()
+    for k, v in flags.items():
+        if k in numeric and v is not None: GenerationConfig.check(k, v, _opt(k))
+    return GenerationConfig().replace(**flags)
+
 
 # %% ../nbs/07_cli.ipynb #c1a0c005
 def _check_file(path, what='file'):
@@ -244,15 +251,14 @@ def convert(model:str='default',    # Model to export: a fine-tuned folder, 'def
             threads:int=None,       # ONNX Runtime threads for the checks (default: all cores)
             allow_pickle:bool=False, # Load pickle weights (pytorch_model.bin); only for models you trust
             overwrite:bool=False,   # Replace an ONNX folder that convchat wrote
-            model_path:str=None,    # Old spelling of --model
             quantize:str=None,      # Old spelling of --bits (int8, int4 or none)
             fused:bool=False,       # Old spelling of --graph fused
            )->int:
     "Export a model to a verified ONNX folder: the fast fused graph, with 8-bit weights where they keep the answers"
     _check_choice('format', format, ('onnx', 'gguf', 'web'))
-    if format == 'gguf': return _convert_gguf(model_path or model, output_dir or 'convchat-gguf', bits, force, allow_pickle, overwrite)
-    if format == 'web': return _convert_web(model_path or model, output_dir or 'convchat-web', bits, no_verify, force, threads, allow_pickle, overwrite)
-    model, (graph, bits), output_dir = model_path or model, _graph_bits(graph, bits, quantize, fused), output_dir or 'convchat-onnx'
+    if format == 'gguf': return _convert_gguf(model, output_dir or 'convchat-gguf', bits, force, allow_pickle, overwrite)
+    if format == 'web': return _convert_web(model, output_dir or 'convchat-web', bits, no_verify, force, threads, allow_pickle, overwrite)
+    (graph, bits), output_dir = _graph_bits(graph, bits, quantize, fused), output_dir or 'convchat-onnx'
     _check_num('threads', threads, 1)
     _check_model(model)
     check_output_dir(output_dir, overwrite, protect=[model])
@@ -288,10 +294,11 @@ def _convert_web(model, output_dir, bits, no_verify, force, threads, allow_pickl
     say(f"Wrote {out}")
     return 0
 
-def info(onnx_dir:str, # An exported model folder (ONNX, GGUF from convert --format gguf, or web from --format web)
+def info(model:str='convchat-onnx', # An exported model folder (ONNX, GGUF from convert --format gguf, or web from --format web)
         )->int:
     "Print what an exported model folder holds: architecture, graph, bits, size, gate and verification figures"
     from convchat.convert import model_info, format_info
+    onnx_dir = _exported(model)
     if (Path(onnx_dir)/'convchat-web.json').is_file():
         from convchat.web import web_summary
         print(web_summary(onnx_dir)); return 0
@@ -304,30 +311,24 @@ def info(onnx_dir:str, # An exported model folder (ONNX, GGUF from convert --for
 # %% ../nbs/07_cli.ipynb #f2ee5e60
 PIPELINE_ONNX = Path('convchat-run')/'onnx'   # what `convchat pipeline` writes with its default --work-dir
 
-def _exported(onnx_dir:str)->str:
-    "`onnx_dir`, or the pipeline's export when the default folder is missing and the pipeline's is there."
-    if onnx_dir == 'convchat-onnx' and not Path(onnx_dir).exists() and (PIPELINE_ONNX/'convchat-onnx.json').is_file():
+def _exported(model:str)->str:
+    "The model folder `model`, or the pipeline's export when `model` is the default folder, missing, and the pipeline's is there."
+    if model == 'convchat-onnx' and not Path(model).exists() and (PIPELINE_ONNX/'convchat-onnx.json').is_file():
         say(f"Using {PIPELINE_ONNX}, what `convchat pipeline` wrote"); return str(PIPELINE_ONNX)
-    return onnx_dir
+    return model
 
 # %% ../nbs/07_cli.ipynb #ca73974e
-def chat(onnx_dir:str='convchat-onnx', # Exported ONNX model folder (from `convchat convert`)
+def chat(model:str='convchat-onnx', # Exported model folder (from `convchat convert`, or what `convchat pipeline` wrote)
          prompt:str=None,           # One prompt: print the reply and exit
          batch_file:str=None,       # File of prompts (.txt one per line, or .jsonl): print one reply per prompt
          system:str=None,           # System prompt
-         max_new_tokens:int=None,   # Longest reply in tokens (unset: the runtime's default)
-         temperature:float=None,    # 0 for greedy decoding; higher is more random (unset: the runtime's default)
-         top_p:float=None,          # Nucleus sampling probability mass, in (0, 1] (unset: the runtime's default)
-         top_k:int=None,            # Sample from the k most likely tokens, 0 for all (unset: the runtime's default)
-         repetition_penalty:float=None, # >1 discourages repeating tokens (unset: the runtime's default)
-         seed:int=None,             # Seed for sampling
          threads:int=None,          # ONNX Runtime intra-op threads (default: all cores)
-         model_path:str=None,       # Old spelling of --onnx-dir
+         **generation,              # `GenerationConfig` options (on the command line: --temperature 0.7, --max-new-tokens 64)
         )->int:
     "Chat with an exported model using ONNX Runtime alone (no torch)"
-    onnx_dir = _exported(model_path or onnx_dir)
+    onnx_dir = _exported(model)
     if prompt is not None and batch_file is not None: raise ConvchatError("give --prompt or --batch-file, not both")
-    config = _gen_config(max_new_tokens, temperature, top_p, top_k, repetition_penalty, seed)
+    config = _gen_config(**generation)
     _check_num('threads', threads, 1)
     if not Path(onnx_dir).is_dir(): raise ConvchatError(f"{onnx_dir}: no such model folder (make one with `convchat convert` or `convchat pipeline`)")
     check_model_files(onnx_dir)
@@ -356,7 +357,7 @@ def _load_prompts(load_prompts, batch_file):
     return prompts
 
 # %% ../nbs/07_cli.ipynb #748283b6
-def serve(onnx_dir:str='convchat-onnx', # Exported ONNX model folder (from `convchat convert`)
+def serve(model:str='convchat-onnx', # Exported model folder (from `convchat convert`, or what `convchat pipeline` wrote)
           host:str='127.0.0.1',    # Interface to bind; loopback by default
           port:int=8000,           # Port, 1 to 65535
           max_concurrency:int=8,   # Generations decoded together in one batch; more wait in the queue
@@ -370,10 +371,9 @@ def serve(onnx_dir:str='convchat-onnx', # Exported ONNX model folder (from `conv
           head_timeout:float=10,   # Seconds a client has to send a request's headers (408 beyond)
           body_timeout:float=30,   # Seconds a client has to send a request's body once the headers are in
           max_connections:int=1000, # Open connections at most; more get 503 (lowered to fit the open-file limit)
-          model_path:str=None,     # Old spelling of --onnx-dir
          )->int:
     "Serve an exported model over an OpenAI-compatible HTTP API"
-    onnx_dir = _exported(model_path or onnx_dir)
+    onnx_dir = _exported(model)
     _check_num('port', port, 1, 65535); _check_num('max_concurrency', max_concurrency, 1)
     _check_num('max_queue', max_queue, 0); _check_num('threads', threads, 1)
     _check_num('max_body_bytes', max_body_bytes, 1024); _check_num('shutdown_grace', shutdown_grace, 0)
@@ -452,11 +452,11 @@ def _pipeline(data_file, shown, model, work, cfg, over, graph, bits, prompt, ove
     reply = ChatModel(work/'onnx').generate([{'role':'user', 'content':q}], max_new_tokens=64).text
     say(f"You: {q}")
     print(reply)
-    say(f"Done in {time.time()-t0:.0f} s. Chat with it: convchat chat --onnx-dir {work/'onnx'}")
+    say(f"Done in {time.time()-t0:.0f} s. Chat with it: convchat chat --model {work/'onnx'}")
     return 0
 
 # %% ../nbs/07_cli.ipynb #b5e7d1a4
-def report(model_dir:str,                 # A fine-tuned folder, or an exported ONNX folder
+def report(model:str='convchat-onnx',     # A fine-tuned folder, or an exported model folder
            data_file:str=None,      # Its training conversations (default: the training record's)
            probes:str=None,         # Probe file, a JSON list of {"question", "expect", "kind"} (default: beside the data file)
            base:str=None,           # Base model to compare with (default: the training record's)
@@ -466,6 +466,7 @@ def report(model_dir:str,                 # A fine-tuned folder, or an exported 
           )->int:
     "Show what fine-tuning taught: held-out replies and probe recall, base vs fine-tuned (saved beside the model)"
     _check_num('max_new_tokens', max_new_tokens, 1); _check_num('threads', threads, 1)
+    model_dir = _exported(model)
     if not Path(model_dir).is_dir(): raise ConvchatError(f"{model_dir}: no such model folder")
     check_model_files(model_dir)
     for f in (data_file, probes):
@@ -479,7 +480,27 @@ def report(model_dir:str,                 # A fine-tuned folder, or an exported 
 
 # %% ../nbs/07_cli.ipynb #a9a617ab
 COMMANDS = dict(train=train, convert=convert, chat=chat, pipeline=pipeline, report=report, validate=validate, info=info, serve=serve)
-HIDDEN = dict(convert=('model_path', 'quantize', 'fused'), pipeline=('quantize',), chat=('model_path',), serve=('model_path',))  # old spellings, kept out of --help
+HIDDEN = dict(convert=('quantize', 'fused'), pipeline=('quantize',))  # old spellings, kept out of --help
+_ALIASES = {'--onnx-dir': '--model', '--model-path': '--model', '--model-dir': '--model'}   # old names of --model: they work, unlisted
+_POSITIONAL = ('info', 'report')     # also take the model folder as their argument, as they once did: `convchat info DIR`
+_RECIPE = ('train', 'pipeline')      # flags not theirs are recipe options
+
+def _aliased(argv:list)->list:
+    "`argv` with the old spellings of a flag (`--onnx-dir X`, `--model-path=X`) written as today's."
+    def new(a):
+        name, eq, val = a.partition('=')
+        return _ALIASES[name] + eq + val if name in _ALIASES else a
+    return [new(a) for a in argv]
+
+@contextlib.contextmanager
+def _verbosity(verbose:bool):
+    "With `verbose`, `CONVCHAT_VERBOSE=1` inside the block, so `quiet_libraries` lets every library message through."
+    old = os.environ.get('CONVCHAT_VERBOSE')
+    if verbose: os.environ['CONVCHAT_VERBOSE'] = '1'
+    try: yield
+    finally:
+        if old is None: os.environ.pop('CONVCHAT_VERBOSE', None)
+        else: os.environ['CONVCHAT_VERBOSE'] = old
 
 def _usage()->str:
     w = max(map(len, COMMANDS))
@@ -509,44 +530,51 @@ def _metavar(dest:str, typ)->str|None:
     return 'TEXT'
 
 def _parser(cmd, fn):
-    "The argparse parser of one command: fastcore's, with conventional metavars, the version, and errors that suggest."
+    "The argparse parser of one command: fastcore's, with conventional metavars, the version, `--verbose`, and errors that suggest."
+    from argparse import SUPPRESS
     from convchat import __version__
     p = anno_parser(fn, prog=f'convchat {cmd}')
     p.error, p.allow_abbrev = _usage_error(cmd, p), False   # `--learning-rat` is a typo, not `--learning-rate`
     p.description = f"{p.description} (convchat {__version__})"
+    if cmd == 'chat':
+        for name, (typ, doc) in _gen_flags().items(): p.add_argument(_opt(name), type=typ, help=doc)
     for a in p._actions:
         if a.option_strings and a.nargs != 0 and a.type is not None: a.metavar = _metavar(a.dest, a.type)
+        if a.dest in HIDDEN.get(cmd, ()): a.help = SUPPRESS
+    if cmd in _POSITIONAL: p.add_argument('folder', nargs='?', help=SUPPRESS)
+    p.add_argument('--verbose', action='store_true', help="Show everything the libraries print: warnings, logs, the Trainer's dicts (or set CONVCHAT_VERBOSE=1)")
     p.add_argument('-V', '--version', action='version', version=f'convchat {__version__}')
     return p
 
 def main(argv:list=None)->int:
     "Run `convchat COMMAND ...`; returns the exit status."
-    from argparse import SUPPRESS
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ('-h', '--help'):
         print(_usage()); return 0 if argv else 2
     if argv[0] in ('-V', '--version'):
         from convchat import __version__; print(f'convchat {__version__}'); return 0
-    cmd, rest = argv[0], argv[1:]
+    cmd, rest = argv[0], _aliased(argv[1:])
     if cmd not in COMMANDS:
         print(f"convchat: unknown command {cmd!r}{_did_you_mean(cmd, COMMANDS)}; the commands are {', '.join(COMMANDS)} (see convchat --help)", file=sys.stderr); return 2
     err = lambda msg: print(f"convchat {cmd}: error: {' | '.join(l.strip() for l in str(msg).splitlines() if l.strip())}", file=sys.stderr)
     try:
         fn = COMMANDS[cmd]
         p = _parser(cmd, fn)
-        for a in p._actions:
-            if a.dest in HIDDEN.get(cmd, ()): a.help = SUPPRESS
-        takes_options = any(v.kind is inspect.Parameter.VAR_KEYWORD for v in inspect.signature(fn).parameters.values())
+        takes_options = cmd in _RECIPE
         if takes_options: p.epilog = ("Any other recipe option is a flag too: a TrainConfig field or a TrainingArguments field "
                                       "(--optim adamw_torch, --lora-r 8, --fsdp 'full_shard auto_wrap').")
         args, extra = p.parse_known_args(rest) if takes_options else (p.parse_args(rest), [])
         args = vars(args)
         for k in ('pdb', 'xtra'): args.pop(k, None)
+        verbose, folder = args.pop('verbose'), args.pop('folder', None)
+        if folder is not None:                 # `convchat info DIR`: the folder given as the argument
+            if args['model'] != 'convchat-onnx': raise _UsageError(f"give the model folder once: {folder} or --model {args['model']}")
+            args['model'] = folder
         if extra:                              # recipe options given as flags: `--optim adamw_torch`
             from convchat.train import parse_recipe
             try: args.update(parse_recipe(args=extra))
             except ConvchatError as e: raise _UsageError(e) from None   # a flag it does not know: a usage error, exit 2
-        return fn(**args) or 0
+        with _verbosity(verbose): return fn(**args) or 0
     except _UsageError as e: err(e); return 2
     except ConvchatError as e: err(e); return 130 if type(e).__name__ == 'TrainingInterrupted' else 1
     except KeyboardInterrupt: print(f"convchat {cmd}: interrupted", file=sys.stderr); return 130

@@ -17,7 +17,7 @@ from .template import ChatTemplateError, render_chat
 from .sampling import *
 from .decoder import *
 # names that lived here before sampling and decoder had their own modules, kept importable from here
-from .sampling import _config, _num, _recent, _BIG, _logprobs, _fit, _greedy_pick
+from .sampling import _config, _recent, _BIG, _logprobs, _fit, _greedy_pick
 from .decoder import _line, _read_json, _inside, _why_unloadable, _session_options, _NP, _kv_dims, _shares_kv, _common, _round_up, _np
 
 # %% auto #0
@@ -47,13 +47,15 @@ class Generation:
 # %% ../nbs/04_runtime.ipynb #b63f8238
 class ChatModel:
     "An exported ONNX chat folder: tokenizer, chat template and stop tokens around a `Decoder`."
-    def __init__(self, onnx_dir:str|Path,   # Folder written by `convchat convert`
+    def __init__(self, model:str|Path=None, # An exported model folder (written by `convchat convert`)
                  threads:int=None,          # ONNX Runtime intra-op threads (default: all cores)
                  providers:list=None,       # ONNX Runtime execution providers (default: CPU)
                  cache_bytes:int=64<<20,    # Memory for the caches of recent prompts' beginnings (0: none)
+                 onnx_dir:str|Path=None,    # The old name of `model`
                 ):
         from tokenizers import Tokenizer
-        d = Path(onnx_dir).expanduser()
+        if (model is None) == (onnx_dir is None): raise ConvchatError("give the model folder once, as `model`")
+        d = Path(model if model is not None else onnx_dir).expanduser()
         if not d.is_dir(): raise ConvchatError(f"{d}: no such model folder (make one with `convchat convert`)")
         check_model_files(d)                                                  # only regular files inside it, within their size limits
         self.onnx_dir, self.model_id, self.meta = d, d.name, _read_json(d/META_FILE)

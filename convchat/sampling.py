@@ -13,20 +13,32 @@ from fastcore.basics import patch
 from .core import *
 
 # %% auto #0
-__all__ = ['GenerationConfig', 'next_tokens', 'log_softmax', 'Sample', 'Row']
+__all__ = ['MIN_TEMPERATURE', 'GenerationConfig', 'next_tokens', 'log_softmax', 'Sample', 'Row']
 
 # %% ../nbs/03c_sampling.ipynb #a636cdb2
-def _num(name, v, ok, what, whole=False):
-    "Raise unless `v` is a finite number (not a bool) for which `ok(v)` holds (and whole, when `whole`)."
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v) or not ok(v) or (whole and v != int(v)):
-        raise ConvchatError(f"{name} must be {what}, not {v!r}")
+MIN_TEMPERATURE = 1e-4  # above 0 and below this, logits/temperature can overflow float32 and sampling meets NaN
+
+_LIMITS = dict(                        # option: (lowest, highest, whole number): where the runtime gives a meaningful result
+    max_new_tokens=(1, 2**31-1, True), temperature=(MIN_TEMPERATURE, 2, False), top_p=(1e-6, 1, False),   # top_p below 1e-6 rounds to 0 in float32
+    top_k=(0, 2**31-1, True), repetition_penalty=(0.01, 100, False), repeat_last_n=(-1, 2**31-1, True), seed=(0, 2**63-1, True))
+
+def _shown(x)->str: return f"{x:g}" if isinstance(x, (float, np.floating)) else str(x) if isinstance(x, (int, np.integer)) else repr(x)
+
+def _problem(name:str, v)->str|None:
+    "What is wrong with option `name` set to `v` ('must be ..., not ...'), or None when it is in range."
+    lo, hi, whole = _LIMITS[name]
+    number = not isinstance(v, (bool, np.bool_)) and isinstance(v, (int, float, np.integer, np.floating))
+    if number and math.isfinite(v) and lo <= v <= hi and (not whole or v == int(v)): return None
+    if name == 'temperature' and number and v == 0: return None
+    return (f"must be {'0 (greedy) or ' if name == 'temperature' else ''}{'a whole number' if whole else 'a number'} "
+            f"from {_shown(lo)} to {_shown(hi)}, not {_shown(v)}")
 
 @dataclass
 class GenerationConfig:
     "How a reply is decoded; each option is checked when the config is made."
     max_new_tokens:int=256          # Longest reply in tokens
     temperature:float=0.0           # 0: greedy; higher samples more freely
-    top_p:float=1.0                 # Sample from the smallest set of tokens with this probability mass, in (0, 1]
+    top_p:float=1.0                 # Sample from the smallest set of tokens with this probability mass (1: all)
     top_k:int=0                     # Sample among the k most likely tokens (0: all)
     repetition_penalty:float=1.1    # >1 discourages repeating tokens; 1 is off
     repeat_last_n:int=64            # Tokens the penalty looks back over (-1: all, 0: none)
@@ -35,18 +47,24 @@ class GenerationConfig:
     stop:list|None=None             # Strings that end the reply (not included in it)
 
     def __post_init__(self):
-        _num('max_new_tokens', self.max_new_tokens, lambda v: v >= 1, 'at least 1 (a whole number)', True)
-        _num('temperature', self.temperature, lambda v: v >= 0, '>= 0 (0 is greedy)')
-        _num('top_p', self.top_p, lambda v: 0 < v <= 1, 'in (0, 1]')
-        _num('top_k', self.top_k, lambda v: v >= 0, '>= 0 (a whole number; 0: no limit)', True)
-        _num('repetition_penalty', self.repetition_penalty, lambda v: v > 0, '> 0 (1: off)')
-        _num('repeat_last_n', self.repeat_last_n, lambda v: v >= -1, '>= -1 (a whole number; -1: the whole sequence, 0: off)', True)
+        for name in _LIMITS:
+            if name != 'seed' or self.seed is not None: GenerationConfig.check(name, getattr(self, name))
         if not isinstance(self.loop_guard, (bool, np.bool_)):
             raise ConvchatError(f"loop_guard must be True or False, not {self.loop_guard!r}")
-        if self.seed is not None: _num('seed', self.seed, lambda v: v >= 0, 'a whole number >= 0', True)
         self.stop = [self.stop] if isinstance(self.stop, str) else list(self.stop) if self.stop else None
         if self.stop and not all(isinstance(s, str) for s in self.stop):
             raise ConvchatError(f"stop must be strings, not {self.stop!r}"[:200])
+
+
+# %% ../nbs/03c_sampling.ipynb #b7d0c1a2
+@patch(cls_method=True)
+def check(cls:GenerationConfig, name:str, # A numeric option: `max_new_tokens`, `temperature`, `top_p`, `top_k`, `repetition_penalty`, `repeat_last_n`, `seed`
+          value,                          # Its value
+          shown:str=None,                 # The name the user typed (`--temperature`, `max_tokens`); default: `name`
+         ):
+    "Raise a one-line `ConvchatError` ('temperature must be ..., not 5') unless `value` is in the option's range."
+    if (why := _problem(name, value)) is not None: raise ConvchatError(f"{shown or name} {why}")
+
 
 # %% ../nbs/03c_sampling.ipynb #79302190
 @patch(cls_method=True)

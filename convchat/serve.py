@@ -530,7 +530,7 @@ def _log_config()->dict:
     c['loggers']['convchat.serve.access'] = {'handlers': ['convchat_access'], 'level': 'INFO', 'propagate': False}
     return c
 
-def run_server(onnx_dir:str|Path,         # Exported ONNX model folder
+def run_server(model:str|Path=None,        # Exported model folder (`onnx_dir`: its old name, still taken)
                host:str='127.0.0.1',      # Interface to bind; loopback by default
                port:int=8000,             # Port; 0 picks a free one
                threads:int|None=None,     # ONNX Runtime threads (default: all cores, for the one batch)
@@ -540,12 +540,13 @@ def run_server(onnx_dir:str|Path,         # Exported ONNX model folder
                **kw,                      # `make_app`'s options: max_concurrency, max_body_bytes, max_queue, model_name,
                                           # api_key (default: $CONVCHAT_API_KEY), allowed_hosts
               ):
-    "Serve `onnx_dir` over an OpenAI-compatible HTTP API until interrupted (blocking)."
+    "Serve the model folder `model` over an OpenAI-compatible HTTP API until interrupted (blocking)."
+    if model is None: model = kw.pop('onnx_dir', None)
     if kw.get('api_key') is None: kw['api_key'] = os.environ.get('CONVCHAT_API_KEY') or None
     bounded_malloc()                              # request bodies come and go: keep the process's memory flat (convchat.connections)
     sock = listen_socket(host, port)
     try:
-        app = make_app(ChatModel(onnx_dir, threads=threads), **kw)
+        app = make_app(ChatModel(model, threads=threads), **kw)
         port = sock.getsockname()[1]
         url = f"http://{'['+host+']' if ':' in host else host}:{port}/v1"
         if not is_loopback(host):
