@@ -210,7 +210,7 @@ GGUF_MODEL, GGUF_BITS = 'default', 8     # what the smol-gguf row exports (--ggu
 
 def export_gguf_folder(out):
     "`convert --format gguf` of GGUF_MODEL at GGUF_BITS into `out` (verified, as convert writes it)"
-    from convchat.gguf_export import export_gguf
+    from convchat.ollama import export_gguf
     export_gguf(GGUF_MODEL, out, bits=GGUF_BITS, overwrite=True)
 
 def own_gguf(name, work)->Path|None:

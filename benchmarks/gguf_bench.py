@@ -2,7 +2,7 @@
 
     python benchmarks/gguf_bench.py [--model default] [--label TEXT] [--work /tmp/convchat-gguf-bench] [--reuse] [--note TEXT ...] [--name gguf]
 
-`convchat.gguf_export.export_gguf(model, bits=b)` (the default model, or a fine-tuned folder) for b in 16, 8, 4 (F16, Q8_0, Q4_1 with the kinds the check needs at Q8_0), each checked as convert
+`convchat.ollama.export_gguf(model, bits=b)` (the default model, or a fine-tuned folder) for b in 16, 8, 4 (F16, Q8_0, Q4_1 with the kinds the check needs at Q8_0), each checked as convert
 --format gguf checks it: teacher-forced KL, top-1 agreement and perplexity against the fp32 PyTorch model on the example
 conversations and the verification prompts, tokenizer, chat template, stop ids and Modelfile. `--reuse` collects the
 folders already in `--work` instead of exporting again. Results: benchmarks/results/<name>.json and <name>.md.
@@ -26,7 +26,7 @@ def main():
     for b in (4, 8, 16):                               # the most telling first, on a busy machine
         d = work/f'default-{b}'
         if not (a.reuse and (d/'convchat-gguf.json').is_file()):
-            from convchat.gguf_export import export_gguf
+            from convchat.ollama import export_gguf
             export_gguf(a.model, d, bits=b, overwrite=True, force=True)
         meta = json.loads((d/'convchat-gguf.json').read_text()); v = meta['verification']; g = v['gate']
         trials += [dict(step=k, q8=', '.join(t['q8']) or '(none: every layer matrix Q4_1)', kl=t['kl'], top1=t['top1'] * 100,

@@ -274,7 +274,7 @@ def _convert_gguf(model, output_dir, bits, force, allow_pickle, overwrite)->int:
     "`convert --format gguf`: a verified model.gguf and an Ollama Modelfile."
     _check_choice('bits', str(bits).lower(), ('auto', '16', '8', '4'))
     _check_model(model)
-    from convchat.gguf_export import export_gguf, gguf_info, format_gguf_info
+    from convchat.ollama import export_gguf, gguf_info, format_gguf_info
     with contextlib.redirect_stdout(sys.stderr):
         out = export_gguf(model, output_dir, bits=bits, overwrite=overwrite, force=force, allow_pickle=allow_pickle)
     say(format_gguf_info(gguf_info(out)))
@@ -303,7 +303,7 @@ def info(model:str='convchat-onnx', # An exported model folder (ONNX, GGUF from 
         from convchat.web import web_summary
         print(web_summary(onnx_dir)); return 0
     if (Path(onnx_dir)/'convchat-gguf.json').is_file():
-        from convchat.gguf_export import gguf_info, format_gguf_info
+        from convchat.ollama import gguf_info, format_gguf_info
         print(format_gguf_info(gguf_info(onnx_dir))); return 0
     print(format_info(model_info(onnx_dir)))
     return 0

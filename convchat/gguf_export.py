@@ -1,4 +1,4 @@
-"""`export_gguf`: a model in, a verified `model.gguf` and an Ollama `Modelfile` out, for llama.cpp, Ollama and LM Studio.
+"""`write_gguf` and `verify_gguf`: a model written as one llama.cpp file, read back and checked against its source.
 
 Docs: https://convchat.github.io/convchat/gguf.html.md"""
 
@@ -6,25 +6,19 @@ Docs: https://convchat.github.io/convchat/gguf.html.md"""
 
 # %% ../nbs/04e_gguf.ipynb #ead489c7
 from __future__ import annotations
-import os, re, json, time, shutil, contextlib
-from collections import Counter
-from dataclasses import dataclass, field, asdict
+import os, json, contextlib
+from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 from .core import *
-from .models import resolve_model, load_model
-from .tokenization import ensure_chat_template, end_of_turn_ids
-from .verify import VERIFY_PROMPTS, GATES, GateThresholds, GateReport, gate_token_ids, training_data
+from .tokenization import end_of_turn_ids
+from .verify import VERIFY_PROMPTS, GATES, GateThresholds, GateReport, gate_token_ids
 
 # %% auto #0
-__all__ = ['GGUF_FILE', 'MODELFILE', 'GGUF_META', 'GGUF_TYPES', 'GGUF_ARCHS', 'GO_TEMPLATES', 'TEMPLATE_CHECKS', 'GGUF_GATES',
-           'TOKEN_TEXTS', 'gguf_type', 'gguf_arch', 'gguf_tensors', 'tokenizer_pre', 'write_gguf', 'render_go',
-           'ollama_template', 'trained_system_prompt', 'modelfile', 'read_modelfile', 'render_modelfile', 'load_gguf',
-           'GGUFReport', 'verify_gguf', 'llama_cpp_check', 'GGUFCheckFailed', 'export_gguf', 'gguf_info',
-           'format_gguf_info']
+__all__ = ['GGUF_TYPES', 'GGUF_ARCHS', 'GGUF_GATES', 'TOKEN_TEXTS', 'gguf_type', 'gguf_arch', 'gguf_tensors', 'tokenizer_pre',
+           'write_gguf', 'load_gguf', 'GGUFReport', 'verify_gguf', 'llama_cpp_check']
 
 # %% ../nbs/04e_gguf.ipynb #f09e2473
-GGUF_FILE, MODELFILE, GGUF_META = 'model.gguf', 'Modelfile', 'convchat-gguf.json'
 GGUF_TYPES = {16: 'F16', 8: 'Q8_0', 4: 'Q4_1'}
 
 def gguf_type(bits)->str:
@@ -168,202 +162,6 @@ def write_gguf(model, tok,          # The loaded model and its tokenizer (with a
         w.add_tensor(n, gguf.quants.quantize(d, gguf.GGMLQuantizationType[t]), raw_dtype=gguf.GGMLQuantizationType[t])
     w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
     return Path(path)
-
-# %% ../nbs/04e_gguf.ipynb #437979d6
-_GO_ACTION = re.compile(r'\{\{(-\s)?\s*(.*?)\s*(\s-)?\}\}', re.S)
-_GO_TOKEN = re.compile(r'\s*(\(|\)|"(?:\\.|[^"\\])*"|-?\d+|\$?[\w.]*)')
-
-def _go_lex(src:str)->list[tuple]:
-    "Text and actions of a Go template, with `{{-`/`-}}` whitespace trimming applied."
-    out, pos, trim = [], 0, False
-    for m in _GO_ACTION.finditer(src):
-        text = src[pos:m.start()]
-        if trim: text = text.lstrip()
-        if m[1]: text = text.rstrip()
-        out += [('text', text), ('act', m[2])]; pos, trim = m.end(), bool(m[3])
-    return out + [('text', src[pos:].lstrip() if trim else src[pos:])]
-
-# %% ../nbs/04e_gguf.ipynb #f7c2af29
-def _go_parse(toks:list, i:int=0, stops=())->tuple[list, int]:
-    "A tree of text, actions, `if` chains, `range` loops and variable assignments, from `i` to the first action in `stops`."
-    body = []
-    while i < len(toks):
-        kind, s = toks[i]; word = (s.split(None, 1) or [''])[0] if kind == 'act' else ''
-        if kind == 'text': body.append(('text', s)); i += 1
-        elif word in stops: return body, i
-        elif word == 'if':
-            branches, cond = [], s[2:].strip()
-            while True:
-                b, i = _go_parse(toks, i+1, ('else', 'end')); branches.append((cond, b))
-                nxt = toks[i][1]
-                if nxt == 'end': break
-                cond = nxt[len('else if'):].strip() if nxt.startswith('else if') else None
-            body.append(('if', branches)); i += 1
-        elif word == 'range':
-            m = re.fullmatch(r'range\s+(?:(\$\w+)\s*(?:,\s*(\$\w+))?\s*:=\s*)?(.+)', s, re.S)
-            b, i = _go_parse(toks, i+1, ('end',)); body.append(('range', m[1], m[2], m[3], b)); i += 1
-        elif m := re.fullmatch(r'(\$\w+)\s*:?=\s*(.+)', s, re.S): body.append(('set', m[1], m[2])); i += 1
-        else: body.append(('act', s)); i += 1
-    if stops: raise ConvchatError(f"Go template: missing {{{{ end }}}}")
-    return body, i
-
-# %% ../nbs/04e_gguf.ipynb #161052c3
-def _truth(v)->bool: return v not in (None, False, 0, '') and not (isinstance(v, (list, dict)) and not v)
-
-_GO_FUNCS = dict(eq=lambda a, *b: any(a == x for x in b), ne=lambda a, b: a != b, not_=lambda a: not _truth(a),
-                 and_=lambda *a: next((x for x in a if not _truth(x)), a[-1]), or_=lambda *a: next((x for x in a if _truth(x)), a[-1]),
-                 len=len, slice=lambda x, i=0, j=None: x[i:j], index=lambda x, i: x[i])
-
-def _go_value(t, dot, env):
-    if isinstance(t, tuple): return t[1]                            # a parenthesised result
-    if t.startswith('"'): return json.loads(t)
-    if re.fullmatch(r'-?\d+', t): return int(t)
-    if t in ('true', 'false'): return t == 'true'
-    head, *fields = t.split('.')
-    v = dot if head == '' else env[head] if head.startswith('$') else None
-    if head and not head.startswith('$'): raise ConvchatError(f"Go template: unknown name {t!r}")
-    for f in fields:
-        if f: v = v[f]
-    return v
-
-# %% ../nbs/04e_gguf.ipynb #a7768a83
-def _go_eval(expr:str, dot, env):
-    "The value of a Go template expression."
-    toks, pos = [], 0
-    while pos < len(expr.rstrip()):
-        m = _GO_TOKEN.match(expr, pos)
-        if not m or m.end() == pos: raise ConvchatError(f"Go template: cannot read {expr[pos:]!r}")
-        toks.append(m[1]); pos = m.end()
-    def cmd(i):
-        args = []
-        while i < len(toks) and toks[i] != ')':
-            if toks[i] == '(': v, i = cmd(i+1); args.append(('val', v)); i += 1
-            else: args.append(toks[i]); i += 1
-        f = args[0] if isinstance(args[0], str) else None
-        if f in ('not', 'and', 'or') or f in _GO_FUNCS: 
-            return _GO_FUNCS[f + '_' if f in ('not', 'and', 'or') else f](*[_go_value(a, dot, env) for a in args[1:]]), i
-        return _go_value(args[0], dot, env), i
-    return cmd(0)[0]
-
-# %% ../nbs/04e_gguf.ipynb #d42b0258
-def _go_exec(nodes:list, dot, env:dict)->str:
-    out = []
-    for n in nodes:
-        if n[0] == 'text': out.append(n[1])
-        elif n[0] == 'act': out.append(str(_go_eval(n[1], dot, env)))
-        elif n[0] == 'set': env[n[1]] = _go_eval(n[2], dot, env)
-        elif n[0] == 'if':
-            b = next((b for c, b in n[1] if c is None or _truth(_go_eval(c, dot, env))), [])
-            out.append(_go_exec(b, dot, env))
-        else:
-            _, iv, ev, expr, body = n
-            for k, x in enumerate(_go_eval(expr, dot, env)):
-                e = {**env, **({iv: k, ev: x} if ev else {iv: x} if iv else {})}
-                out.append(_go_exec(body, x, e))
-    return ''.join(out)
-
-def render_go(template:str, # An Ollama `TEMPLATE`
-              data:dict,    # {'Messages': [{'Role', 'Content'}, ...], 'System': ...}
-             )->str:
-    "Render the subset of Go's `text/template` that convchat's Ollama templates use."
-    return _go_exec(_go_parse(_go_lex(template))[0], data, {'$': data})
-
-# %% ../nbs/04e_gguf.ipynb #53638b50
-_CLOSE_AND_PROMPT = '{{ if and (eq (len (slice $.Messages $i)) 1) (ne $m.Role "assistant") }}'
-GO_TEMPLATES = dict(
-    chatml=('{{- range $i, $m := .Messages }}{default_system}<|im_start|>{{ $m.Role }}\n{{ $m.Content }}<|im_end|>\n'
-            + _CLOSE_AND_PROMPT + '<|im_start|>assistant\n{{ end }}{{- end }}'),
-    llama3=('{{- range $i, $m := .Messages }}<|start_header_id|>{{ $m.Role }}<|end_header_id|>\n\n{{ $m.Content }}<|eot_id|>'
-            + _CLOSE_AND_PROMPT + '<|start_header_id|>assistant<|end_header_id|>\n\n{{ end }}{{- end }}'),
-    convchat=('{{- range $i, $m := .Messages }}{{ if eq $m.Role "system" }}System{{ else if eq $m.Role "user" }}User'
-              '{{ else }}Assistant{{ end }}: {{ $m.Content }}{eos}\n' + _CLOSE_AND_PROMPT + 'Assistant:{{ end }}{{- end }}'),
-)
-_CHATML_DEFAULT = '{{{{ if and (eq $i 0) (ne $m.Role "system") }}}}<|im_start|>system\n{}<|im_end|>\n{{{{ end }}}}'
-
-# %% ../nbs/04e_gguf.ipynb #8d035643
-TEMPLATE_CHECKS = [
-    [{'role': 'user', 'content': 'Hi!'}],
-    [{'role': 'system', 'content': 'Be brief.'}, {'role': 'user', 'content': 'Hi!'}],
-    [{'role': 'user', 'content': 'Hi!'}, {'role': 'assistant', 'content': 'Hello! 👋'}, {'role': 'user', 'content': 'Où est Paris?'}],
-    [{'role': 'system', 'content': 'Be brief.'}, {'role': 'user', 'content': 'Hi!'}, {'role': 'assistant', 'content': 'Hello.'}],
-]
-
-def _jinja(tok, msgs:list)->str:
-    "The model's own rendering: ready for the reply after a user turn, as it is after an assistant turn."
-    s = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=msgs[-1]['role'] != 'assistant')
-    return s.removeprefix(tok.bos_token) if _template_bos(tok) else s
-
-def _go_messages(msgs:list, system:str=None)->dict:
-    "Ollama's data for a chat: the Modelfile's `SYSTEM` first when the conversation has no system message."
-    if system and msgs[0]['role'] != 'system': msgs = [{'role': 'system', 'content': system}] + msgs
-    return {'Messages': [{'Role': m['role'], 'Content': m['content']} for m in msgs], 'System': system or ''}
-
-# %% ../nbs/04e_gguf.ipynb #905a0c70
-def _default_system(tok)->str|None:
-    "The system message a ChatML template adds when a conversation has none (SmolLM2's)."
-    s = tok.apply_chat_template([{'role': 'user', 'content': 'x'}], tokenize=False)
-    m = re.match(r'<\|im_start\|>system\n(.*?)<\|im_end\|>\n<\|im_start\|>user\n', s, re.S)
-    return m[1] if m else None
-
-def _candidates(tok)->dict:
-    d = _default_system(tok)
-    return {k: v.replace('{default_system}', _CHATML_DEFAULT.format(d) if d is not None else '').replace('{eos}', tok.eos_token or '')
-            for k, v in GO_TEMPLATES.items()}
-
-def ollama_template(tok, checks:list=None)->tuple[str, str]:
-    "`(family, Go template)` that renders as `tok`'s chat template on `checks` (default `TEMPLATE_CHECKS`); a `ConvchatError` if none does."
-    tok = ensure_chat_template(tok, pad=False)
-    for fam, t in _candidates(tok).items():
-        if all(render_go(t, _go_messages(c)) == _jinja(tok, c) for c in checks or TEMPLATE_CHECKS): return fam, t
-    raise ConvchatError("the model's chat template is not one convchat can translate to Ollama's Go template (it knows "
-                        f"{', '.join(GO_TEMPLATES)}); convert --format gguf refuses to write a Modelfile that would render it differently")
-
-# %% ../nbs/04e_gguf.ipynb #fb9c58ba
-def trained_system_prompt(model_dir)->str|None:
-    "The system message at least half of the training conversations start with, if the training data is still there."
-    f = training_data(model_dir) if model_dir else None
-    if f is None: return None
-    from convchat.data import load_conversations
-    convs = load_conversations(f)
-    firsts = Counter(c.messages[0]['content'] for c in convs if c.messages and c.messages[0]['role'] == 'system')
-    s, n = firsts.most_common(1)[0] if firsts else (None, 0)
-    return s if n * 2 >= len(convs) else None
-
-# %% ../nbs/04e_gguf.ipynb #094b6152
-def _quote(s:str, what:str)->str:
-    if '"""' in s: raise ConvchatError(f'the {what} contains """, which a Modelfile cannot quote')
-    return f'"""{s}"""'
-
-def modelfile(template:str,          # Ollama Go template (`ollama_template`)
-              stop:list[str],        # Token texts that end a turn
-              system:str=None,       # System prompt (`trained_system_prompt`)
-              gguf_file:str=GGUF_FILE,
-             )->str:
-    "An Ollama Modelfile for the GGUF file beside it, with convchat's decoding defaults."
-    from convchat.runtime import GenerationConfig
-    g = GenerationConfig()
-    lines = [f'FROM ./{gguf_file}', f'TEMPLATE {_quote(template, "template")}']
-    if system: lines.append(f'SYSTEM {_quote(system, "system prompt")}')
-    lines += [f'PARAMETER stop {json.dumps(s, ensure_ascii=False)}' for s in stop]
-    lines += [f'PARAMETER temperature {g.temperature:g}', f'PARAMETER top_p {g.top_p:g}',
-              f'PARAMETER repeat_penalty {g.repetition_penalty:g}', f'PARAMETER repeat_last_n {g.repeat_last_n}',
-              f'PARAMETER num_predict {g.max_new_tokens}']
-    return '\n'.join(lines) + '\n'
-
-# %% ../nbs/04e_gguf.ipynb #34adfb71
-def read_modelfile(text:str)->dict:
-    "{'from', 'template', 'system', 'parameters': {name: [values]}} of an Ollama Modelfile."
-    out = dict(parameters={})
-    for m in re.finditer(r'^(FROM|TEMPLATE|SYSTEM|PARAMETER)\s+("""(.*?)"""|.*?)$', text, re.S | re.M):
-        val = m[3] if m[3] is not None else m[2].strip()
-        if m[1] == 'PARAMETER':
-            k, v = val.split(None, 1); out['parameters'].setdefault(k, []).append(json.loads(v) if v.startswith('"') else v)
-        else: out[m[1].lower()] = val
-    return out
-
-def render_modelfile(mf:dict, msgs:list)->str:
-    "The prompt Ollama builds for `msgs` from a read Modelfile."
-    return render_go(mf['template'], _go_messages(msgs, mf.get('system')))
 
 # %% ../nbs/04e_gguf.ipynb #54b14712
 GGUF_GATES = {'F16': GateThresholds(1e-3, 0.99, 0.005, "16-bit weights only round: the answers must not change"),
@@ -544,13 +342,6 @@ def _corrupt(path:Path, tensor:str='token_embd.weight', rows:slice=slice(0, 400)
         fh.seek(t.data_offset + rows.start*row); fh.write(np.random.default_rng(0).integers(0, 255, (rows.stop - rows.start)*row, np.uint8).tobytes())
     return path
 
-# %% ../nbs/04e_gguf.ipynb #953f0bd9
-class GGUFCheckFailed(ConvchatError):
-    "The written GGUF file answers differently from the source model, so it was not kept."
-    def __init__(self, msg:str, report:GGUFReport=None): super().__init__(msg); self.report = report
-
-def _stop_texts(tok, eot:list)->list[str]: return [tok.convert_ids_to_tokens(i) for i in eot]
-
 # %% ../nbs/04e_gguf.ipynb #465087ea
 def _roundtrip(w:np.ndarray, t:str, transpose:bool=False, cache:dict=None, key=None)->np.ndarray:
     "`w` stored as type `t` and read back (GPT-2's Conv1D weights are stored transposed)."
@@ -586,71 +377,3 @@ def _q4_mix(model, texts:list)->tuple[tuple, list[dict]]:
         if g.passed: break
     return q8, tried
 
-
-# %% ../nbs/04e_gguf.ipynb #12966023
-def _modelfile_for(tok, src, eot)->tuple[str, str, str|None]:
-    "`(family, Modelfile text, system prompt)`, its template checked against the model's on `TEMPLATE_CHECKS` with the system prompt."
-    fam, go = ollama_template(tok)
-    system = trained_system_prompt(src)
-    mf = modelfile(go, _stop_texts(tok, eot), system)
-    for c in TEMPLATE_CHECKS:
-        want = _jinja(tok, c if not system or c[0]['role'] == 'system' else [{'role': 'system', 'content': system}] + c)
-        if render_modelfile(read_modelfile(mf), c) != want: raise ConvchatError("the Modelfile renders a prompt differently from the model's template")
-    return fam, mf, system
-
-# %% ../nbs/04e_gguf.ipynb #4ec3d552
-def export_gguf(model='default',         # 'default', a model folder (e.g. from `convchat train`) or a hub id
-                output_dir='convchat-gguf', # Folder to write `model.gguf` and `Modelfile` into
-                bits=8,                  # 16 (F16), 8 (Q8_0) or 4 (Q4_1, with as many kinds at Q8_0 as the check needs)
-                overwrite:bool=False,    # Replace an existing folder that convchat wrote
-                force:bool=False,        # Keep a file that fails its checks (the report records it)
-                allow_pickle:bool=False, # Load pickle weights: only for folders you trust
-               )->Path:                  # The folder written
-    "Export `model` to a verified GGUF file and an Ollama Modelfile."
-    t0, out, src = time.time(), Path(output_dir), resolve_model(model)
-    qtype = gguf_type(bits); check_output_dir(out, overwrite, protect=[src])
-    m, tok = load_model(src, allow_pickle=allow_pickle); ensure_chat_template(tok, pad=False)
-    gguf_arch(m.config); tokenizer_pre(tok)
-    eot = end_of_turn_ids(tok, getattr(m, 'generation_config', None))
-    with atomic_dir(out, overwrite, protect=[src]) as tmp:
-        fam, mf, system = _modelfile_for(tok, src, eot)
-        work = tmp/'.source'; tok.save_pretrained(work)                # the tokenizer as the model chats with it (merges, specials)
-        q8, tried = _q4_mix(m, _gate_texts(tok, VERIFY_PROMPTS)) if qtype == 'Q4_1' else ((), [])
-        f = write_gguf(m, tok, work, tmp/GGUF_FILE, bits, name=str(getattr(m.config, '_name_or_path', '') or model), q8=q8)
-        rep = verify_gguf(f, m, tok)
-        if not (rep.passed or force): raise GGUFCheckFailed(f"{GGUF_FILE} was not written: {rep}", rep)
-        shutil.rmtree(work)
-        atomic_write_text(tmp/MODELFILE, mf)
-        atomic_write_json(tmp/GGUF_META, dict(format='convchat-gguf', version=1, model_file=GGUF_FILE, type=qtype, q8_kinds=list(q8), q4_mix=tried, template=fam,
-                          system=system, stop=_stop_texts(tok, eot), source_model=str(model), source_path=str(src),
-                          architecture=m.config.model_type, parameters=sum(p.numel() for p in m.parameters()),
-                          file_size=f.stat().st_size, sha256=file_sha256(f), verification=rep.to_dict(), forced=not rep.passed,
-                          **package_versions(('convchat', 'torch', 'transformers', 'gguf', 'llama-cpp-python')),
-                          seconds=round(time.time() - t0, 1), created=time.strftime('%Y-%m-%dT%H:%M:%S%z')))
-    return out
-
-# %% ../nbs/04e_gguf.ipynb #f6814897
-def gguf_info(folder:Path)->dict:
-    "The record of a GGUF folder, with the file's checksum verified."
-    d = Path(folder); fm = d/GGUF_META
-    if not fm.is_file(): raise ConvchatError(f"{d}: not a convchat GGUF folder (no {GGUF_META}); make one with `convchat convert --format gguf`")
-    meta = json.loads(fm.read_text()); f = d/meta['model_file']
-    if not f.is_file(): raise ConvchatError(f"{f}: missing; export the model again")
-    if f.stat().st_size != meta['file_size'] or file_sha256(f) != meta['sha256']:
-        raise ConvchatError(f"{f}: its size or sha256 differs from the file written at export; it is truncated or corrupt: export the model again")
-    return {**meta, 'path': str(d), 'fields': {k: v for k, v in _fields(f).items() if not k.startswith('tokenizer.ggml.') and k != 'tokenizer.chat_template'}}
-
-def format_gguf_info(info:dict)->str:
-    "`gguf_info`'s dict as aligned lines for the terminal."
-    v = info['verification']; g = v['gate']
-    rows = [('Model folder', info['path']), ('Source', info['source_model']),
-            ('Architecture', f"{info['architecture']}, {info['parameters']/1e6:.1f}M parameters"),
-            ('GGUF file', f"{info['model_file']}, {info['type']}" + (f" ({', '.join(info['q8_kinds'])} at Q8_0)" if info.get('q8_kinds') else '')
-                          + f", {info['file_size']/1e6:.1f} MB, sha256 checked"),
-            ('Verification', f"KL {g['kl']:.5f}, top-1 {g['top1']:.1%}, max |logit diff| {v['max_abs_diff']:.3f}; tokenizer, "
-                             f"template and stop ids {'identical' if not v['problems'] else 'DIFFER'}"
-                             + (': passed' if v['passed'] else ': FAILED (forced)')),
-            ('llama.cpp', v['llama_cpp']['summary'] if v.get('llama_cpp') else 'not checked (llama-cpp-python not installed)'),
-            ('Template', f"{info['template']}; stop {', '.join(info['stop'])}" + (f"; system {info['system'][:40]!r}" if info.get('system') else '')),
-            ('Ollama', f"ollama create mymodel -f {Path(info['path'])/MODELFILE} && ollama run mymodel")]
-    return '\n'.join(f'{k:<13} {v}' for k, v in rows)
