@@ -127,7 +127,8 @@ def llama_cpp_system_info()->str:
 def llama_cpp_quality(reference_dir, gguf, ids, threads=None)->dict:
     "KL and top-1 of llama.cpp's next-token distribution on `ids` against the reference graph's, teacher-forced"
     import numpy as np
-    from convchat.runtime import Decoder, log_softmax
+    from convchat.runtime import Decoder
+    from convchat.sampling import log_softmax
     m = llama_cpp_model(gguf, threads or 2, logits_all=True); m.eval(ids)
     a, b = Decoder(reference_dir, threads).logits([ids])[0].astype(np.float64), np.array(m.scores[:len(ids)], dtype=np.float64)
     la, lb = log_softmax(a), log_softmax(b)

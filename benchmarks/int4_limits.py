@@ -111,7 +111,8 @@ def layers(work:Path)->dict:
                                _is_head, _builder_args, INT4_BUILD)
     from convchat.models import default_model_path, load_tokenizer
     from convchat.verify import gate_token_ids
-    from convchat.runtime import log_softmax, _kv_dims
+    from convchat.runtime import _kv_dims
+    from convchat.sampling import log_softmax
     import onnxruntime as ort
     src, fp = default_model_path(), work/'fp32-fused-gate-up'
     if not (fp/'model.onnx').exists():

@@ -14,7 +14,7 @@ from .core import *
 from .runtime import ChatModel, GenerationConfig, _config, _check_text, _check_messages
 
 # %% auto #0
-__all__ = ['HELP', 'load_prompts', 'ChatSession', 'interactive']
+__all__ = ['ChatSession', 'interactive']
 
 # %% ../nbs/05_chat.ipynb #2bb14db6
 def load_prompts(path:str|Path)->list:
@@ -120,6 +120,7 @@ def _reply(self:ChatSession, c:GenerationConfig):
 # %% ../nbs/05_chat.ipynb #617556d4
 HELP = "commands: /reset (forget the conversation), /system TEXT (set the system prompt and reset), /help, /quit (or Ctrl-D)"
 
+# %% ../nbs/05_chat.ipynb #783bd66a
 def interactive(model:str|Path|ChatModel, # Exported model folder or a loaded `ChatModel`
                 system:str=None,           # System prompt
                 stdin=None,                # Where lines are read (default: the terminal)

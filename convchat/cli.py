@@ -10,10 +10,10 @@ import sys, os, re, time, json, math, errno, inspect, contextlib, shutil, tempfi
 from pathlib import Path
 from fastcore.script import anno_parser
 from .core import *
+from .core import check_output_dir
 
 # %% auto #0
-__all__ = ['PIPELINE_ONNX', 'COMMANDS', 'HIDDEN', 'say', 'validate', 'train', 'convert', 'info', 'chat', 'serve', 'pipeline',
-           'report', 'main']
+__all__ = ['main']
 
 # %% ../nbs/07_cli.ipynb #96ad3a36
 def say(*args):
@@ -546,6 +546,7 @@ def _parser(cmd, fn):
     p.add_argument('-V', '--version', action='version', version=f'convchat {__version__}')
     return p
 
+# %% ../nbs/07_cli.ipynb #32a7ef9a
 def main(argv:list=None)->int:
     "Run `convchat COMMAND ...`; returns the exit status."
     argv = sys.argv[1:] if argv is None else list(argv)

@@ -10,7 +10,7 @@ import json, resource
 from dataclasses import dataclass
 
 # %% auto #0
-__all__ = ['ConnectionLimits', 'open_file_limit', 'limited_protocol', 'uvicorn_config', 'bounded_malloc']
+__all__ = ['ConnectionLimits']
 
 # %% ../nbs/05c_connections.ipynb #bc2ab1ba
 @dataclass
@@ -21,6 +21,7 @@ class ConnectionLimits:
     keep_alive:float=5          # Seconds an idle connection stays open between requests
     max_connections:int=1000    # Connections open at once; more are answered 503 and closed (lowered to fit the open-file limit)
 
+# %% ../nbs/05c_connections.ipynb #56a8a552
 def open_file_limit(want:int)->int:
     "Raise this process's open-file limit towards `want` (as far as the hard limit allows); the limit in force."
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -9,17 +9,17 @@ from __future__ import annotations
 import re, json, time, shutil, warnings, contextlib
 from pathlib import Path
 from .core import *
+from .core import atomic_dir, atomic_write_json, atomic_write_text, check_output_dir, file_sha256, package_versions
 from .models import resolve_model, load_model
 from .tokenization import ensure_chat_template, end_of_turn_ids
-from .runtime import META_FILE, resolve_onnx_file, check_onnx_file
+from .runtime import META_FILE, resolve_onnx_file
+from .decoder import check_onnx_file
 from .fuse import EXPORT_TASK, optimum_export
 from .verify import (GATES, GateFailed, bits_name, verify_onnx, gate_candidate,
                              gate_token_ids, probe_prompts, training_data)
 
 # %% auto #0
-__all__ = ['ONNX_FILE', 'REQUIRED_INPUTS', 'GRAPH_CHOICES', 'onnx_io', 'check_onnx_io', 'check_tied_embeddings', 'plain_export',
-           'parse_bits', 'choose_graph', 'fused_builds', 'build_name', 'gated_fused', 'save_runtime_files',
-           'export_metadata', 'export', 'read_metadata', 'model_info', 'format_info']
+__all__ = ['GRAPH_CHOICES', 'export', 'read_metadata', 'model_info']
 
 # %% ../nbs/04c_convert.ipynb #6fee11bc
 ONNX_FILE = 'model.onnx'
@@ -92,6 +92,7 @@ def plain_export(model, tok,           # The loaded source model and its tokeniz
 # %% ../nbs/04c_convert.ipynb #0d4ee342
 GRAPH_CHOICES = ('auto', 'fused', 'plain')
 
+# %% ../nbs/04c_convert.ipynb #0d380bc7
 def parse_bits(bits)->int|None|str:
     "`bits` as `export` takes it ('auto', None, 8 or 4), also from the strings 'none', '8', 'int8', '4' and 'int4'."
     s = str(bits).lower()

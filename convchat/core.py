@@ -10,9 +10,7 @@ import os, sys, json, re, stat, shutil, fnmatch, tempfile, hashlib, contextlib
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['OWNER_FILE', 'MODEL_FILE_LIMITS', 'PACKAGES', 'QUIET_LOGGERS', 'ConvchatError', 'cache_dir', 'atomic_write_text',
-           'atomic_write_json', 'check_output_dir', 'clean_leftovers', 'atomic_dir', 'check_model_files',
-           'package_versions', 'file_sha256', 'quiet_libraries', 'CPUInfo', 'cpu_info']
+__all__ = ['ConvchatError', 'cache_dir', 'check_model_files', 'quiet_libraries', 'CPUInfo', 'cpu_info']
 
 # %% ../nbs/00_core.ipynb #223f8846
 class ConvchatError(Exception):
@@ -188,6 +186,7 @@ def file_sha256(path:Path, chunk:int=1<<20)->str:
 # %% ../nbs/00_core.ipynb #ea39cc18
 QUIET_LOGGERS = ('transformers', 'optimum', 'accelerate', 'peft', 'datasets', 'onnxruntime', 'torch._dynamo', 'torch._inductor')
 
+# %% ../nbs/00_core.ipynb #56d8e595
 @contextlib.contextmanager
 def quiet_libraries(verbose:bool|None=None, # None: `CONVCHAT_VERBOSE` decides
                     messages:tuple=None,      # Regexes of the Python warnings to ignore; None: all of them

@@ -13,21 +13,25 @@ from pathlib import Path
 from typing import Iterator, NamedTuple
 from fastcore.basics import patch
 from .core import *
+from .core import atomic_write_json, atomic_write_text
 
 # %% auto #0
-__all__ = ['ROLES', 'FORMATS', 'SHAREGPT_ROLES', 'SHAREGPT_FROM', 'MESSAGE_KEYS', 'RECORD_KEYS', 'SHAREGPT_KEYS',
-           'EXAMPLE_QUESTIONS', 'DataError', 'Conversation', 'format_example', 'Problem', 'check_record',
-           'iter_records', 'ValidationReport', 'validate_file', 'load_conversations', 'save_conversations',
-           'to_dataset', 'from_dataset', 'example_conversations_path']
+__all__ = ['FORMATS', 'DataError', 'Conversation', 'format_example', 'ValidationReport', 'validate_file', 'load_conversations',
+           'save_conversations', 'to_dataset', 'from_dataset', 'example_conversations_path']
 
 # %% ../nbs/02_data.ipynb #c7f8a848
 ROLES = ('system', 'user', 'assistant', 'tool')
+
+# %% ../nbs/02_data.ipynb #4323a34f
 FORMATS = ('convchat', 'openai', 'sharegpt')
+
+# %% ../nbs/02_data.ipynb #44b5b6f4
 SHAREGPT_ROLES = {'human': 'user', 'user': 'user', 'gpt': 'assistant', 'assistant': 'assistant', 'system': 'system',
                   'function_call': 'assistant', 'observation': 'tool'}
 SHAREGPT_FROM = {'user': 'human', 'assistant': 'gpt', 'system': 'system', 'tool': 'observation'}
 MESSAGE_KEYS = ('role', 'content', 'name', 'weight', 'tool_calls', 'tool_call_id')  # what a message keeps, in this order
 
+# %% ../nbs/02_data.ipynb #49c7a307
 class DataError(ConvchatError):
     "Bad conversation data; the message names the file, the record and the field."
     def __init__(self, msg, problem=None): super().__init__(msg); self.problem = problem
@@ -526,6 +530,7 @@ EXAMPLE_QUESTIONS = [
     ("What is the name of the sourdough starter?", "Barnaby"),
 ]
 
+# %% ../nbs/02_data.ipynb #cb291f35
 def example_conversations_path()->Path:
     "The example conversations shipped with convchat (`convchat/assets/example_conversations.json`)."
     import convchat

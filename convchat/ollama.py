@@ -10,6 +10,7 @@ import re, json, time, shutil
 from collections import Counter
 from pathlib import Path
 from .core import *
+from .core import atomic_dir, atomic_write_json, atomic_write_text, check_output_dir, file_sha256, package_versions
 from .models import resolve_model, load_model
 from .tokenization import ensure_chat_template, end_of_turn_ids
 from .verify import VERIFY_PROMPTS, training_data
@@ -17,9 +18,7 @@ from .gguf_export import (gguf_type, gguf_arch, tokenizer_pre, write_gguf, verif
                           _template_bos, _q4_mix, _gate_texts, _fields)
 
 # %% auto #0
-__all__ = ['GGUF_FILE', 'MODELFILE', 'GGUF_META', 'GO_TEMPLATES', 'TEMPLATE_CHECKS', 'render_go', 'ollama_template',
-           'trained_system_prompt', 'modelfile', 'read_modelfile', 'render_modelfile', 'GGUFCheckFailed', 'export_gguf',
-           'gguf_info', 'format_gguf_info']
+__all__ = ['modelfile', 'export_gguf', 'gguf_info']
 
 # %% ../nbs/04ea_ollama.ipynb #fba9daaf
 GGUF_FILE, MODELFILE, GGUF_META = 'model.gguf', 'Modelfile', 'convchat-gguf.json'
@@ -280,6 +279,7 @@ def gguf_info(folder:Path)->dict:
         raise ConvchatError(f"{f}: its size or sha256 differs from the file written at export; it is truncated or corrupt: export the model again")
     return {**meta, 'path': str(d), 'fields': {k: v for k, v in _fields(f).items() if not k.startswith('tokenizer.ggml.') and k != 'tokenizer.chat_template'}}
 
+# %% ../nbs/04ea_ollama.ipynb #caf5853b
 def format_gguf_info(info:dict)->str:
     "`gguf_info`'s dict as aligned lines for the terminal."
     v = info['verification']; g = v['gate']

@@ -9,13 +9,14 @@ from __future__ import annotations
 import os, re, contextlib
 
 # %% auto #0
-__all__ = ['is_main_process', 'barrier', 'main_process_first', 'any_process', 'allow_indexed_cpu_loads']
+__all__ = ['is_main_process', 'main_process_first']
 
 # %% ../nbs/02e_processes.ipynb #ac71c21a
 def is_main_process()->bool:
     "Whether this process prints and writes: the only one, or rank 0 under `torchrun`/`accelerate launch`."
     return int(os.environ.get('RANK', '0')) == 0
 
+# %% ../nbs/02e_processes.ipynb #6d800693
 def barrier():
     "Wait until every process of a multi-process run gets here (nothing to do in a single process)."
     if int(os.environ.get('WORLD_SIZE', '1')) <= 1: return
@@ -23,6 +24,7 @@ def barrier():
     from accelerate import PartialState
     PartialState(cpu=not torch.cuda.is_available()).wait_for_everyone()   # joins the process group the launcher set up
 
+# %% ../nbs/02e_processes.ipynb #d84f76e0
 @contextlib.contextmanager
 def main_process_first():
     "Run the block on the main process first, then on the others (which then read what it wrote)."
@@ -31,6 +33,7 @@ def main_process_first():
     finally:
         if is_main_process(): barrier()
 
+# %% ../nbs/02e_processes.ipynb #225c1e1a
 def any_process(flag:bool)->bool:
     "Whether `flag` holds on any process, the same answer on all of them: for what they must decide together."
     if int(os.environ.get('WORLD_SIZE', '1')) <= 1: return bool(flag)

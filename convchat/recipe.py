@@ -10,11 +10,10 @@ import re, enum, types, typing
 from dataclasses import dataclass, field, fields, replace, make_dataclass
 from pathlib import Path
 from .core import *
+from .core import atomic_write_text
 
 # %% auto #0
-__all__ = ['RECIPE_FILE', 'TrainConfig', 'save_schedule', 'make_config', 'trainer_fields', 'RunOptions', 'trainer_options',
-           'recipe_parser', 'parse_recipe', 'load_recipe', 'recipe_of', 'save_recipe', 'cpu_has_bf16',
-           'resolve_precision']
+__all__ = ['TrainConfig', 'make_config', 'parse_recipe', 'load_recipe', 'save_recipe']
 
 # %% ../nbs/02c_recipe.ipynb #fd0fd6fc
 @dataclass
@@ -94,6 +93,7 @@ def save_schedule(save_every:int|str|None, # Steps (50, '50'), a time ('10m', '9
 
 _LEGACY = dict(save_steps=lambda v: v, save_minutes=lambda v: f'{v}m')   # options older convchat versions took
 
+# %% ../nbs/02c_recipe.ipynb #ca28e647
 def make_config(config:TrainConfig=None, # A starting configuration (default: `TrainConfig()`)
                 **overrides,             # Fields to change
                )->TrainConfig:
@@ -222,6 +222,7 @@ def recipe_of(record:dict)->dict:
     run = dict(model=_recipe_model(record), data_file=record.get('data_file'))
     return {**{k: v for k, v in run.items() if v is not None}, **cfg, **extra}
 
+# %% ../nbs/02c_recipe.ipynb #2781c2c4
 def save_recipe(path:Path, record:dict)->Path:
     "Write `recipe_of(record)` as YAML to `path`."
     import yaml

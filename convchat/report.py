@@ -12,18 +12,17 @@ from pathlib import Path
 import numpy as np
 from fastcore.basics import patch
 from .core import *
+from .core import OWNER_FILE, atomic_write_json, check_output_dir, file_sha256
 from .runtime import ChatModel, GenerationConfig, META_FILE
 from .data import load_conversations, example_conversations_path
 
 # %% auto #0
-__all__ = ['PROBE_KINDS', 'REPORT_FILE', 'REPORT_FIGURES', 'Probe', 'load_probes', 'example_probes_path', 'says', 'Reply',
-           'OnnxAnswerer', 'TorchAnswerer', 'is_onnx_folder', 'answerer', 'probe_rows', 'recall', 'probe_recall',
-           'held_out_indices', 'held_out_turns', 'ModelScores', 'chrf', 'mean_words', 'score', 'LearningReport',
-           'load_report', 'training_record', 'probes_for', 'learning_report', 'figures', 'plot_report']
+__all__ = ['Probe', 'load_probes', 'recall', 'score', 'LearningReport', 'load_report', 'learning_report', 'plot_report']
 
 # %% ../nbs/05b_report.ipynb #f12be9c7
 PROBE_KINDS = ('verbatim', 'paraphrase')
 
+# %% ../nbs/05b_report.ipynb #d4646c9d
 @dataclass
 class Probe:
     "A question and the answers that count as knowing it."
@@ -53,6 +52,7 @@ def load_probes(path:str|Path, # JSON file: a list of {"question", "expect", "ki
     if not isinstance(ps, list) or not ps: raise ConvchatError(f"{p}: expected a non-empty JSON list of probes")
     return [_probe(x, f"{p}: probe {i}") for i, x in enumerate(ps)]
 
+# %% ../nbs/05b_report.ipynb #6a248e98
 def example_probes_path()->Path:
     "The probes of convchat's example conversations (`convchat/assets/example_probes.json`)."
     return example_conversations_path().with_name('example_probes.json')
@@ -142,11 +142,13 @@ def probe_rows(probes:list[Probe], replies:list[Reply])->list[dict]:
     return [dict(question=p.question, kind=p.kind, expect=p.expect, reply=r.text, stopped=r.stopped, hit=says(r.text, p.expect))
             for p, r in zip(probes, replies)]
 
+# %% ../nbs/05b_report.ipynb #1688f2a7
 def recall(rows:list[dict])->dict:
     "`{kind: [hits, n]}` over probe `rows`, for the kinds that occur."
     return {k: [sum(r['hit'] is not None for r in rows if r['kind'] == k), sum(r['kind'] == k for r in rows)]
             for k in PROBE_KINDS if any(r['kind'] == k for r in rows)}
 
+# %% ../nbs/05b_report.ipynb #fceb16e7
 def probe_recall(model,                   # Anything `answerer` takes
                  probes:list|str|Path=None, # `Probe`s or a probe file; the example data's probes when None
                  max_new_tokens:int=64,   # Longest reply
@@ -204,6 +206,7 @@ def chrf(replies:list[str], references:list[str])->float:
 
 def mean_words(texts:list[str])->float|None: return round(sum(len(t.split()) for t in texts)/len(texts), 2) if texts else None
 
+# %% ../nbs/05b_report.ipynb #6c9dbcd8
 def score(model, turns:list[dict], probes:list[Probe], name:str='fine-tuned', max_new_tokens:int=64,
           threads:int=None, batch_size:int=8)->ModelScores:
     "Greedy replies of `model` to the held-out `turns` and the `probes`, scored."
@@ -218,6 +221,7 @@ def score(model, turns:list[dict], probes:list[Probe], name:str='fine-tuned', ma
 # %% ../nbs/05b_report.ipynb #9e2733e5
 REPORT_FILE = 'convchat-report.json'
 
+# %% ../nbs/05b_report.ipynb #864e3b12
 @dataclass
 class LearningReport:
     "What fine-tuning taught: held-out replies and probe recall, one `ModelScores` per model (the base first, the reported model last)."
@@ -357,6 +361,7 @@ def figures(s:ModelScores)->list[float]:
     frac = lambda k: s.recall[k][0]/s.recall[k][1] if s.recall.get(k, [0, 0])[1] else 0.0
     return [(s.chrf or 0)/100, s.stop_rate, frac('verbatim'), frac('paraphrase')]
 
+# %% ../nbs/05b_report.ipynb #e9a8c7ba
 def plot_report(report:LearningReport, ax=None, title:str=None):
     "Grouped bars of `REPORT_FIGURES`, one bar per model."
     import matplotlib.pyplot as plt

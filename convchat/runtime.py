@@ -15,13 +15,15 @@ from fastcore.basics import patch
 from .core import *
 from .template import ChatTemplateError, render_chat
 from .sampling import *
+from .sampling import MIN_TEMPERATURE, Row, Sample, next_tokens
 from .decoder import *
+from .decoder import Batch, META_FILE, PrefixCache, compare_logits, resolve_onnx_file
 # names that lived here before sampling and decoder had their own modules, kept importable from here
 from .sampling import _config, _recent, _BIG, _logprobs, _fit, _greedy_pick
 from .decoder import _line, _read_json, _inside, _why_unloadable, _session_options, _NP, _kv_dims, _shares_kv, _common, _round_up, _np
 
 # %% auto #0
-__all__ = ['Generation', 'ChatModel', 'TextStream', 'ends_in_loop', 'repeated_ngram', 'Event']
+__all__ = ['Generation', 'ChatModel', 'TextStream', 'Event']
 
 # %% ../nbs/04_runtime.ipynb #f962e9f6
 def _token_str(t): return t.get('content') if isinstance(t, dict) else t

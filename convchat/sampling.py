@@ -13,7 +13,7 @@ from fastcore.basics import patch
 from .core import *
 
 # %% auto #0
-__all__ = ['MIN_TEMPERATURE', 'GenerationConfig', 'next_tokens', 'log_softmax', 'Sample', 'Row']
+__all__ = ['GenerationConfig']
 
 # %% ../nbs/03c_sampling.ipynb #a636cdb2
 MIN_TEMPERATURE = 1e-4  # above 0 and below this, logits/temperature can overflow float32 and sampling meets NaN
@@ -33,6 +33,7 @@ def _problem(name:str, v)->str|None:
     return (f"must be {'0 (greedy) or ' if name == 'temperature' else ''}{'a whole number' if whole else 'a number'} "
             f"from {_shown(lo)} to {_shown(hi)}, not {_shown(v)}")
 
+# %% ../nbs/03c_sampling.ipynb #e4759ed5
 @dataclass
 class GenerationConfig:
     "How a reply is decoded; each option is checked when the config is made."
@@ -54,7 +55,6 @@ class GenerationConfig:
         self.stop = [self.stop] if isinstance(self.stop, str) else list(self.stop) if self.stop else None
         if self.stop and not all(isinstance(s, str) for s in self.stop):
             raise ConvchatError(f"stop must be strings, not {self.stop!r}"[:200])
-
 
 # %% ../nbs/03c_sampling.ipynb #b7d0c1a2
 @patch(cls_method=True)

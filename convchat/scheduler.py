@@ -14,7 +14,7 @@ from .core import *
 from .runtime import ChatModel, GenerationConfig, Generation, Event, Batch, _event
 
 # %% auto #0
-__all__ = ['Request', 'QueueFull', 'Handle', 'Scheduler']
+__all__ = ['Request', 'QueueFull', 'Scheduler']
 
 # %% ../nbs/05a_scheduler.ipynb #8133c35e
 @dataclass

@@ -14,7 +14,7 @@ from fastcore.basics import patch
 from .core import *
 
 # %% auto #0
-__all__ = ['PROBE_STEPS', 'json_schema_of', 'vocab_size', 'JsonConstraint', 'json_constraint']
+__all__ = ['JsonConstraint', 'json_constraint']
 
 # %% ../nbs/04d_structured.ipynb #98f6e1b9
 def json_schema_of(response_format:dict|None, # OpenAI's `response_format`, e.g. `{'type': 'json_object'}`

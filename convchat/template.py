@@ -10,7 +10,7 @@ import re, sys, json, time, datetime, functools, threading
 from .core import *
 
 # %% auto #0
-__all__ = ['TEMPLATE_SECONDS', 'TEMPLATE_CHARS', 'ChatTemplateError', 'render_chat']
+__all__ = ['ChatTemplateError', 'render_chat']
 
 # %% ../nbs/03b_template.ipynb #15afaa58
 TEMPLATE_SECONDS, TEMPLATE_CHARS = 2.0, 1<<20   # a chat template's time to render, and the largest string or list it may make (beyond 2x the messages)

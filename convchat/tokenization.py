@@ -12,9 +12,8 @@ from .core import *
 from .data import Conversation, DataError
 
 # %% auto #0
-__all__ = ['DEFAULT_CHAT_TEMPLATE', 'PAD_CANDIDATES', 'TOOLS_PROMPT', 'ensure_chat_template', 'resize_embeddings',
-           'supports_tools', 'hermes_messages', 'template_messages', 'tokenize_conversation', 'end_of_turn_ids',
-           'DataReport', 'build_dataset', 'render_example', 'split_dataset', 'packing_supported', 'DataCollator']
+__all__ = ['ensure_chat_template', 'tokenize_conversation', 'DataReport', 'build_dataset', 'render_example', 'split_dataset',
+           'DataCollator']
 
 # %% ../nbs/02a_tokenization.ipynb #178a5af5
 DEFAULT_CHAT_TEMPLATE = (

@@ -16,8 +16,7 @@ from .structured import JsonConstraint, vocab_size, _guidance_tokenizer
 from .tokenization import hermes_messages
 
 # %% auto #0
-__all__ = ['MAX_TOOLS', 'MAX_TOOLS_CHARS', 'MAX_DESCRIPTION_CHARS', 'ToolError', 'Tools', 'ToolCallParser', 'reply_message',
-           'tool_prompt']
+__all__ = ['ToolError', 'Tools', 'ToolCallParser']
 
 # %% ../nbs/05e_tools.ipynb #7c9e6184
 MAX_TOOLS = 128              # most tools one request may give (OpenAI's limit)
@@ -25,6 +24,7 @@ MAX_TOOLS_CHARS = 64_000     # most characters of all tools together, as JSON: t
 MAX_DESCRIPTION_CHARS = 4096 # most characters of one tool's description
 _NAME = re.compile(r'[A-Za-z0-9_-]{1,64}')
 
+# %% ../nbs/05e_tools.ipynb #88f53de8
 class ToolError(ConvchatError):
     "A request's tools, tool choice or tool messages are wrong; `param` names the field, e.g. `tools[0].function.name`."
     def __init__(self, param:str, msg:str): super().__init__(f"{param}: {msg}"); self.param = param

@@ -10,18 +10,19 @@ import os, sys, re, json, math, time, errno, shutil, signal, warnings, contextli
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from .core import *
+from .core import MODEL_FILE_LIMITS, atomic_dir, atomic_write_json, check_output_dir, file_sha256, package_versions
 from .models import load_model, resolve_model
 from .data import load_conversations
 from .tokenization import (ensure_chat_template, resize_embeddings, build_dataset, split_dataset, end_of_turn_ids,
                                    DataCollator)
 from .recipe import *      # the options; re-exported, so `from convchat.train import load_recipe` keeps working
+from .recipe import RECIPE_FILE, cpu_has_bf16, resolve_precision, save_schedule
 from .trainer import *     # the fast training step
 from .processes import *   # one writer among several processes
+from .processes import allow_indexed_cpu_loads, any_process, barrier
 
 # %% auto #0
-__all__ = ['CHECKPOINT_FILE_LIMITS', 'checkpoints_dir', 'oom_advice', 'add_lora', 'merge_lora', 'full_model', 'runs_dir',
-           'training_args', 'SaveEvery', 'SaveOnSignal', 'TrainingInterrupted', 'save_model', 'TrainResult',
-           'load_base_model', 'train', 'plot_loss', 'tensorboard_history']
+__all__ = ['add_lora', 'merge_lora', 'TrainingInterrupted', 'save_model', 'TrainResult', 'train', 'plot_loss']
 
 # %% ../nbs/03_train.ipynb #d909043d
 def checkpoints_dir(output_dir:Path)->Path:
@@ -273,6 +274,7 @@ class SaveOnSignal(TrainerCallback):
             control.should_save = control.should_training_stop = True
         return control
 
+# %% ../nbs/03_train.ipynb #08e46fd3
 class TrainingInterrupted(ConvchatError):
     "Training stopped on a signal after writing a checkpoint to resume from."
 

@@ -11,10 +11,7 @@ from fastcore.basics import patch
 from .core import *
 
 # %% auto #0
-__all__ = ['COMPILE_MIN_PARAMS', 'COMPILE_MIN_STEPS', 'PACKED_ATTENTION', 'output_layer', 'only_rows', 'label_loss',
-           'ConvchatTrainer', 'repeated_blocks', 'compile_blocks', 'uncompile_blocks', 'cpp_compiler', 'planned_steps',
-           'auto_compile', 'segment_attention', 'packed_attention', 'use_packed_attention', 'packed_training',
-           'EpochLengthGroupedSampler']
+__all__ = ['ConvchatTrainer', 'packed_training']
 
 # %% ../nbs/02d_trainer.ipynb #6b0f905e
 def _accepts_logits_to_keep(model)->bool:

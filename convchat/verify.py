@@ -19,11 +19,7 @@ from .runtime import repeated_ngram
 from .tokenization import ensure_chat_template, end_of_turn_ids
 
 # %% auto #0
-__all__ = ['FP32_ATOL', 'VERIFY_TOKENS', 'VERIFY_PROMPTS', 'QUANT_OPS', 'GATES', 'PROBE_TOKENS', 'SURE_MARGIN', 'LOOP_NGRAM',
-           'LOOP_TIMES', 'RUNAWAY_AFTER', 'recorded_source', 'render_prompts', 'is_quantized', 'torch_reference',
-           'VerifyReport', 'loaded', 'verify_onnx', 'GateThresholds', 'bits_name', 'gate_token_ids', 'GateReport',
-           'quality_gate', 'probe_prompts', 'training_data', 'sure_fact', 'probe_failures', 'FreeRunReport',
-           'free_run_check', 'loop_once_cached', 'GateFailed', 'gate_candidate']
+__all__ = ['GATES', 'VerifyReport', 'verify_onnx', 'GateThresholds', 'GateReport', 'quality_gate', 'GateFailed']
 
 # %% ../nbs/04a_verify.ipynb #450ae9fc
 def recorded_source(src:Path)->str:
@@ -100,6 +96,7 @@ def _mismatches(toks, ref_toks, tok)->list[dict]:
                                      onnx=tok.decode([int(toks[b, bad[0]])])))
     return out
 
+# %% ../nbs/04a_verify.ipynb #831b2357
 def verify_onnx(onnx_src:Path,         # ONNX file, or exported folder
                 model=None,            # Source: a name or folder, or a loaded `(model, tokenizer)`; default: the folder's record
                 prompts:list=None,     # Chat prompts (lists of messages); `VERIFY_PROMPTS` when None
@@ -137,6 +134,7 @@ GATES = {
     4: GateThresholds(0.05, 0.90, 0.05, "4-bit weights are held to the 8-bit limits: a smaller graph must keep the same answers"),
 }
 
+# %% ../nbs/04a_verify.ipynb #89c22462
 def bits_name(bits)->str:
     "How messages name a `bits` value: 'fp32', '8-bit' or '4-bit'."
     return 'fp32' if bits is None else f'{bits}-bit'
@@ -353,6 +351,7 @@ class GateFailed(ConvchatError):
     "A candidate graph changed the model's answers, so it was not written."
     def __init__(self, msg:str, report:GateReport=None): super().__init__(msg); self.report = report
 
+# %% ../nbs/04a_verify.ipynb #a85b80d0
 def gate_candidate(candidate:Path,        # Candidate ONNX file
                    reference:Path,        # The verified fp32 ONNX file
                    tok,                   # The model's tokenizer

@@ -10,13 +10,14 @@ import os, io, json, time, base64, shutil, hashlib, tarfile, tempfile, subproces
 from pathlib import Path
 import convchat
 from .core import *
+from .core import OWNER_FILE, atomic_dir, atomic_write_json, check_output_dir, file_sha256, package_versions
 from .models import resolve_model, load_model
 from .tokenization import ensure_chat_template, end_of_turn_ids
 from .convert import plain_export, save_runtime_files, check_onnx_io
 from .verify import GateFailed, gate_candidate
 
 # %% auto #0
-__all__ = ['WEB_RUNTIME', 'web_runtime', 'export_web', 'web_summary']
+__all__ = ['export_web']
 
 # %% ../nbs/04f_web.ipynb #bae757b7
 WEB_RUNTIME = dict(package='@huggingface/transformers', version='3.8.1',
