@@ -146,14 +146,19 @@ def test_no_broken_internal_links(site):
     assert len(pages) >= len(site['nbs']) and not broken, '\n'.join(broken[:50])
 
 def test_api_entries_have_anchors(site):
-    "Every public function and class in nbdev's symbol index has the anchor its link targets"
+    "Every public function and class (in its module's `__all__`) has the anchor its links target; internals have none"
+    import ast
     ns = {}
     exec((site['src']/'convchat'/'_modidx.py').read_text(), ns)
+    def public(mod):
+        t = ast.parse((site['src']/(mod.replace('.', '/') + '.py')).read_text())
+        return {e.value for s in t.body if isinstance(s, ast.Assign) and getattr(s.targets[0], 'id', '') == '__all__' for e in s.value.elts}
     missing, n = [], 0
     for mod, syms in ns['d']['syms'].items():
+        pub = public(mod)
         for sym, (url, _) in syms.items():
             nm = sym[len(mod)+1:]
-            if nm.startswith('_') or '.' in nm: continue
+            if nm.startswith('_') or '.' in nm or nm not in pub: continue
             page, frag = url.split('#')
             if not (site['dest']/page).exists(): continue
             n += 1

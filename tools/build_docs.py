@@ -122,6 +122,23 @@ def _exec_show_docs_lean():
     exec_show_docs_lean.__name__ = 'exec_show_docs'
     return exec_show_docs_lean
 
+def _public_links_only():
+    "Backticked names link to API entries only for the public surface (`__all__`): internals (`#| exporti`) have no entry"
+    import importlib, nbdev.doclinks as dl
+    if getattr(dl._build_lookup_table, 'public_only', False): return
+    orig = dl._build_lookup_table
+    def public(k:str, py:str)->bool:
+        mod = py[:-3].replace('/', '.')
+        name = k[len(mod)+1:] if k.startswith(mod + '.') else k
+        try: return name.split('.')[0] in (getattr(importlib.import_module(mod), '__all__', None) or ())
+        except Exception: return True
+    def lookup(*args, **kwargs):
+        entries, syms = orig(*args, **kwargs)
+        return entries, {k: v for k, v in syms.items()
+                         if not (isinstance(v, tuple) and str(v[1]).startswith('convchat/')) or public(k, v[1])}
+    lookup.public_only = True
+    dl._build_lookup_table = lookup
+
 def process_nb(nb, nb_path:Path, skip:tuple=(), lean:bool=True):
     "Apply nbdev's own docs processors (`FilterDefaults`, as `nbdev_docs` does before Quarto), less those in `skip`"
     from fastcore.nbio import dict2nb, nb2dict
@@ -135,6 +152,7 @@ def process_nb(nb, nb_path:Path, skip:tuple=(), lean:bool=True):
     nb = dict2nb(nb2dict(nb))  # a fresh copy, as `nbdev_docs` reads the notebook from disk
     nb.path_ = str(nb_path)
     os.environ['IN_TEST'] = '1'
+    _public_links_only()
     with working_directory(get_config(nb_path.parent).config_path): _Filter()(nb)
     return nb
 
