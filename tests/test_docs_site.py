@@ -125,7 +125,7 @@ def test_every_notebook_is_a_page(site):
         assert '<h1' in page.read_text(), f'{page.name} has no title'
     assert (dest/'index.html').exists() and (dest/'benchmarks.html').exists()
     idx = json.loads((dest/'search'/'search_index.json').read_text())
-    assert any('atomic_write_text' in d['location'] for d in idx['docs']), 'API entries are not in the search index'
+    assert any('cache_dir' in d['location'] for d in idx['docs']), 'API entries are not in the search index'
 
 def test_no_broken_internal_links(site):
     dest, base = site['dest'], '/convchat/'
