@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys, os, re, time, json, math, errno, inspect, contextlib, shutil, tempfile
 from pathlib import Path
 from fastcore.script import anno_parser
+from fastcore.xtras import modified_env
 from .core import *
 from .core import check_output_dir
 
@@ -492,16 +493,6 @@ def _aliased(argv:list)->list:
         return _ALIASES[name] + eq + val if name in _ALIASES else a
     return [new(a) for a in argv]
 
-@contextlib.contextmanager
-def _verbosity(verbose:bool):
-    "With `verbose`, `CONVCHAT_VERBOSE=1` inside the block, so `quiet_libraries` lets every library message through."
-    old = os.environ.get('CONVCHAT_VERBOSE')
-    if verbose: os.environ['CONVCHAT_VERBOSE'] = '1'
-    try: yield
-    finally:
-        if old is None: os.environ.pop('CONVCHAT_VERBOSE', None)
-        else: os.environ['CONVCHAT_VERBOSE'] = old
-
 def _usage()->str:
     w = max(map(len, COMMANDS))
     lines = [f"  {k:<{w}}  {inspect.getdoc(f).splitlines()[0]}" for k,f in COMMANDS.items()]
@@ -575,7 +566,7 @@ def main(argv:list=None)->int:
             from convchat.train import parse_recipe
             try: args.update(parse_recipe(args=extra))
             except ConvchatError as e: raise _UsageError(e) from None   # a flag it does not know: a usage error, exit 2
-        with _verbosity(verbose): return fn(**args) or 0
+        with modified_env(**({'CONVCHAT_VERBOSE': '1'} if verbose else {})): return fn(**args) or 0   # quiet_libraries reads it
     except _UsageError as e: err(e); return 2
     except ConvchatError as e: err(e); return 130 if type(e).__name__ == 'TrainingInterrupted' else 1
     except KeyboardInterrupt: print(f"convchat {cmd}: interrupted", file=sys.stderr); return 130
